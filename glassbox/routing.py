@@ -1,0 +1,3 @@
+"""WebSocket routes. Carrier media streams and browser calls register here."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,142 @@
+"""The frozen, typed call configuration the platform hands to the engine.
+
+Built by the Django side from an agent snapshot plus resolved credentials; the engine
+never looks anything up itself. Everything here is immutable so one config can be shared
+safely by the tasks of a call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Encoding(StrEnum):
+    PCM16 = "pcm16"  # signed 16-bit little-endian
+    MULAW = "mulaw"
+    ALAW = "alaw"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    encoding: Encoding
+    sample_rate: int
+    channels: int = 1
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return 2 if self.encoding is Encoding.PCM16 else 1
+
+    def bytes_for_ms(self, ms: int) -> int:
+        return self.sample_rate * ms // 1000 * self.bytes_per_sample * self.channels
+
+
+TWILIO_FORMAT = AudioFormat(Encoding.MULAW, 8000)
+
+
+@dataclass(frozen=True, slots=True)
+class STTConfig:
+    provider: str  # "deepgram" | "pocketsphinx" | ...
+    model: str = ""
+    language: str = "en-US"
+    api_key: str = ""
+    base_url: str = ""  # e.g. "wss://api.deepgram.com"; "" = provider default
+
+
+@dataclass(frozen=True, slots=True)
+class LLMConfig:
+    provider: str  # "openai" (any OpenAI-compatible server) | "scripted"
+    model: str = ""
+    temperature: float = 0.7
+    max_tokens: int = 512
+    api_key: str = ""
+    base_url: str = ""  # e.g. "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class TTSConfig:
+    provider: str  # "cartesia" | "espeak"
+    voice: str = ""
+    model: str = ""
+    speed: float = 1.0
+    language: str = "en"
+    api_key: str = ""
+    base_url: str = ""  # e.g. "https://api.cartesia.ai"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    """End-of-turn waits, in milliseconds after the caller's last voiced audio."""
+
+    min_wait_ms: int = 200
+    max_wait_ms: int = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptionConfig:
+    enabled: bool = True
+    min_speech_ms: int = 250
+    min_words: int = 0
+    acknowledgements: tuple[str, ...] = ("mhm", "uh-huh", "yeah", "right", "okay", "ok")
+
+
+@dataclass(frozen=True, slots=True)
+class IdleConfig:
+    prompt: str = "Are you still there?"
+    timeout_s: float = 8.0
+    max_prompts: int = 2
+    goodbye: str = "I haven't heard from you, so I'll end the call now. Goodbye."
+
+
+class ToolKind(StrEnum):
+    HTTP = "http"
+    END_CALL = "end_call"
+    TRANSFER_CALL = "transfer_call"
+    COLLECT_DIGITS = "collect_digits"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolConfig:
+    name: str
+    description: str
+    kind: ToolKind
+    # JSON schema of the arguments, as given to the LLM. Treat as read-only.
+    parameters: dict[str, Any] = field(default_factory=dict)
+    # http tools
+    url: str = ""
+    method: str = "POST"
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout_s: float = 10.0
+    # transfer_call: default destination when the LLM does not name one
+    transfer_to: str = ""
+    # collect_digits
+    max_digits: int = 16
+    terminator: str = "#"
+    digit_timeout_s: float = 10.0
+    # say this when the tool has not answered within filler_after_s
+    filler: str = ""
+    filler_after_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallConfig:
+    call_id: str
+    system_prompt: str
+    stt: STTConfig
+    llm: LLMConfig
+    tts: TTSConfig
+    first_message: str = ""
+    first_message_interruptible: bool = True
+    turn: TurnConfig = TurnConfig()
+    interruption: InterruptionConfig = InterruptionConfig()
+    idle: IdleConfig = IdleConfig()
+    max_duration_s: float = 1800.0
+    max_duration_message: str = "We've reached the time limit for this call. Goodbye."
+    end_call_phrases: tuple[str, ...] = ()
+    tools: tuple[ToolConfig, ...] = ()
+    # signs HTTP tool requests (HMAC-SHA256 over timestamp + body)
+    webhook_secret: str = ""
+    carrier_format: AudioFormat = TWILIO_FORMAT
+    # free-form labels echoed into logs (agent id, organization id); never secrets
+    labels: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,152 @@
+"""What the engine tells the platform, through a :class:`Sink`.
+
+Times are milliseconds since the call started (the engine's monotonic clock), so a
+timeline can be drawn without clock skew. ``None`` means "did not happen in this turn".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class TurnKind(StrEnum):
+    GREETING = "greeting"
+    REPLY = "reply"
+    IDLE_PROMPT = "idle-prompt"
+    CLOSING = "closing"  # idle goodbye, max-duration message
+
+
+class EndReason(StrEnum):
+    CALLER_HANGUP = "caller-hangup"
+    ASSISTANT_HANGUP = "assistant-hangup"  # end_call tool or an end-call phrase
+    TRANSFERRED = "transferred"
+    SILENCE_TIMEOUT = "silence-timeout"
+    MAX_DURATION = "max-duration"
+    PROVIDER_ERROR = "provider-error"
+    ERROR = "error"
+
+
+@dataclass(slots=True)
+class TranscriptEntry:
+    role: Role
+    text: str
+    turn_index: int
+    start_ms: float
+    end_ms: float
+    interrupted: bool = False
+
+
+@dataclass(slots=True)
+class TurnTimeline:
+    """One assistant turn. Raw marks; derived stages are properties."""
+
+    turn_index: int
+    kind: TurnKind
+    user_speech_start_ms: float | None = None  # VAD
+    user_speech_end_ms: float | None = None  # VAD
+    stt_final_ms: float | None = None
+    end_of_turn_ms: float | None = None
+    llm_request_ms: float | None = None
+    llm_first_token_ms: float | None = None
+    tts_first_text_ms: float | None = None
+    tts_first_audio_ms: float | None = None
+    first_audio_sent_ms: float | None = None
+    playback_finished_ms: float | None = None
+    interrupted_at_ms: float | None = None
+    tool_calls: int = 0
+
+    @staticmethod
+    def _span(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(b - a, 3)
+
+    @property
+    def endpointing_ms(self) -> float | None:
+        return self._span(self.user_speech_end_ms, self.end_of_turn_ms)
+
+    @property
+    def stt_lag_ms(self) -> float | None:
+        return self._span(self.user_speech_end_ms, self.stt_final_ms)
+
+    @property
+    def llm_ttft_ms(self) -> float | None:
+        return self._span(self.llm_request_ms, self.llm_first_token_ms)
+
+    @property
+    def tts_ttfb_ms(self) -> float | None:
+        return self._span(self.tts_first_text_ms, self.tts_first_audio_ms)
+
+    @property
+    def voice_to_voice_ms(self) -> float | None:
+        return self._span(self.user_speech_end_ms, self.first_audio_sent_ms)
+
+    @property
+    def platform_overhead_ms(self) -> float | None:
+        """Voice-to-voice minus what the providers and the configured waits took."""
+        parts = (self.voice_to_voice_ms, self.endpointing_ms, self.llm_ttft_ms, self.tts_ttfb_ms)
+        if any(p is None for p in parts):
+            return None
+        v2v, ep, llm, tts = parts
+        assert v2v is not None and ep is not None and llm is not None and tts is not None
+        return round(v2v - ep - llm - tts, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        raw = {name: getattr(self, name) for name in self.__slots__}
+        raw["kind"] = str(self.kind)
+        for derived in (
+            "endpointing_ms",
+            "stt_lag_ms",
+            "llm_ttft_ms",
+            "tts_ttfb_ms",
+            "voice_to_voice_ms",
+            "platform_overhead_ms",
+        ):
+            raw[derived] = getattr(self, derived)
+        return raw
+
+
+@dataclass(slots=True)
+class ToolCallRecord:
+    turn_index: int
+    name: str
+    # secure tools (collect_digits) carry redacted arguments and results here
+    arguments: dict[str, Any]
+    ok: bool
+    result: str
+    duration_ms: float
+
+
+@dataclass(slots=True)
+class Usage:
+    stt_seconds: float = 0.0
+    llm_prompt_tokens: int = 0
+    llm_completion_tokens: int = 0
+    tts_characters: int = 0
+
+
+@dataclass(slots=True)
+class CallEnded:
+    reason: EndReason
+    detail: str = ""
+    duration_ms: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    transfer_to: str = ""
+
+
+Event = TranscriptEntry | TurnTimeline | ToolCallRecord | CallEnded
+
+
+class Sink(Protocol):
+    """Receives engine events. ``emit`` must not block: queue and return.
+
+    A transcript entry is emitted once the turn it belongs to has ended, so a platform that
+    persists each event as it arrives loses at most the turn in flight if it crashes.
+    """
+
+    def emit(self, event: Event) -> None: ...
