@@ -9,6 +9,25 @@ Twilio side (the simulated caller in :mod:`voice.carriers.twilio_caller`, tests)
 :func:`parse_outbound` validates what the platform sends. Having both directions here
 lets the tests prove round trips.
 
+Typical consumer loop::
+
+    try:
+        event = parse_inbound(text)
+    except ProtocolError as exc:
+        if exc.fatal:
+            close(reason=exc.message)
+        else:
+            log(exc.message)
+    else:
+        match event:
+            case Start(): output = TwilioOutput(stream_sid=event.stream_sid, ...)
+            case Media(): conversation.feed_audio(event.payload)
+            case Dtmf(): conversation.feed_dtmf(event.digit)
+            case Mark():  # the engine itself ignores echoes of turns it cut off
+                output.mark_echoed(event.name)
+                conversation.mark_played(event.name)
+            case Stop(): conversation.caller_hung_up()
+
 Parsing is strict: anything that is not exactly the documented shape raises
 :class:`ProtocolError`, never another exception. Each error says whether the stream can
 go on (``fatal=False``: drop the frame, log, continue) or not (``fatal=True``: close the
@@ -22,7 +41,7 @@ import binascii
 import json
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -397,6 +416,8 @@ def encode_audio(
 
 
 def encode_mark(stream_sid: str, name: str) -> str:
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"a mark name must be 1 to {MAX_NAME_CHARS} characters")
     return _dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
 
 
@@ -543,3 +564,58 @@ class MarkTracker:
     @property
     def outstanding(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self._pending)
+
+
+# -- the engine's carrier output ------------------------------------------------------
+
+
+class TwilioOutput:
+    """:class:`voice.transport.CarrierOutput` for one Media Stream.
+
+    Frames audio, marks and clears for the wire and hands the text to ``send`` (e.g. the
+    consumer's ``send(text_data=...)``); hang-up and transfer go to the callables given
+    (e.g. :class:`voice.carriers.twilio_rest.TwilioRestClient` bound to the call SID), so
+    this stays free of I/O choices. The consumer passes mark echoes to :meth:`mark_echoed`.
+    """
+
+    def __init__(
+        self,
+        *,
+        stream_sid: str,
+        send: Callable[[str], Awaitable[None]],
+        hangup: Callable[[], Awaitable[object]],
+        transfer: Callable[[str], Awaitable[object]],
+        fmt: AudioFormat = TWILIO_FORMAT,
+        frame_ms: int = 20,
+    ) -> None:
+        if frame_ms <= 0 or frame_ms % 20:
+            raise ValueError("frame_ms must be a positive multiple of 20")
+        self.stream_sid = stream_sid
+        self.marks = MarkTracker()
+        self._send = send
+        self._hangup = hangup
+        self._transfer = transfer
+        self._fmt = fmt
+        self._frame_ms = frame_ms
+
+    async def send_audio(self, payload: bytes) -> None:
+        for frame in encode_audio(self.stream_sid, payload, fmt=self._fmt, frame_ms=self._frame_ms):
+            await self._send(frame)
+
+    async def send_mark(self, name: str) -> None:
+        frame = encode_mark(self.stream_sid, name)
+        self.marks.sent(name)
+        await self._send(frame)
+
+    async def send_clear(self) -> None:
+        self.marks.cleared()
+        await self._send(encode_clear(self.stream_sid))
+
+    async def hangup(self) -> None:
+        await self._hangup()
+
+    async def transfer(self, to: str) -> None:
+        await self._transfer(to)
+
+    def mark_echoed(self, name: str) -> MarkStatus:
+        return self.marks.echoed(name)

@@ -14,7 +14,9 @@
 
 Pure asyncio (websockets + httpx), no Django and no module state: many callers can share
 one event loop, e.g. for load tests. Speech comes from PCM16 8 kHz bytes, a WAV file, a
-``synthesize(text) -> PCM16 8 kHz`` callable, or :func:`tone_burst`.
+``synthesize(text) -> PCM16 8 kHz`` callable, or :func:`tone_burst`. All audio is
+prepared before dialing; ``synthesize`` runs in a worker thread (serialize it yourself if
+it is not thread-safe, memoize it to share utterances across callers).
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ class CallerConfig:
     http_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
     max_call_s: float = 600.0
-    record_bot_audio_s: float = 0.0  # keep up to this much received audio (mu-law)
+    record_bot_audio_s: float = 0.0  # keep up to this much received audio (mu-law,
+    # including what a clear later dropped)
 
 
 @dataclass(slots=True)
@@ -139,7 +142,7 @@ class TurnResult:
     speech_start_ms: float  # since the stream started (the caller's ``start`` frame)
     speech_end_ms: float | None = None
     voice_to_voice_ms: float | None = None  # end of speech -> first bot audio received
-    clear_ms: float | None = None  # barge-in onset -> clear received
+    clear_ms: float | None = None  # speech onset -> first clear received in this turn
     bot_audio_ms: float = 0.0  # bot audio received between this turn and the next
     stalls_ms: list[float] = field(default_factory=list)  # playback ran dry mid-reply
 
@@ -431,6 +434,9 @@ class _Call:
             self.on_media(command.payload, now)
         elif isinstance(command, twilio.OutboundMark):
             _append(self.result.marks_received, command.name)
+            if len(self.pending_marks) >= MAX_RECORDED:
+                _append(self.result.errors, f"over {MAX_RECORDED} marks outstanding; dropped")
+                return
             self.pending_marks.append((command.name, max(now, self.play_end)))
             self.marks_changed.set()
         else:
@@ -465,7 +471,7 @@ class _Call:
             self.result.cleared_ms += (self.play_end - now) * 1000
             self.play_end = now
         turn = self.turn
-        if turn is not None and turn.barge_in and turn.clear_ms is None:
+        if turn is not None and turn.clear_ms is None:
             turn.clear_ms = round(self.ms(now) - turn.speech_start_ms, 1)
         self.reply_started = False
         # Twilio answers a clear by echoing every outstanding mark at once.

@@ -405,3 +405,45 @@ def test_mark_tracker_never_grows_past_its_bound(ops: list[tuple[str, int]]) -> 
         else:
             marks.cleared()
         assert len(marks.outstanding) <= 4
+
+
+# -- the carrier output ---------------------------------------------------------------
+
+
+async def test_twilio_output_frames_audio_marks_and_clears() -> None:
+    sent: list[str] = []
+    actions: list[str] = []
+
+    async def send(text: str) -> None:
+        sent.append(text)
+
+    async def hangup() -> None:
+        actions.append("hangup")
+
+    async def transfer(to: str) -> None:
+        actions.append(f"transfer {to}")
+
+    output = twilio.TwilioOutput(stream_sid=MZ, send=send, hangup=hangup, transfer=transfer)
+    await output.send_audio(bytes(400))
+    await output.send_mark("m-1")
+    await output.send_audio(bytes(160))
+    await output.send_mark("m-2")
+    await output.send_clear()
+    await output.hangup()
+    await output.transfer("+14155550100")
+    commands = [parse_outbound(text) for text in sent]
+    assert [type(c).__name__ for c in commands] == [
+        "OutboundMedia",
+        "OutboundMedia",
+        "OutboundMedia",
+        "OutboundMark",
+        "OutboundMedia",
+        "OutboundMark",
+        "Clear",
+    ]
+    assert [len(c.payload) for c in commands if isinstance(c, OutboundMedia)] == [160, 160, 80, 160]
+    assert output.mark_echoed("m-1") is MarkStatus.CLEARED
+    assert output.mark_echoed("m-2") is MarkStatus.CLEARED
+    assert actions == ["hangup", "transfer +14155550100"]
+    with pytest.raises(ValueError):
+        await output.send_mark("")
