@@ -137,6 +137,7 @@ class FakeTwilioRest:
         self.requests: list[RecordedRequest] = []
         # Seconds to stall every response (to exercise client timeouts).
         self.delay_s = 0.0
+        self._stream_ends: dict[str, asyncio.Event] = {}
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -185,6 +186,11 @@ class FakeTwilioRest:
         call = FakeCall(sid=sid, account_sid=self.account_sid, to=to, from_=from_)
         self.calls[sid] = call
         return call
+
+    def stream_end(self, call_sid: str) -> asyncio.Event:
+        """Set when a REST update ends or redirects the call, i.e. when real Twilio would
+        stop the call's media stream. Hand it to ``place_call(end_stream=...)``."""
+        return self._stream_ends.setdefault(call_sid, asyncio.Event())
 
     # -- handlers ----------------------------------------------------------------------
 
@@ -266,6 +272,8 @@ class FakeTwilioRest:
             call.twiml = twiml
         if url is not None:
             call.url = url
+        if status is not None or twiml is not None or url is not None:
+            self.stream_end(call.sid).set()
         return web.json_response(call.resource())
 
     async def _create(self, request: web.Request) -> web.Response:

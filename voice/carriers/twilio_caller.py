@@ -156,7 +156,9 @@ class CallResult:
     stream_url: str = ""
     custom_parameters: dict[str, str] = field(default_factory=dict)
     connected: bool = False
-    ended_by: str = ""  # "caller" (script done), "platform" (socket closed), "error"
+    # "caller" (script done), "platform" (closed the socket), "twilio" (``end_stream`` was
+    # set: a REST hang-up or transfer), "error"
+    ended_by: str = ""
     close_code: int | None = None
     duration_ms: float = 0.0
     frames_sent: int = 0
@@ -599,23 +601,28 @@ class _Call:
         for turn in result.turns:
             turn.bot_audio_ms = round(turn.bot_audio_ms, 1)
 
-    async def run(self, steps: Sequence[Step], audio: dict[int, list[bytes]]) -> None:
+    async def run(
+        self,
+        steps: Sequence[Step],
+        audio: dict[int, list[bytes]],
+        end_stream: asyncio.Event | None,
+    ) -> None:
         async with asyncio.TaskGroup() as tg:
             receiver = tg.create_task(self.receive())
             mic = tg.create_task(self.mic_loop())
             echo = tg.create_task(self.echo_marks())
             script = tg.create_task(self.run_script(steps, audio))
-            await asyncio.wait({receiver, script}, return_when=asyncio.FIRST_COMPLETED)
-            if script.done() and not receiver.done():
-                mic.cancel()
-                echo.cancel()
-                self.result.ended_by = "caller"
-                await self.hang_up()
-            else:
-                script.cancel()
-                mic.cancel()
-                echo.cancel()
+            ended = tg.create_task((end_stream or asyncio.Event()).wait())
+            await asyncio.wait({receiver, script, ended}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (mic, echo, script, ended):
+                task.cancel()
+            if receiver.done():
                 self.result.ended_by = "platform"
+            else:
+                # Twilio ends a stream with ``stop`` when the script is done (the caller
+                # hung up) or when a REST update ended or redirected the call.
+                self.result.ended_by = "twilio" if ended.done() else "caller"
+                await self.hang_up()
         self.finish(time.monotonic())
 
 
@@ -632,10 +639,14 @@ async def place_call(
     *,
     synthesize: Synthesize | None = None,
     http: httpx.AsyncClient | None = None,
+    end_stream: asyncio.Event | None = None,
 ) -> CallResult:
     """Dial the platform, run ``script``, hang up. Never raises for what the platform
     does (a bad webhook answer, a dropped socket): that goes in ``CallResult.errors``.
-    Raises ``ValueError`` for a script that cannot be played."""
+    Raises ``ValueError`` for a script that cannot be played.
+
+    ``end_stream``: when set, end the stream early as Twilio does after a REST hang-up or
+    transfer (``stop``, then close); see ``FakeTwilioRest.stream_end`` in the tests."""
     result = CallResult(call_sid=config.call_sid or _new_sid("CA"), stream_sid=_new_sid("MZ"))
     _origin(config.public_base_url)
     audio = {
@@ -647,9 +658,9 @@ async def place_call(
         async with asyncio.timeout(config.max_call_s):
             if http is None:
                 async with httpx.AsyncClient(timeout=config.http_timeout_s) as client:
-                    await _call(config, script, audio, result, client)
+                    await _call(config, script, audio, result, client, end_stream)
             else:
-                await _call(config, script, audio, result, http)
+                await _call(config, script, audio, result, http, end_stream)
     except TimeoutError:
         result.ended_by = "error"
         _append(result.errors, f"the call did not finish within {config.max_call_s:g} s")
@@ -662,6 +673,7 @@ async def _call(
     audio: dict[int, list[bytes]],
     result: CallResult,
     http: httpx.AsyncClient,
+    end_stream: asyncio.Event | None,
 ) -> None:
     params = {
         "AccountSid": config.account_sid,
@@ -722,7 +734,7 @@ async def _call(
                     sequence_number=1,
                 )
             )
-            await _Call(ws, config, result, time.monotonic()).run(script, audio)
+            await _Call(ws, config, result, time.monotonic()).run(script, audio, end_stream)
     except (OSError, InvalidURI, InvalidHandshake, ConnectionClosed) as exc:
         result.ended_by = "error"
         _append(result.errors, f"media stream {url}: {type(exc).__name__}: {exc}")

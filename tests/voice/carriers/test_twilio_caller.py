@@ -26,6 +26,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.fakes.twilio_rest import FakeTwilioRest
 from voice.audio import decode, encode
 from voice.carriers import twilio
 from voice.carriers.twilio_caller import (
@@ -40,12 +41,14 @@ from voice.carriers.twilio_caller import (
     read_wav,
     tone_burst,
 )
+from voice.carriers.twilio_rest import TwilioRestClient
 from voice.config import Encoding
 
 AC = "AC" + "c" * 32
 TOKEN = "caller-test-token"
 VOICE_PATH = "/telephony/twilio/voice/"
 STATUS_PATH = "/telephony/twilio/status/"
+TWIML_TO_NOWHERE = '<Response><Connect><Stream url="ws://127.0.0.1:9/ws/"/></Connect></Response>'
 
 
 def mulaw_tone(ms: int) -> bytes:
@@ -81,6 +84,7 @@ class FakePlatform:
         reply_split_gap_ms: int = 0,
         hang_up_after_greeting: bool = False,
         twiml: str = "",
+        rest: TwilioRestClient | None = None,
     ) -> None:
         self.public_base_url = public_base_url
         self.greeting = greeting
@@ -89,6 +93,7 @@ class FakePlatform:
         self.reply_split_gap_ms = reply_split_gap_ms
         self.hang_up_after_greeting = hang_up_after_greeting
         self.twiml = twiml
+        self.rest = rest  # if set, hang up through the REST API instead of replying
         self.webhooks: list[tuple[str, dict[str, str], bool]] = []
         self.streams: list[StreamLog] = []
         self.http_url = ""
@@ -158,7 +163,7 @@ class FakePlatform:
         log = StreamLog()
         self.streams.append(log)
         marks = twilio.MarkTracker()
-        sid = ""
+        sid = call_sid = ""
         voiced_run = silent_run = 0
         speaking = False
         replies = 0
@@ -187,7 +192,7 @@ class FakePlatform:
                 event = twilio.parse_inbound(message)
                 log.events.append(Received(time.monotonic(), event))
                 if isinstance(event, twilio.Start):
-                    sid = event.stream_sid
+                    sid, call_sid = event.stream_sid, event.call_sid
                     for i, ms in enumerate(self.greeting):
                         await say(ms, f"greeting-{i}")
                 elif isinstance(event, twilio.Mark):
@@ -203,7 +208,9 @@ class FakePlatform:
                         if marks.outstanding:
                             marks.cleared()
                             await send(twilio.encode_clear(sid), "clear")
-                    if speaking and silent_run == 10:
+                    if speaking and silent_run == 10 and self.rest is not None:
+                        await self.rest.hangup(call_sid)
+                    elif speaking and silent_run == 10:
                         speaking = False
                         replies += 1
                         task = asyncio.create_task(
@@ -431,6 +438,35 @@ async def test_the_platform_hanging_up_ends_the_call() -> None:
     assert result.marks_echoed == ["greeting-0"]
     assert result.turns == []
     assert result.close_code == 1000
+
+
+async def test_a_rest_hang_up_ends_the_stream_like_twilio() -> None:
+    call_sid = "CA" + "d" * 32
+    async with (
+        FakeTwilioRest(account_sid=AC, auth_token=TOKEN) as rest_api,
+        TwilioRestClient(account_sid=AC, auth_token=TOKEN, base_url=rest_api.base_url) as rest,
+        FakePlatform(rest=rest) as fake,
+    ):
+        result = await place_call(
+            fake.config(call_sid=call_sid),
+            [WaitForBot(quiet_ms=100), Say(tone_ms=200), Pause(10_000)],
+            end_stream=rest_api.stream_end(call_sid),
+        )
+    assert result.errors == []
+    assert result.ended_by == "twilio"
+    assert rest_api.calls[call_sid].status == "completed"
+    [log] = fake.streams
+    stop = log.events[-1].event
+    assert isinstance(stop, twilio.Stop) and stop.call_sid == call_sid
+    assert result.duration_ms < 10_000
+
+
+async def test_an_unreachable_stream_is_reported() -> None:
+    async with FakePlatform(twiml=TWIML_TO_NOWHERE) as fake:
+        result = await place_call(fake.config(), [Pause(10)])
+    assert not result.connected
+    assert result.ended_by == "error"
+    assert len(result.errors) == 1 and "media stream ws://127.0.0.1:9/" in result.errors[0]
 
 
 async def test_many_callers_share_one_loop(platform: FakePlatform) -> None:
