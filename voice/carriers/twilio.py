@@ -28,10 +28,11 @@ Typical consumer loop::
                 conversation.mark_played(event.name)
             case Stop(): conversation.caller_hung_up()
 
-Parsing is strict: anything that is not exactly the documented shape raises
-:class:`ProtocolError`, never another exception. Each error says whether the stream can
-go on (``fatal=False``: drop the frame, log, continue) or not (``fatal=True``: close the
-socket with the message as the reason).
+Parsing is strict about what it reads (a missing or mistyped field, bad base64, an
+oversized frame, a non-digit DTMF) and ignores fields it does not read, as Twilio adds
+fields over time. It raises :class:`ProtocolError`, never another exception. Each error
+says whether the stream can go on (``fatal=False``: drop the frame, log, continue) or not
+(``fatal=True``: close the socket with the message as the reason).
 """
 
 from __future__ import annotations

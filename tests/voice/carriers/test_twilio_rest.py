@@ -113,7 +113,7 @@ async def test_create_call(fake: FakeTwilioRest, client: TwilioRestClient) -> No
 
 
 async def test_slow_server_times_out(fake: FakeTwilioRest) -> None:
-    fake.delay_s = 2.0
+    fake.delay_s = 1.0
     async with TwilioRestClient(
         account_sid=AC, auth_token=TOKEN, base_url=fake.base_url, timeout_s=0.2
     ) as rest:
