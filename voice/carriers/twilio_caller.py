@@ -30,7 +30,7 @@ import wave
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -62,14 +62,17 @@ MAX_RECORDED = 10_000  # entries kept in each per-call list (marks, errors, stal
 
 @dataclass(frozen=True, slots=True)
 class Say:
-    """Speak one utterance: exactly one of ``pcm`` (PCM16 8 kHz), ``wav`` (a path),
-    ``text`` (needs ``synthesize``) or ``tone_ms`` (a :func:`tone_burst`).
+    """Speak one utterance: exactly one of ``pcm`` (PCM16 8 kHz), ``mulaw`` (8 kHz, sent
+    as is), ``wav`` (a path), ``text`` (needs ``synthesize``) or ``tone_ms`` (a
+    :func:`tone_burst`). Silence around ``wav`` and ``text`` audio is trimmed, so the end
+    of speech is the last voiced sample.
 
     ``barge_in_after_ms``: instead of speaking at once, wait until the bot is audibly
     speaking, let it talk this long, then start talking over it.
     """
 
     pcm: bytes | None = None
+    mulaw: bytes | None = None
     wav: str | None = None
     text: str | None = None
     tone_ms: int | None = None
@@ -78,9 +81,9 @@ class Say:
     wait_for_bot_s: float = 15.0  # barge-in only: how long to wait for the bot to speak
 
     def __post_init__(self) -> None:
-        given = [x is not None for x in (self.pcm, self.wav, self.text, self.tone_ms)]
-        if sum(given) != 1:
-            raise ValueError("Say needs exactly one of pcm, wav, text, tone_ms")
+        sources = (self.pcm, self.mulaw, self.wav, self.text, self.tone_ms)
+        if sum(x is not None for x in sources) != 1:
+            raise ValueError("Say needs exactly one of pcm, mulaw, wav, text, tone_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,12 @@ class CallResult:
     bot_audio: bytes = b""  # mu-law, when ``record_bot_audio_s`` > 0
     status_callback_status: int = 0
 
+    def summary(self) -> dict[str, Any]:
+        """Everything but the recorded audio, as plain JSON-ready values."""
+        data = asdict(self)
+        data.pop("bot_audio")
+        return data
+
 
 def _append(items: list[Any], item: Any) -> None:
     if len(items) < MAX_RECORDED:
@@ -227,7 +236,10 @@ def _trim_silence(pcm: bytes, threshold: int = 300) -> bytes:
 
 def _to_frames(pcm: bytes) -> list[bytes]:
     samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
-    mulaw = encode(samples, Encoding.MULAW)
+    return _mulaw_frames(encode(samples, Encoding.MULAW))
+
+
+def _mulaw_frames(mulaw: bytes) -> list[bytes]:
     frames = [mulaw[i : i + FRAME_BYTES] for i in range(0, len(mulaw), FRAME_BYTES)]
     if frames and len(frames[-1]) < FRAME_BYTES:
         frames[-1] = frames[-1] + _SILENCE[len(frames[-1]) :]
@@ -235,6 +247,10 @@ def _to_frames(pcm: bytes) -> list[bytes]:
 
 
 async def _utterance_frames(step: Say, synthesize: Synthesize | None) -> list[bytes]:
+    if step.mulaw is not None:
+        if not step.mulaw:
+            raise ValueError(f"utterance {step.label!r} has no audio")
+        return _mulaw_frames(step.mulaw)
     if step.pcm is not None:
         pcm = step.pcm
     elif step.tone_ms is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 import wave
 from collections.abc import AsyncIterator
@@ -358,7 +359,7 @@ async def test_media_is_paced_in_real_time_with_increasing_counters(
 
 async def test_marks_are_echoed_in_order_after_their_audio_played() -> None:
     async with FakePlatform(greeting=(500, 300)) as fake:
-        result = await place_call(fake.config(), [WaitForBot(quiet_ms=100)])
+        result = await place_call(fake.config(record_bot_audio_s=0.6), [WaitForBot(quiet_ms=100)])
     assert result.errors == []
     assert result.marks_received == ["greeting-0", "greeting-1"]
     assert result.marks_echoed == ["greeting-0", "greeting-1"]
@@ -370,6 +371,7 @@ async def test_marks_are_echoed_in_order_after_their_audio_played() -> None:
     assert result.bot_audio_ms == pytest.approx(800, abs=1)
     assert result.played_ms == pytest.approx(800, abs=1)
     assert result.clears == 0 and result.cleared_ms == 0
+    assert result.bot_audio == mulaw_tone(500) + mulaw_tone(300)[:800]  # capped at 0.6 s
 
 
 async def test_barge_in_clears_and_echoes_pending_marks_at_once() -> None:
@@ -410,8 +412,14 @@ async def test_playback_stalls_and_reply_latency_are_measured() -> None:
     assert result.greeting_stalls_ms == []
 
 
-async def test_dtmf_and_text_utterances(platform: FakePlatform) -> None:
+async def test_dtmf_text_wav_and_mulaw_utterances(platform: FakePlatform, tmp_path: Path) -> None:
     spoken: list[str] = []
+    path = tmp_path / "hi.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(bytes(800) + tone_burst(100) + bytes(800))
 
     def synthesize(text: str) -> bytes:
         spoken.append(text)
@@ -419,7 +427,15 @@ async def test_dtmf_and_text_utterances(platform: FakePlatform) -> None:
 
     result = await place_call(
         platform.config(),
-        [Digits("12#", gap_ms=50), Say(text="hello there"), WaitForBot(quiet_ms=100)],
+        [
+            Digits("12#", gap_ms=50),
+            Say(text="hello there"),
+            WaitForBot(quiet_ms=100),
+            Say(wav=str(path), label="wav"),
+            WaitForBot(quiet_ms=100),
+            Say(mulaw=mulaw_tone(100), label="mulaw"),
+            WaitForBot(quiet_ms=100),
+        ],
         synthesize=synthesize,
     )
     assert result.errors == []
@@ -427,8 +443,13 @@ async def test_dtmf_and_text_utterances(platform: FakePlatform) -> None:
     assert result.dtmf_sent == "12#"
     [log] = platform.streams
     assert [r.event.digit for r in log.of(twilio.Dtmf)] == ["1", "2", "#"]  # type: ignore[union-attr]
-    assert result.speech_frames_sent == 10  # silence trimmed
-    assert result.turns[0].label == "hello there"
+    assert result.speech_frames_sent == 10 + 5 + 5  # silence trimmed
+    assert [t.label for t in result.turns] == ["hello there", "wav", "mulaw"]
+    assert all(t.voice_to_voice_ms is not None for t in result.turns)
+    summary = result.summary()
+    assert "bot_audio" not in summary
+    assert summary["turns"][1]["label"] == "wav"
+    assert json.loads(json.dumps(summary)) == summary
 
 
 async def test_the_platform_hanging_up_ends_the_call() -> None:
