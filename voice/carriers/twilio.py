@@ -183,6 +183,9 @@ class _Fields:
     def error(self, message: str) -> ProtocolError:
         return ProtocolError(message, fatal=self._fatal, event=self._event)
 
+    def raw_or(self, key: str, default: object) -> object:
+        return self._obj.get(key, default)
+
     def raw(self, key: str) -> object:
         if key not in self._obj:
             raise self.error(f"{self._path}.{key} is missing")
@@ -340,7 +343,8 @@ def parse_inbound(frame: str | bytes) -> InboundEvent:
             call_sid=start.sid("callSid"),
             account_sid=start.sid("accountSid"),
             tracks=tuple(tracks),
-            custom_parameters=_custom_parameters(start.raw("customParameters"), event),
+            # Absent rather than empty when the TwiML named no <Parameter> (be lenient).
+            custom_parameters=_custom_parameters(start.raw_or("customParameters", {}), event),
             media_format=_media_format(start.child("mediaFormat")),
             sequence_number=seq,
         )

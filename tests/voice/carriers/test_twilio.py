@@ -124,6 +124,13 @@ def test_encode_audio_splits_into_20ms_multiples() -> None:
         twilio.encode_audio(MZ, audio, frame_ms=30)
 
 
+def test_start_without_custom_parameters_has_none() -> None:
+    obj = _start()
+    del obj["start"]["customParameters"]  # type: ignore[attr-defined]
+    start = parse_inbound(frame(obj))
+    assert isinstance(start, Start) and start.custom_parameters == {}
+
+
 def test_media_format_maps_to_audio_format() -> None:
     text = twilio.encode_start(
         stream_sid=MZ, call_sid=CA, account_sid=AC, media_format=AudioFormat(Encoding.ALAW, 8000)
