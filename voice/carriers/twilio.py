@@ -9,10 +9,10 @@ Twilio side (the simulated caller in :mod:`voice.carriers.twilio_caller`, tests)
 :func:`parse_outbound` validates what the platform sends. Having both directions here
 lets the tests prove round trips.
 
-Typical consumer loop::
+Typical consumer loop (``stream = InboundStream()`` per socket)::
 
     try:
-        event = parse_inbound(text)
+        event = stream.parse(text)
     except ProtocolError as exc:
         if exc.fatal:
             close(reason=exc.message)
@@ -374,6 +374,44 @@ def parse_inbound(frame: str | bytes) -> InboundEvent:
             sequence_number=seq,
         )
     raise ProtocolError(f"unknown event {event!r}", fatal=False, event=event)
+
+
+class InboundStream:
+    """Parses one socket's frames in order and checks that they belong together: one
+    ``start``, before anything else that names the stream, and every frame naming the
+    stream ``start`` opened. The consumer's one-stop parser."""
+
+    __slots__ = ("start", "stopped")
+
+    def __init__(self) -> None:
+        self.start: Start | None = None
+        self.stopped = False
+
+    def parse(self, frame: str | bytes) -> InboundEvent:
+        event = parse_inbound(frame)
+        if isinstance(event, Connected):
+            if self.start is not None:
+                raise ProtocolError("connected after start", fatal=False, event="connected")
+            return event
+        if isinstance(event, Start):
+            if self.start is not None:
+                raise ProtocolError("a second start on one socket", fatal=True, event="start")
+            self.start = event
+            return event
+        name = type(event).__name__.lower()
+        if self.start is None:
+            raise ProtocolError(f"{name} before start", fatal=True, event=name)
+        if event.stream_sid != self.start.stream_sid:
+            raise ProtocolError(
+                f"{name} for stream {event.stream_sid}, not {self.start.stream_sid}",
+                fatal=True,
+                event=name,
+            )
+        if self.stopped:
+            raise ProtocolError(f"{name} after stop", fatal=False, event=name)
+        if isinstance(event, Stop):
+            self.stopped = True
+        return event
 
 
 def parse_outbound(frame: str | bytes) -> OutboundCommand:

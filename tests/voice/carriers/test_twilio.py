@@ -454,3 +454,36 @@ async def test_twilio_output_frames_audio_marks_and_clears() -> None:
     assert actions == ["hangup", "transfer +14155550100"]
     with pytest.raises(ValueError):
         await output.send_mark("")
+
+
+# -- one socket's stream --------------------------------------------------------------
+
+
+def test_inbound_stream_checks_order_and_stream_ids() -> None:
+    stream = twilio.InboundStream()
+    media = twilio.encode_inbound_media(
+        stream_sid=MZ, payload=b"\xff", chunk=1, timestamp=0, sequence_number=2
+    )
+    with pytest.raises(ProtocolError, match="media before start") as info:
+        stream.parse(media)
+    assert info.value.fatal
+    assert isinstance(stream.parse(twilio.encode_connected()), Connected)
+    start = twilio.encode_start(stream_sid=MZ, call_sid=CA, account_sid=AC)
+    assert isinstance(stream.parse(start), Start)
+    assert stream.start is not None and stream.start.call_sid == CA
+    assert isinstance(stream.parse(media), Media)
+    with pytest.raises(ProtocolError, match="second start") as info:
+        stream.parse(start)
+    assert info.value.fatal
+    other = twilio.encode_mark_echo(stream_sid="MZother", name="m", sequence_number=3)
+    with pytest.raises(ProtocolError, match="for stream MZother") as info:
+        stream.parse(other)
+    assert info.value.fatal
+    with pytest.raises(ProtocolError, match="connected after start") as info:
+        stream.parse(twilio.encode_connected())
+    assert not info.value.fatal
+    stop = twilio.encode_stop(stream_sid=MZ, account_sid=AC, call_sid=CA, sequence_number=4)
+    assert isinstance(stream.parse(stop), Stop)
+    with pytest.raises(ProtocolError, match="media after stop") as info:
+        stream.parse(media)
+    assert not info.value.fatal

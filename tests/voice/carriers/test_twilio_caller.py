@@ -164,6 +164,7 @@ class FakePlatform:
         log = StreamLog()
         self.streams.append(log)
         marks = twilio.MarkTracker()
+        inbound = twilio.InboundStream()
         sid = call_sid = ""
         voiced_run = silent_run = 0
         speaking = False
@@ -190,7 +191,7 @@ class FakePlatform:
 
         try:
             async for message in ws:
-                event = twilio.parse_inbound(message)
+                event = inbound.parse(message)  # strict: raises on a misordered frame
                 log.events.append(Received(time.monotonic(), event))
                 if isinstance(event, twilio.Start):
                     sid, call_sid = event.stream_sid, event.call_sid
