@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Self
 
 
 class FakeServer:

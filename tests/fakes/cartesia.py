@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -277,10 +278,8 @@ class _Connection:
         await self._send(body)
 
     async def _send(self, message: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(ConnectionClosed):
             await self.ws.send(json.dumps(message))
-        except ConnectionClosed:
-            pass
 
     async def _synthesize(self, ctx: _Context) -> None:
         rec = ctx.record

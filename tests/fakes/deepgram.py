@@ -316,12 +316,15 @@ class _Stream:
                 self.in_speech = False
                 if self.seg_start is not None:
                     self._final(speech_final=self.endpointing_s is not None, end=self.last_voiced)
-        if self.ue_pending and self.utterance_end_s is not None:
-            if end - self.last_word_end >= self.utterance_end_s:
-                self.ue_pending = False
-                self._emit(
-                    {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": self.last_word_end}
-                )
+        if (
+            self.ue_pending
+            and self.utterance_end_s is not None
+            and end - self.last_word_end >= self.utterance_end_s
+        ):
+            self.ue_pending = False
+            self._emit(
+                {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": self.last_word_end}
+            )
 
     def _finalize(self, *, from_finalize: bool) -> None:
         if self.seg_start is not None:
