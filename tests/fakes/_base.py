@@ -87,3 +87,11 @@ def spawn(tasks: set[asyncio.Task[None]], coro: object) -> asyncio.Task[None]:
     tasks.add(task)
     task.add_done_callback(tasks.discard)
     return task
+
+
+async def stray_tasks() -> list[asyncio.Task[object]]:
+    """Tasks other than the caller's still running after a short grace (for leak checks)."""
+    current = asyncio.current_task()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return [t for t in asyncio.all_tasks() if t is not current and not t.done()]
