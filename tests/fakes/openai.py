@@ -12,7 +12,7 @@ Scripting::
     fake.responder = lambda m, t: FakeReply(tool_calls=[FakeToolCall("lookup", {"q": 1})])
     fake.ttft_s, fake.token_delay_s = 0.3, 0.02                    # latencies
     fake.fail_next(500)                                            # next request: HTTP 500
-    fake.fail_mid_stream, fake.fail_after_chunks = "disconnect", 3 # or "error"
+    fake.fail_mid_stream, fake.fail_after_chunks = "disconnect", 3 # "error", "truncate"
     async with fake as url:                                        # http://127.0.0.1:P/v1
         ...
     fake.requests[-1]["messages"], fake.disconnects, fake.client_disconnected (Event)
@@ -122,7 +122,9 @@ class FakeOpenAI(FakeServer):
         self.failures: list[int] = []
         # "retry-after-ms" on 429/5xx answers (None: no header, the SDK backs off itself)
         self.retry_after_ms: int | None = 1
-        self.fail_mid_stream: Literal["disconnect", "error"] | None = None
+        # after ``fail_after_chunks`` chunks: drop the connection ("disconnect"), send an error
+        # event ("error"), or end the body cleanly without finishing the reply ("truncate")
+        self.fail_mid_stream: Literal["disconnect", "error", "truncate"] | None = None
         self.fail_after_chunks = 2
         # hold the stream after this many chunks until ``resume`` is set (or the client
         # hangs up): lets a test act mid-stream without timing anything
@@ -310,6 +312,7 @@ class FakeOpenAI(FakeServer):
                     if self.fail_mid_stream == "error":
                         error = _error_body(500)
                         await response.write(f"data: {json.dumps(error)}\n\n".encode())
+                    if self.fail_mid_stream in ("error", "truncate"):
                         await response.write_eof()
                         return response
                     assert request.transport is not None
