@@ -121,7 +121,11 @@ class OpenAILLM:
                 if delta.content:
                     yield TextDelta(delta.content)
                 for tc in delta.tool_calls or ():
-                    partial = calls.setdefault(tc.index, _PartialCall())
+                    # some compatible servers leave out ``index``: a new id starts a call
+                    index = tc.index
+                    if index is None:
+                        index = len(calls) if tc.id or not calls else max(calls)
+                    partial = calls.setdefault(index, _PartialCall())
                     if tc.id:
                         partial.id = tc.id
                     if tc.function is not None:
@@ -134,8 +138,12 @@ class OpenAILLM:
                     if calls:
                         yield ToolCallsRequested(
                             [
-                                ToolCall(id=c.id, name=c.name, arguments=c.arguments or "{}")
-                                for _, c in sorted(calls.items())
+                                ToolCall(
+                                    id=c.id or f"call_{i}",
+                                    name=c.name,
+                                    arguments=c.arguments or "{}",
+                                )
+                                for i, c in sorted(calls.items())
                             ]
                         )
                         calls = {}
