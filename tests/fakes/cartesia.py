@@ -43,7 +43,7 @@ from websockets.http11 import Request, Response
 
 from tests.fakes._base import FakeServer, cancel_and_wait, spawn
 from voice.audio import encode
-from voice.config import Encoding
+from voice.config import Encoding, TTSConfig
 
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 ENCODINGS = {
@@ -117,6 +117,16 @@ class FakeCartesia(FakeServer):
     @property
     def websocket_url(self) -> str:
         return self.url.replace("http://", "ws://", 1)
+
+    def tts_config(self, **overrides: Any) -> TTSConfig:
+        """A TTSConfig that points the real provider at this fake."""
+        fields = {
+            "provider": "cartesia",
+            "voice": "fake-voice",
+            "api_key": self.api_key,
+            "base_url": self.url,
+        }
+        return TTSConfig(**{**fields, **overrides})
 
     async def _start(self, host: str, port: int) -> int:
         self._server = await serve(

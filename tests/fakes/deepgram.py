@@ -17,6 +17,7 @@ Scripting::
     fake.final_delay_s = 0.2        # extra latency before each final (wall clock)
     fake.reject_status = 401        # refuse the next upgrades
     fake.drop_after_s = 1.0         # abort connections (no close frame) after 1 s
+    fake.ignore_close_stream = True # never answer CloseStream
     async with fake as url:         # ws://127.0.0.1:PORT  (DEEPGRAM_BASE_URL)
         ...
     rec = fake.streams[0]           # what that connection received
@@ -45,7 +46,7 @@ from websockets.http11 import Request, Response
 
 from tests.fakes._base import FakeServer, cancel_and_wait, spawn
 from voice.audio import decode
-from voice.config import Encoding
+from voice.config import Encoding, STTConfig
 
 DEFAULT_SCRIPT = (
     "Hello, I'd like some help please.",
@@ -106,9 +107,16 @@ class FakeDeepgram(FakeServer):
         self.reject_status: int | None = None
         # failure injection: abort each connection (no close frame) after this long
         self.drop_after_s: float | None = None
+        # failure injection: take no notice of CloseStream (the client must close itself)
+        self.ignore_close_stream = False
         self.streams: list[StreamRecord] = []
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def stt_config(self, **overrides: str) -> STTConfig:
+        """An STTConfig that points the real provider at this fake."""
+        fields = {"provider": "deepgram", "api_key": self.api_key, "base_url": self.url}
+        return STTConfig(**{**fields, **overrides})
 
     async def _start(self, host: str, port: int) -> int:
         self._server = await serve(
@@ -258,6 +266,8 @@ class _Stream:
                 continue
             if kind == "Finalize":
                 self._finalize(from_finalize=True)
+            elif kind == "CloseStream" and self.fake.ignore_close_stream:
+                continue
             elif kind == "CloseStream":
                 self._finalize(from_finalize=False)
                 self._emit(self._metadata())

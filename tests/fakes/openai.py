@@ -33,6 +33,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from tests.fakes._base import FakeServer
+from voice.config import LLMConfig
 
 
 @dataclass
@@ -137,6 +138,16 @@ class FakeOpenAI(FakeServer):
         self.disconnects = 0  # streams the client abandoned before the end
         self.client_disconnected = asyncio.Event()
         self._runner: web.AppRunner | None = None
+
+    def llm_config(self, **overrides: Any) -> LLMConfig:
+        """An LLMConfig that points the real provider at this fake."""
+        fields = {
+            "provider": "openai",
+            "model": "gpt-fake",
+            "api_key": self.api_key,
+            "base_url": self.url,
+        }
+        return LLMConfig(**{**fields, **overrides})
 
     def fail_next(self, status: int, times: int = 1) -> None:
         self.failures.extend([status] * times)

@@ -236,3 +236,14 @@ async def test_final_latency_is_configurable(fake: FakeDeepgram) -> None:
         events = await collect_until(session, lambda e: e.kind is STTEventKind.UTTERANCE_END)
     # a delayed final still comes before the utterance end that follows it
     assert kinds(events).index(STTEventKind.FINAL) < kinds(events).index(STTEventKind.UTTERANCE_END)
+
+
+async def test_exit_is_bounded_when_the_server_ignores_close_stream(fake: FakeDeepgram) -> None:
+    fake.ignore_close_stream = True
+    stt = provider(fake.url, close_timeout_s=0.1)
+    async with stt.session(TWILIO_FORMAT) as session:
+        await speak(session, TWILIO_FORMAT, voiced_s=0.3, silent_s=0.1)
+    record = fake.streams[0]
+    await asyncio.wait_for(record.closed.wait(), WAIT)
+    assert record.controls == ["CloseStream"]
+    assert record.close_code == 1000  # we closed the socket ourselves, cleanly

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from deepgram import AsyncDeepgramClient, DeepgramClientEnvironment
 from deepgram.core.api_error import ApiError
+from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 from deepgram.listen.v1.types import (
     ListenV1Error,
     ListenV1Results,
@@ -128,7 +129,7 @@ class DeepgramSTT:
 class _DeepgramSession:
     """The STTSession for one Deepgram stream."""
 
-    def __init__(self, provider: DeepgramSTT, conn: Any) -> None:
+    def __init__(self, provider: DeepgramSTT, conn: AsyncV1SocketClient) -> None:
         self._provider = provider
         self._conn = conn
         self._events: asyncio.Queue[STTEvent | ProviderError | None] = asyncio.Queue()
