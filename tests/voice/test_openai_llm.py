@@ -20,7 +20,7 @@ from voice.providers.base import (
     ToolCall,
     ToolCallsRequested,
 )
-from voice.providers.openai_llm import OpenAILLM
+from voice.providers.openai_llm import OpenAILLM, token_limit_field
 from voice.providers.registry import build_llm
 
 KEY = "sk-test-key"
@@ -274,3 +274,16 @@ async def test_unreachable_server_is_a_provider_error() -> None:
     with pytest.raises(ProviderError, match="request failed"):
         await run(llm, user("hi"))
     await llm.aclose()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "field"),
+    [
+        ("", "max_completion_tokens"),
+        ("https://api.openai.com/v1", "max_completion_tokens"),
+        ("http://localhost:11434/v1", "max_tokens"),
+        ("https://api.groq.com/openai/v1", "max_tokens"),
+    ],
+)
+def test_token_limit_field(base_url: str, field: str) -> None:
+    assert token_limit_field(base_url) == field

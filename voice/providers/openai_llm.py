@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 
@@ -80,9 +81,7 @@ class OpenAILLM:
             "model": self.config.model or "gpt-4o-mini",
             "messages": [m.to_openai() for m in messages],
             "temperature": self.config.temperature,
-            # max_tokens, not max_completion_tokens: every OpenAI-compatible server
-            # (Ollama, vLLM, Groq) knows it; OpenAI still accepts it for chat models
-            "max_tokens": self.config.max_tokens,
+            token_limit_field(self.config.base_url): self.config.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -153,6 +152,14 @@ class OpenAILLM:
             await response.close()
         if not finished:
             raise ProviderError(self.name, "stream ended before the reply was finished")
+
+
+def token_limit_field(base_url: str) -> str:
+    """OpenAI itself wants ``max_completion_tokens`` (its reasoning models reject
+    ``max_tokens``); OpenAI-compatible servers (Ollama, vLLM, Groq, ...) know ``max_tokens``.
+    """
+    host = urlsplit(base_url or DEFAULT_BASE_URL).hostname or ""
+    return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
 
 
 def _status_message(exc: openai.APIStatusError) -> str:
