@@ -295,12 +295,14 @@ class _Stream:
         samples = decode(data, self.encoding)
         self.pending = np.concatenate([self.pending, samples])
         n_frames = len(self.pending) // self.frame
-        for i in range(n_frames):
-            frame = self.pending[i * self.frame : (i + 1) * self.frame]
+        whole = (
+            self.pending[: n_frames * self.frame].astype(np.float64).reshape(n_frames, self.frame)
+        )
+        voiced = np.sqrt(np.mean(whole**2, axis=1)) >= self.fake.energy_threshold
+        for is_voiced in voiced.tolist():
             start = self.now_s
             self.samples_done += self.frame
-            rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
-            self._on_frame(start, self.now_s, rms >= self.fake.energy_threshold)
+            self._on_frame(start, self.now_s, is_voiced)
         self.pending = self.pending[n_frames * self.frame :]
         self.record.audio_seconds = self.now_s
 
