@@ -13,8 +13,11 @@ import openai
 from websockets.asyncio.client import connect
 
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeOpenAI, FakeReply, FakeToolCall
-from voice.config import TWILIO_FORMAT, TTSConfig
+from tests.fakes.audio import silence, tone
+from voice.config import TWILIO_FORMAT, AudioFormat, Encoding, TTSConfig
+from voice.providers.base import STTEventKind
 from voice.providers.cartesia_tts import CartesiaTTS
+from voice.providers.deepgram_stt import DeepgramSTT
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20
@@ -132,3 +135,21 @@ async def test_deepgram_answers_an_unknown_message_with_an_error() -> None:
     assert error["type"] == "Error"
     assert metadata["type"] == "Metadata"
     assert fake.streams[0].controls == ["Nonsense", "CloseStream"]
+
+
+async def test_deepgram_reassembles_odd_sized_linear16_messages() -> None:
+    fmt = AudioFormat(Encoding.PCM16, 16000)
+    audio = tone(0.5, fmt) + silence(0.5, fmt)
+    fake = FakeDeepgram(script=["odd sizes"])
+    async with fake:
+        stt = DeepgramSTT(fake.stt_config())
+        async with stt.session(fmt) as session:
+            for i in range(0, len(audio), 33):  # splits samples across messages
+                await session.send_audio(audio[i : i + 33])
+            async with asyncio.timeout(WAIT):
+                async for event in session.events():
+                    if event.kind is STTEventKind.FINAL:
+                        break
+    assert event.text == "odd sizes"
+    assert fake.streams[0].audio_bytes == len(audio)
+    assert fake.streams[0].audio_seconds == 1.0
