@@ -214,15 +214,15 @@ async def test_dropped_connection_fails_the_reply_then_reconnects(fake: FakeCart
 
 
 async def test_closing_mid_reply_ends_audio(fake: FakeCartesia) -> None:
-    fake.pause_after_chunks = 1
+    fake.pause_after_chunks = 1  # the server holds the reply after its first chunk
     async with make(fake.url).connect(TWILIO_FORMAT) as conn:
         ctx = conn.context()
         await ctx.push("Interrupted by a hang-up.")
-        reader = asyncio.create_task(collect(ctx))
+        audio = ctx.audio()
         async with asyncio.timeout(WAIT):
-            while fake.connections[0].chunks < 1:  # noqa: ASYNC110 - a fake's attribute
-                await asyncio.sleep(0.01)
+            assert await anext(audio)
     # leaving the connection ended the reply's audio
-    assert len(await asyncio.wait_for(reader, WAIT)) > 0
+    async with asyncio.timeout(WAIT):
+        assert [chunk async for chunk in audio] == []
     fake.resume.set()
     await asyncio.wait_for(fake.connections[0].closed.wait(), WAIT)

@@ -163,12 +163,12 @@ async def test_close_stream_delivers_the_last_results(fake: FakeDeepgram) -> Non
 
 
 async def test_keepalive_holds_a_silent_stream_open(fake: FakeDeepgram) -> None:
-    fake.idle_timeout_s = 0.3
-    stt = provider(fake.url, keepalive_interval_s=0.05)
+    fake.idle_timeout_s = 0.5
+    stt = provider(fake.url, keepalive_interval_s=0.02)
     async with stt.session(TWILIO_FORMAT) as session:
         record = fake.streams[0]
-        # well past the idle timeout, kept alive only by KeepAlive messages
-        await until(lambda: record.controls.count("KeepAlive") >= 12)
+        # past the idle timeout, kept alive only by KeepAlive messages
+        await until(lambda: record.controls.count("KeepAlive") >= 30)
         assert not record.closed.is_set()
         await speak(session, TWILIO_FORMAT, voiced_s=0.5, silent_s=0.6)
         events = await collect_until(session, lambda e: e.kind is STTEventKind.FINAL)
