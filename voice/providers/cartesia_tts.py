@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
 from cartesia import AsyncCartesia
-from cartesia.lib._tts import AsyncTTSResourceConnection, AsyncWebSocketContext
+from cartesia.resources.tts import AsyncTTSResourceConnection, AsyncWebSocketContext
 from cartesia.types.voice_specifier_param import TTSRequestVoiceObject
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
