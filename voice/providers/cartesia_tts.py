@@ -11,9 +11,9 @@ Two SDK behaviours shape this module (cartesia 4.2):
   task just ends) or after ``cancel()`` (nothing more is routed to the context). So each
   context drains ``receive()`` into its own queue, and a watcher on the socket fails the
   live contexts when it closes.
-* The SDK re-dials a dead socket on the next send but drops the per-context queues, so a
-  context created before the re-dial would never hear back. After a drop we open a fresh
-  connection ourselves for the next reply instead.
+* Its reconnect-on-send does not reconnect (the manager hands back its cached, dead
+  connection), so a send on a dead socket raises ``ConnectionClosed``. After a drop we
+  open a fresh connection ourselves for the next reply.
 """
 
 from __future__ import annotations
@@ -193,6 +193,9 @@ class _CartesiaContext:
             raise ValueError("push() after end_input()")
         if self._sdk is None:
             await self._start()
+            if self._finished:  # cancelled while the connection was being (re)opened
+                await self.stop()
+                return
         assert self._sdk is not None
         await self._send(self._sdk.push(text, flush=True))
 
