@@ -226,3 +226,18 @@ async def test_closing_mid_reply_ends_audio(fake: FakeCartesia) -> None:
         assert [chunk async for chunk in audio] == []
     fake.resume.set()
     await asyncio.wait_for(fake.connections[0].closed.wait(), WAIT)
+
+
+async def test_overlapping_replies_are_kept_apart(fake: FakeCartesia) -> None:
+    async with make(fake.url).connect(TWILIO_FORMAT) as conn:
+        filler, answer = conn.context(), conn.context()
+        await filler.push("One moment.")
+        await answer.push("The answer is forty two, ")
+        await answer.push("as you know.")
+        await filler.end_input()
+        await answer.end_input()
+        filler_audio, answer_audio = await asyncio.gather(collect(filler), collect(answer))
+    assert len(filler_audio) == expected_bytes(fake, "One moment.", TWILIO_FORMAT)
+    text = "The answer is forty two, as you know."
+    assert len(answer_audio) == expected_bytes(fake, text, TWILIO_FORMAT)
+    assert len(fake.connections) == 1
