@@ -1,0 +1,298 @@
+"""Cartesia streaming TTS over one WebSocket per call, via the official ``cartesia`` SDK (4.x).
+
+Each assistant reply is one Cartesia *context* on that socket: text goes in with
+``continue`` semantics as the LLM produces it (each push flushed, so synthesis starts at
+once), audio comes back in the carrier's own format (``pcm_mulaw`` at 8 kHz for Twilio:
+no transcoding). ``cancel()`` tells Cartesia to stop and ends ``audio()`` at once.
+
+Two SDK behaviours shape this module (cartesia 4.2):
+
+* ``AsyncWebSocketContext.receive()`` waits forever if the socket dies (the SDK's reader
+  task just ends) or after ``cancel()`` (nothing more is routed to the context). So each
+  context drains ``receive()`` into its own queue, and a watcher on the socket fails the
+  live contexts when it closes.
+* Its reconnect-on-send does not reconnect (the manager hands back its cached, dead
+  connection), so a send on a dead socket raises ``ConnectionClosed``. After a drop we
+  open a fresh connection ourselves for the next reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, cast
+
+from cartesia import AsyncCartesia
+from cartesia.resources.tts import AsyncTTSResourceConnection, AsyncWebSocketContext
+from cartesia.types.voice_specifier_param import TTSRequestVoiceObject
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from voice.config import AudioFormat, Encoding, TTSConfig
+from voice.providers.base import ProviderError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.cartesia.ai"
+DEFAULT_MODEL = "sonic-2"
+SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+_ENCODINGS = {Encoding.MULAW: "pcm_mulaw", Encoding.ALAW: "pcm_alaw", Encoding.PCM16: "pcm_s16le"}
+
+
+def _websocket_origin(base_url: str) -> str:
+    if base_url.startswith("https://"):
+        return "wss://" + base_url.removeprefix("https://")
+    if base_url.startswith("http://"):
+        return "ws://" + base_url.removeprefix("http://")
+    return base_url
+
+
+class CartesiaTTS:
+    name = "cartesia"
+
+    def __init__(
+        self,
+        config: TTSConfig,
+        *,
+        connect_timeout_s: float = 5.0,
+        send_timeout_s: float = 5.0,
+        close_timeout_s: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.connect_timeout_s = connect_timeout_s
+        self.send_timeout_s = send_timeout_s
+        self.close_timeout_s = close_timeout_s
+
+    @contextlib.asynccontextmanager
+    async def connect(self, fmt: AudioFormat) -> AsyncIterator[_CartesiaConnection]:
+        if fmt.channels != 1 or fmt.sample_rate not in SAMPLE_RATES:
+            raise ProviderError(self.name, f"unsupported output format {fmt}")
+        base_url = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        client = AsyncCartesia(
+            api_key=self.config.api_key,
+            base_url=base_url,
+            websocket_base_url=_websocket_origin(base_url),
+            max_retries=0,
+        )
+        async with client:
+            connection = _CartesiaConnection(self, client, fmt)
+            await connection.open()
+            try:
+                yield connection
+            finally:
+                await connection.close()
+
+
+class _CartesiaConnection:
+    """The TTSConnection: one socket, re-opened for the next reply if it drops."""
+
+    def __init__(self, provider: CartesiaTTS, client: AsyncCartesia, fmt: AudioFormat) -> None:
+        self.provider = provider
+        self._client = client
+        self.output_format: dict[str, Any] = {
+            "container": "raw",
+            "encoding": _ENCODINGS[fmt.encoding],
+            "sample_rate": fmt.sample_rate,
+        }
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._conn: AsyncTTSResourceConnection | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._lost: ProviderError | None = None
+        self._closing = False
+        self._lock = asyncio.Lock()
+        self.live: set[_CartesiaContext] = set()
+
+    def context(self) -> _CartesiaContext:
+        return _CartesiaContext(self)
+
+    async def open(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        try:
+            async with asyncio.timeout(self.provider.connect_timeout_s):
+                conn = await stack.enter_async_context(self._client.tts.websocket_connect())
+        except InvalidStatus as exc:
+            await stack.aclose()
+            status = exc.response.status_code
+            if status in (401, 403):
+                message = f"authentication failed (HTTP {status}): check the API key"
+            else:
+                message = f"connection refused with HTTP {status}"
+            raise ProviderError(self.provider.name, message) from exc
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            await stack.aclose()
+            detail = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+            raise ProviderError(self.provider.name, f"cannot connect: {detail}") from exc
+        self._stack, self._conn, self._lost = stack, conn, None
+        self._watcher = asyncio.create_task(self._watch(conn), name="cartesia-watch")
+
+    async def sdk_connection(self) -> AsyncTTSResourceConnection:
+        async with self._lock:
+            if self._conn is None or self._lost is not None:
+                log.info("cartesia: reconnecting after %s", self._lost)
+                await self._release()
+                await self.open()
+            assert self._conn is not None
+            return self._conn
+
+    async def _watch(self, conn: AsyncTTSResourceConnection) -> None:
+        # The SDK exposes no "closed" signal; its socket is a websockets ClientConnection.
+        ws = getattr(conn, "_connection", None)
+        if ws is None:
+            return
+        await ws.wait_closed()
+        if self._closing:
+            return
+        reason = f"code {ws.close_code} {ws.close_reason or ''}".strip()
+        self._lost = ProviderError(self.provider.name, f"connection lost ({reason})")
+        for ctx in list(self.live):
+            ctx.fail(self._lost)
+
+    async def _release(self) -> None:
+        watcher, stack, conn = self._watcher, self._stack, self._conn
+        self._watcher = self._stack = self._conn = None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        if stack is None:
+            return
+        try:
+            async with asyncio.timeout(self.provider.close_timeout_s):
+                await stack.aclose()
+        except TimeoutError:
+            transport = getattr(getattr(conn, "_connection", None), "transport", None)
+            if transport is not None:
+                transport.abort()
+        except ConnectionClosed:
+            pass
+
+    async def close(self) -> None:
+        self._closing = True
+        for ctx in list(self.live):
+            await ctx.stop()
+        await self._release()
+
+
+class _CartesiaContext:
+    """The TTSContext: one reply on the shared socket."""
+
+    def __init__(self, owner: _CartesiaConnection) -> None:
+        self._owner = owner
+        self._sdk: AsyncWebSocketContext | None = None
+        self._audio: asyncio.Queue[bytes | ProviderError | None] = asyncio.Queue()
+        self._pump: asyncio.Task[None] | None = None
+        self._input_ended = False
+        self._finished = False  # audio() has (or will have) its end marker
+
+    # ----------------------------------------------------------------- TTSContext
+
+    async def push(self, text: str) -> None:
+        if self._finished or not text:
+            return
+        if self._input_ended:
+            raise ValueError("push() after end_input()")
+        if self._sdk is None:
+            await self._start()
+            if self._finished:  # cancelled while the connection was being (re)opened
+                await self.stop()
+                return
+        assert self._sdk is not None
+        await self._send(self._sdk.push(text, flush=True))
+
+    async def end_input(self) -> None:
+        if self._finished or self._input_ended:
+            return
+        self._input_ended = True
+        if self._sdk is None:
+            self._end(None)  # nothing was said
+            return
+        await self._send(self._sdk.no_more_inputs())
+
+    async def audio(self) -> AsyncIterator[bytes]:
+        while True:
+            item = await self._audio.get()
+            if item is None or isinstance(item, ProviderError):
+                self._audio.put_nowait(item)  # keep the end visible to a second reader
+                if item is None:
+                    return
+                raise item
+            yield item
+
+    async def cancel(self) -> None:
+        if self._finished:
+            return
+        sdk = self._sdk
+        await self.stop()
+        if sdk is not None:
+            # tell Cartesia to stop generating; the reply is already over for us
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                async with asyncio.timeout(self._owner.provider.send_timeout_s):
+                    await sdk.cancel()
+
+    # ----------------------------------------------------------------- internals
+
+    async def _start(self) -> None:
+        owner = self._owner
+        conn = await owner.sdk_connection()
+        config = owner.provider.config
+        generation: dict[str, Any] = {}
+        if config.speed != 1.0:
+            generation["generation_config"] = {"speed": config.speed}
+        self._sdk = conn.context(
+            model_id=config.model or DEFAULT_MODEL,
+            voice=cast(TTSRequestVoiceObject, {"mode": "id", "id": config.voice}),
+            output_format=owner.output_format,
+            language=(config.language or "en").split("-")[0].lower(),
+            **generation,
+        )
+        owner.live.add(self)
+        self._pump = asyncio.create_task(self._drain(self._sdk), name="cartesia-context")
+
+    async def _drain(self, sdk: AsyncWebSocketContext) -> None:
+        try:
+            async for event in sdk.receive():
+                if event.type == "chunk":
+                    audio = event.audio
+                    if audio:
+                        self._audio.put_nowait(audio)
+                elif event.type == "done":
+                    self._end(None)
+                    return
+                elif event.type == "error":
+                    message = event.message or event.title or "synthesis failed"
+                    self._end(ProviderError(self._owner.provider.name, message))
+                    return
+        except Exception as exc:
+            self._end(ProviderError(self._owner.provider.name, f"receiving failed: {exc!r}"))
+
+    async def _send(self, op: Awaitable[None]) -> None:
+        try:
+            async with asyncio.timeout(self._owner.provider.send_timeout_s):
+                await op
+        except (ConnectionClosed, TimeoutError) as exc:
+            error = ProviderError(self._owner.provider.name, f"sending failed: {exc!r}")
+            self.fail(error)
+            raise error from exc
+
+    def _end(self, item: ProviderError | None) -> None:
+        if not self._finished:
+            self._finished = True
+            self._audio.put_nowait(item)
+        self._owner.live.discard(self)
+
+    def fail(self, error: ProviderError) -> None:
+        """The socket died under this reply."""
+        if self._pump is not None:
+            self._pump.cancel()
+        self._end(error)
+
+    async def stop(self) -> None:
+        """End audio() now, dropping whatever was buffered."""
+        while not self._audio.empty():
+            self._audio.get_nowait()
+        self._finished = True
+        self._audio.put_nowait(None)
+        self._owner.live.discard(self)
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)

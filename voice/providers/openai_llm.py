@@ -1,0 +1,173 @@
+"""Chat completions from OpenAI or any OpenAI-compatible server, via the official SDK.
+
+Streams one reply: a :class:`TextDelta` per content delta, one
+:class:`ToolCallsRequested` when the model finishes asking for tools (arguments
+accumulated across deltas by index), and :class:`LLMUsage` from the final usage chunk.
+Closing the consumer (cancel or ``aclose``) closes the HTTP response at once, which drops
+the connection, so the server stops generating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+
+from voice.config import LLMConfig, ToolConfig
+from voice.providers.base import (
+    LLMChunk,
+    LLMUsage,
+    Message,
+    ProviderError,
+    TextDelta,
+    ToolCall,
+    ToolCallsRequested,
+)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass(slots=True)
+class _PartialCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+class OpenAILLM:
+    name = "openai"
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        max_retries: int = 1,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+    ) -> None:
+        self.config = config
+        # Built lazily so a provider object costs nothing until its first turn; reused
+        # across turns so the connection (and its TLS session) is kept warm.
+        self._client: openai.AsyncOpenAI | None = None
+        self._max_retries = max_retries
+        # the SDK vendors its own httpx fork (httpx2): use its Timeout
+        self._timeout = openai.Timeout(read_timeout_s, connect=connect_timeout_s)
+
+    def _get_client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.config.base_url or DEFAULT_BASE_URL,
+                # OpenAI-compatible local servers (Ollama, vLLM) accept any key, but the
+                # SDK refuses to start without one
+                api_key=self.config.api_key or "none",
+                max_retries=self._max_retries,
+                timeout=self._timeout,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Release the pooled connection (the call is over)."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def stream(
+        self, *, messages: Sequence[Message], tools: Sequence[ToolConfig]
+    ) -> AsyncIterator[LLMChunk]:
+        request: dict[str, Any] = {
+            "model": self.config.model or "gpt-4o-mini",
+            "messages": [m.to_openai() for m in messages],
+            "temperature": self.config.temperature,
+            token_limit_field(self.config.base_url): self.config.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools:
+            request["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters or {"type": "object", "properties": {}},
+                    },
+                }
+                for t in tools
+            ]
+        try:
+            response = await self._get_client().chat.completions.create(**request)
+        except openai.APIStatusError as exc:
+            raise ProviderError(self.name, _status_message(exc)) from exc
+        except openai.APIError as exc:
+            raise ProviderError(self.name, f"request failed: {exc}") from exc
+
+        calls: dict[int, _PartialCall] = {}
+        finished = False
+        try:
+            async for chunk in response:
+                if chunk.usage is not None:
+                    yield LLMUsage(
+                        prompt_tokens=chunk.usage.prompt_tokens,
+                        completion_tokens=chunk.usage.completion_tokens,
+                    )
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta
+                if delta.content:
+                    yield TextDelta(delta.content)
+                for tc in delta.tool_calls or ():
+                    # some compatible servers leave out ``index``: a new id starts a call
+                    index = tc.index
+                    if index is None:
+                        index = len(calls) if tc.id or not calls else max(calls)
+                    partial = calls.setdefault(index, _PartialCall())
+                    if tc.id:
+                        partial.id = tc.id
+                    if tc.function is not None:
+                        if tc.function.name:
+                            partial.name += tc.function.name
+                        if tc.function.arguments:
+                            partial.arguments += tc.function.arguments
+                if choice.finish_reason is not None:
+                    finished = True
+                    if calls:
+                        yield ToolCallsRequested(
+                            [
+                                ToolCall(
+                                    id=c.id or f"call_{i}",
+                                    name=c.name,
+                                    arguments=c.arguments or "{}",
+                                )
+                                for i, c in sorted(calls.items())
+                            ]
+                        )
+                        calls = {}
+        except openai.APIError as exc:
+            raise ProviderError(self.name, f"stream failed: {exc}") from exc
+        finally:
+            await response.close()
+        if not finished:
+            raise ProviderError(self.name, "stream ended before the reply was finished")
+
+
+def token_limit_field(base_url: str) -> str:
+    """OpenAI itself wants ``max_completion_tokens`` (its reasoning models reject
+    ``max_tokens``); OpenAI-compatible servers (Ollama, vLLM, Groq, ...) know ``max_tokens``.
+    """
+    host = urlsplit(base_url or DEFAULT_BASE_URL).hostname or ""
+    return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
+
+
+def _status_message(exc: openai.APIStatusError) -> str:
+    status = exc.status_code
+    hint = {
+        401: "authentication failed: check the API key",
+        403: "permission denied",
+        404: "not found: check the model name and base URL",
+        429: "rate limited or out of quota",
+    }.get(status, "server error" if status >= 500 else "request rejected")
+    return f"{hint} (HTTP {status}): {exc.message}"
