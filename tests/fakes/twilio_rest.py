@@ -2,11 +2,15 @@
 
 Form-encoded POSTs with Basic auth (account SID + auth token), JSON call resources, and
 Twilio's error shape (``{"code", "message", "more_info", "status"}``). Point the official
-SDK at it with ``client.api.base_url = fake.base_url``.
+SDK at it with ``client.api.base_url = url`` (``TWILIO_API_BASE_URL``)::
 
-    async with FakeTwilioRest(account_sid="AC...", auth_token="...") as fake:
+    fake = FakeTwilioRest(account_sid="AC...", auth_token="...")
+    async with fake as url:
         ...
-        assert fake.requests[-1].form["Status"] == "completed"
+    assert fake.requests[-1].value("Status") == "completed"
+
+Updating a call that already ended answers 400 / 21220 whatever the update (real Twilio
+does so for a redirect; for a repeated hang-up it is unverified).
 
 Standalone: ``python -m tests.fakes.twilio_rest --port 8766 --account-sid AC.. --auth-token ..``.
 """
@@ -22,10 +26,11 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes._base import FakeServer
 
 API = "/2010-04-01"
 FINAL_STATUSES = frozenset({"completed", "canceled", "failed", "busy", "no-answer"})
@@ -117,7 +122,7 @@ def _error(status: int, code: int, message: str) -> web.Response:
     )
 
 
-class FakeTwilioRest:
+class FakeTwilioRest(FakeServer):
     """One account's Calls API. Unknown call SIDs are auto-created as in-progress inbound
     calls unless ``strict_calls`` is set, in which case they are 404s (as in production)."""
 
@@ -130,6 +135,7 @@ class FakeTwilioRest:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.strict_calls = strict_calls
@@ -138,10 +144,7 @@ class FakeTwilioRest:
         # Seconds to stall every response (to exercise client timeouts).
         self.delay_s = 0.0
         self._stream_ends: dict[str, asyncio.Event] = {}
-        self._host = host
-        self._port = port
         self._runner: web.AppRunner | None = None
-        self.base_url = ""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -152,31 +155,17 @@ class FakeTwilioRest:
         app.router.add_get(API + "/Accounts/{account}/Calls/{call}.json", self._fetch)
         return app
 
-    async def start(self) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+    async def _start(self, host: str, port: int) -> int:
+        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://{self._host}:{port}"
-        return self.base_url
+        await web.TCPSite(self._runner, host, port).start()
+        address: tuple[str, int] = self._runner.addresses[0]
+        return address[1]
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> FakeTwilioRest:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- state helpers -----------------------------------------------------------------
 
@@ -309,9 +298,10 @@ async def _serve(args: argparse.Namespace) -> None:
         strict_calls=args.strict,
         port=args.port,
     )
-    async with fake:
-        print(f"fake Twilio REST API on {fake.base_url}", flush=True)
-        await asyncio.Event().wait()
+    url = await fake.start()
+    print(f"TWILIO_API_BASE_URL={url}", flush=True)
+    print("READY", flush=True)
+    await fake.serve_forever()
 
 
 def main() -> None:

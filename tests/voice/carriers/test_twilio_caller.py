@@ -27,6 +27,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.fakes._base import stray_tasks
 from tests.fakes.twilio_rest import FakeTwilioRest
 from voice.audio import decode, encode
 from voice.carriers import twilio
@@ -231,6 +232,7 @@ class FakePlatform:
 async def platform() -> AsyncIterator[FakePlatform]:
     async with FakePlatform() as fake:
         yield fake
+    assert await stray_tasks() == []  # every call shut down completely
 
 
 # -- the webhook ----------------------------------------------------------------------
@@ -464,9 +466,10 @@ async def test_the_platform_hanging_up_ends_the_call() -> None:
 
 async def test_a_rest_hang_up_ends_the_stream_like_twilio() -> None:
     call_sid = "CA" + "d" * 32
+    rest_api = FakeTwilioRest(account_sid=AC, auth_token=TOKEN)
     async with (
-        FakeTwilioRest(account_sid=AC, auth_token=TOKEN) as rest_api,
-        TwilioRestClient(account_sid=AC, auth_token=TOKEN, base_url=rest_api.base_url) as rest,
+        rest_api as rest_url,
+        TwilioRestClient(account_sid=AC, auth_token=TOKEN, base_url=rest_url) as rest,
         FakePlatform(rest=rest) as fake,
     ):
         result = await place_call(

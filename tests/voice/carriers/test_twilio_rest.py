@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.fakes._base import stray_tasks
 from tests.fakes.twilio_rest import FakeTwilioRest
 from voice.carriers.twilio_rest import TwilioRestClient, TwilioRestError, transfer_twiml
 
@@ -17,14 +18,16 @@ CA = "CA" + "b" * 32
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeTwilioRest]:
-    async with FakeTwilioRest(account_sid=AC, auth_token=TOKEN) as server:
+    server = FakeTwilioRest(account_sid=AC, auth_token=TOKEN)
+    async with server:
         yield server
+    assert await stray_tasks() == []
 
 
 @pytest.fixture
 async def client(fake: FakeTwilioRest) -> AsyncIterator[TwilioRestClient]:
     async with TwilioRestClient(
-        account_sid=AC, auth_token=TOKEN, base_url=fake.base_url, timeout_s=2.0
+        account_sid=AC, auth_token=TOKEN, base_url=fake.url, timeout_s=2.0
     ) as rest:
         yield rest
 
@@ -67,7 +70,7 @@ def test_transfer_twiml_shapes() -> None:
 
 
 async def test_wrong_token_is_a_clear_401(fake: FakeTwilioRest) -> None:
-    async with TwilioRestClient(account_sid=AC, auth_token="wrong", base_url=fake.base_url) as rest:
+    async with TwilioRestClient(account_sid=AC, auth_token="wrong", base_url=fake.url) as rest:
         with pytest.raises(TwilioRestError) as info:
             await rest.hangup(CA)
     assert (info.value.status, info.value.code) == (401, 20003)
@@ -115,7 +118,7 @@ async def test_create_call(fake: FakeTwilioRest, client: TwilioRestClient) -> No
 async def test_slow_server_times_out(fake: FakeTwilioRest) -> None:
     fake.delay_s = 1.0
     async with TwilioRestClient(
-        account_sid=AC, auth_token=TOKEN, base_url=fake.base_url, timeout_s=0.2
+        account_sid=AC, auth_token=TOKEN, base_url=fake.url, timeout_s=0.2
     ) as rest:
         with pytest.raises(TwilioRestError, match=r"no answer within 0\.2 s") as info:
             await rest.hangup(CA)
@@ -123,8 +126,8 @@ async def test_slow_server_times_out(fake: FakeTwilioRest) -> None:
 
 
 async def test_unreachable_server_is_a_clear_error(fake: FakeTwilioRest) -> None:
-    url = fake.base_url
-    await fake.close()
+    url = fake.url
+    await fake.stop()
     async with TwilioRestClient(account_sid=AC, auth_token=TOKEN, base_url=url) as rest:
         with pytest.raises(TwilioRestError, match=r"ClientConnectorError|Connect"):
             await rest.hangup(CA)
