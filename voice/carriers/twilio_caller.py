@@ -794,3 +794,59 @@ async def _post_signed(
     except httpx.HTTPError as exc:
         _append(result.errors, f"POST {public_url}: {type(exc).__name__}: {exc}")
         return None
+
+
+# -- command line ---------------------------------------------------------------------
+
+
+async def _main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        prog="python -m voice.carriers.twilio_caller",
+        description="Place simulated Twilio calls against a running platform and print "
+        "one JSON summary per call. Speech is tone bursts; the bot is heard, not understood.",
+    )
+    parser.add_argument("--base-url", required=True, help="the platform's PUBLIC_BASE_URL")
+    parser.add_argument("--connect-url", default="", help="reach the platform here instead")
+    parser.add_argument("--account-sid", required=True)
+    parser.add_argument("--auth-token", required=True)
+    parser.add_argument("--from", dest="from_number", default="+14155550100")
+    parser.add_argument("--to", dest="to_number", required=True)
+    parser.add_argument("--calls", type=int, default=1, help="concurrent callers")
+    parser.add_argument("--turns", type=int, default=2)
+    parser.add_argument("--utterance-ms", type=int, default=1200)
+    parser.add_argument("--barge-in-ms", type=int, default=0, help="barge in on the last reply")
+    args = parser.parse_args(argv)
+    script: list[Step] = [WaitForBot()]
+    for i in range(args.turns):
+        script += [Say(tone_ms=args.utterance_ms, label=f"turn-{i}"), WaitForBot()]
+    if args.barge_in_ms:
+        script[-1:] = [Say(tone_ms=args.utterance_ms, barge_in_after_ms=args.barge_in_ms)]
+        script.append(WaitForBot())
+    async with httpx.AsyncClient() as http:
+        results = await asyncio.gather(
+            *(
+                place_call(
+                    CallerConfig(
+                        public_base_url=args.base_url,
+                        connect_base_url=args.connect_url,
+                        account_sid=args.account_sid,
+                        auth_token=args.auth_token,
+                        from_number=args.from_number,
+                        to_number=args.to_number,
+                    ),
+                    script,
+                    http=http,
+                )
+                for _ in range(args.calls)
+            )
+        )
+    for result in results:
+        print(json.dumps(result.summary()))
+    return 1 if any(result.errors for result in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(_main()))

@@ -552,3 +552,18 @@ async def test_text_without_a_synthesizer_is_refused(platform: FakePlatform) -> 
     with pytest.raises(ValueError, match="synthesize"):
         await place_call(platform.config(), [Say(text="hi")])
     assert platform.webhooks == []
+
+
+async def test_command_line(platform: FakePlatform, capsys: pytest.CaptureFixture[str]) -> None:
+    from voice.carriers.twilio_caller import _main
+
+    argv = ["--base-url", platform.http_url, "--account-sid", AC, "--auth-token", TOKEN]
+    argv += ["--to", "+14155550122", "--calls", "2", "--turns", "1", "--utterance-ms", "200"]
+    assert await _main([*argv, "--barge-in-ms", "100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    summaries = [json.loads(line) for line in lines]
+    assert len(summaries) == 2
+    for summary in summaries:
+        assert summary["errors"] == []
+        assert [t["barge_in"] for t in summary["turns"]] == [False, True]
+        assert summary["clears"] == 1
