@@ -41,6 +41,7 @@ from voice.carriers.twilio_caller import (
     parse_stream_twiml,
     place_call,
     read_wav,
+    signed_headers,
     tone_burst,
 )
 from voice.carriers.twilio_rest import TwilioRestClient
@@ -289,6 +290,19 @@ async def test_twiml_without_a_stream_is_reported() -> None:
         result = await place_call(fake.config(), [Pause(10)])
     assert result.errors == ["TwiML has no <Connect><Stream>: <Reject>"]
     assert not result.connected
+
+
+def test_signature_matches_twilios_published_vector() -> None:
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+12349013030",
+        "Digits": "1234",
+        "From": "+12349013030",
+        "To": "+18005551212",
+    }
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    headers = signed_headers("12345", url, params)
+    assert headers["X-Twilio-Signature"] == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
 
 
 def test_parse_stream_twiml() -> None:
