@@ -166,7 +166,9 @@ class CallResult:
     duration_ms: float = 0.0
     frames_sent: int = 0
     speech_frames_sent: int = 0
-    max_send_lag_ms: float = 0.0  # how late the worst frame left (this process's load)
+    # How late frames left: a measure of this process's load, not of the platform's.
+    max_send_lag_ms: float = 0.0
+    late_frames: int = 0  # frames that left more than one frame period late
     greeting_ms: float | None = None  # stream start -> first bot audio
     greeting_stalls_ms: list[float] = field(default_factory=list)
     bot_audio_ms: float = 0.0  # received
@@ -403,6 +405,8 @@ class _Call:
                 await asyncio.sleep(delay)
             lag_ms = (time.monotonic() - due) * 1000
             self.result.max_send_lag_ms = max(self.result.max_send_lag_ms, round(lag_ms, 1))
+            if lag_ms > FRAME_MS:
+                self.result.late_frames += 1
             speaking = bool(self.mic)
             payload = self.mic.popleft() if speaking else _SILENCE
             sent = await self.send(

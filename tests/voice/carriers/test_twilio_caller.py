@@ -359,6 +359,7 @@ async def test_media_is_paced_in_real_time_with_increasing_counters(
     seqs = [r.event.sequence_number for r in log.events[1:]]  # type: ignore[union-attr]
     assert seqs == list(range(1, len(seqs) + 1))
     assert len(media) == result.frames_sent
+    assert 0 <= result.late_frames <= result.frames_sent
     assert result.speech_frames_sent == 20
     # Never ahead of real time: frame k cannot arrive before (k - 1) * 20 ms after frame 1.
     # (Late frames catch up, so allow for the worst lateness this process caused.)
