@@ -40,14 +40,18 @@ async def test_streams_a_reply_in_many_deltas_then_usage() -> None:
 
     deltas = [c for c in chunks if isinstance(c, TextDelta)]
     assert len(deltas) > 5
-    assert text_of(chunks) == 'You said "The parcel never arrived at my house". How else can I help?'
+    assert (
+        text_of(chunks) == 'You said "The parcel never arrived at my house". How else can I help?'
+    )
     assert isinstance(chunks[-1], LLMUsage)
     assert chunks[-1].completion_tokens == len(deltas)
     assert chunks[-1].prompt_tokens == 5 + 7  # words, not tokens: system + user
     assert not any(isinstance(c, ToolCallsRequested) for c in chunks)
 
 
-@pytest.mark.parametrize("said", ["Okay, goodbye!", "bye", "No, that's all thanks", "That’s all"])
+@pytest.mark.parametrize(
+    "said", ["Okay, goodbye!", "bye", "No, that's all thanks", "That\u2019s all"]
+)
 async def test_goodbye_says_farewell_then_requests_end_call(said: str) -> None:
     chunks = await collect(messages=history("hello", said), tools=(LOOKUP, END_CALL))
 
