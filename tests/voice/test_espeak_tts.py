@@ -100,6 +100,17 @@ async def test_cancel_stops_the_reply() -> None:
     assert seconds([first]) < full
 
 
+async def test_closing_the_connection_ends_a_reply_in_progress() -> None:
+    async with build_tts(TTSConfig(provider="espeak")).connect(TWILIO_FORMAT) as conn:
+        ctx = conn.context()
+        audio = ctx.audio()
+        await ctx.push(LONG)
+        await asyncio.wait_for(anext(audio), HANG_GUARD_S)
+    after = await asyncio.wait_for(drain_iter(audio), HANG_GUARD_S)  # ends, no end_input
+
+    assert after == []
+
+
 async def test_speed_maps_to_words_per_minute() -> None:
     slow = seconds(await speak(LONG, speed=0.75))
     fast = seconds(await speak(LONG, speed=1.5))

@@ -10,14 +10,17 @@ is the only module-level mutable state: created lazily under a lock on first use
 torn down, and it holds no call data between requests (voice and rate are set per
 request). The cost of serializing is small because eSpeak is a formant synthesizer:
 
-Measured (2-core container, ``en-us``, rate 175 wpm, 22050 Hz output):
+Measured (2-core container, ``en-us`` at 175 wpm, 22050 Hz synthesis converted to mu-law
+8 kHz; ``python -m bench.local_providers``):
 
-- library initialisation: ~2 ms; first ``SetVoiceByName``: ~16 ms, later ones ~0.2 ms;
-- real-time factor of synthesis: ~0.002 (3.2 s of speech in ~4-5 ms of CPU), so one
-  worker thread keeps up with hundreds of concurrent replies;
-- time to first audio for a short clause ("Hello there."): ~0.1 ms of synthesis, well
-  under a millisecond including the thread hop. Audio streams out of the C callback in
-  ~60 ms blocks while a clause is still being synthesized.
+- library initialisation ~2 ms; first ``SetVoiceByName`` ~16 ms, later ones ~0.2 ms (the
+  engine skips the call when the voice is unchanged);
+- real-time factor ~0.004 end to end (synthesis, resampling, encoding, queueing; the C
+  synthesis alone is ~0.0015), so one worker thread keeps up with hundreds of concurrent
+  replies;
+- time to first audio for a short clause ~0.6-0.8 ms from ``push`` to the first chunk out
+  of ``audio()``. Audio streams from the C callback in ~60 ms blocks while a clause is
+  still being synthesized, and is re-cut into 40 ms chunks.
 
 A process pool would buy parallelism we do not need at that speed, and cost a process per
 core plus pickling every audio block.
@@ -208,9 +211,7 @@ class EspeakContext:
             yield item
 
     async def cancel(self) -> None:
-        self._cancelled.set()
-        self._task.cancel()
-        self._out.put_nowait(_Done())
+        self.close()
 
     async def _run(self) -> None:
         try:
@@ -250,8 +251,11 @@ class EspeakContext:
             self._out.put_nowait(bytes(pending))
 
     def close(self) -> None:
-        self._cancelled.set()
-        self._task.cancel()
+        """Cancel without awaiting: also used when the connection closes under a reply."""
+        if not self._cancelled.is_set():
+            self._cancelled.set()
+            self._task.cancel()
+            self._out.put_nowait(_Done())
 
 
 class EspeakConnection:

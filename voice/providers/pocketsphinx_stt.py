@@ -16,20 +16,38 @@ wideband: its ``feat.params`` fixes the filterbank at 130-6800 Hz, and pocketsph
 refuses ``samprate=8000`` with it ("Upper frequency 6800.0 is higher than samprate/2"), so
 telephone audio is upsampled to 16 kHz (the band above 4 kHz is simply empty).
 
-Decoders are pooled per process. Loading one takes ~0.35-0.4 s and ~90 MB of RSS
-(measured on a 2-core container), far too slow for every call or utterance. A decoder
-holds no call data between utterances (``start_utt`` resets the search; only the running
-cepstral-mean estimate carries over, a 13-number acoustic average), so a session borrows
-one for the length of an utterance and gives it back. The pool is the module's only
-mutable state: a lock-protected list of idle decoders, created on demand, at most
-``_POOL_IDLE_MAX`` kept. A decoder that was in use when its session was torn down is
-dropped, not returned, because a worker thread may still be inside it. Opening a session
-warms the pool so the first utterance does not pay the load time.
+Channel normalization. Accuracy hinges on the cepstral mean (CMN) the decoder subtracts.
+The model's default initial mean (40,3,-1,...) is far from a telephone channel: the first
+utterance of a fresh decoder came out as "i need help with like you" for "I need help with
+my computer", and only later utterances, once the running mean had adapted, were right.
+So each session carries its own running mean from utterance to utterance (set on the
+decoder before each utterance, read back after), starting from a prior chosen by the
+carrier's rate: the model default for wideband audio, or a telephone prior estimated by
+decoding eight eSpeak sentences over mu-law 8 kHz (held-out sentences then decode well on
+the first try). That prior is fitted to a synthetic voice; real callers adapt it within an
+utterance or two. It also makes results independent of which pooled decoder a session
+gets.
 
-Measured on speech synthesized by eSpeak, sent at telephone quality (mu-law 8 kHz,
-upsampled to 16 kHz): decoding runs at a real-time factor of ~0.4-0.7 on one core, so a
-busy process runs out of CPU after a couple of concurrent callers; accuracy is rough
-("What is the weather like today?" -> "what the weather like a day").
+Decoders are pooled per process. Loading one takes ~0.35-0.47 s and ~90 MB of RSS each
+(a second decoder costs another ~90 MB: the model is not shared), far too slow for every
+call or utterance. A session borrows a decoder for the length of an utterance and gives it
+back; the decoder keeps no call data (``start_utt`` resets the search, the mean is
+per-session as above; only pocketsphinx's running noise-floor estimate carries over). The
+pool is the module's only mutable state: a lock-protected list of idle decoders, created
+on demand, at most ``_POOL_IDLE_MAX`` kept (so up to ~360 MB resident when idle after a
+busy spell). Opening a session warms the pool so the first utterance does not pay the
+load. Teardown waits (bounded) for a decoding call still on a worker thread before giving
+its decoder back.
+
+Measured (2-core container, eSpeak speech over mu-law 8 kHz, ``python -m
+bench.local_providers``): decoding real-time factor ~0.25-0.35 for 1.6-2.7 s utterances and
+~0.5 for a 7 s one, on one core per active utterance; after the endpointer's last frame the
+final search (forward-flat second pass and best path) adds ~100 ms for a 1.6 s utterance,
+~150 ms for 2.7 s and ~500-850 ms for 7 s. Turning the second pass off (``fwdflat=no``)
+cuts that to 6-30 ms but loses words ("book an appointment" -> "book appointments"); we
+keep it on. Accuracy is rough: "I need help with my computer" and "... for tomorrow
+morning" come out right, "What is the weather like today?" -> "what the weather like the
+day", "I want to cancel my order" -> "one can order".
 """
 
 from __future__ import annotations
