@@ -74,7 +74,7 @@ async def test_each_utterance_gets_its_own_final() -> None:
     first, second = await telephone(HELP), await telephone(BOOKING)
     async with provider.session(INPUT_FORMAT) as session:
         events = session.events()
-        await send(session, first + silence(1.0) + second + silence(1.0))
+        await send(session, silence(0.5) + first + silence(1.0) + second + silence(1.0))
         got = await next_events(events, 6)
 
     assert [e.kind for e in got] == [
