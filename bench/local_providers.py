@@ -13,9 +13,9 @@ import statistics
 import time
 
 from voice.audio import Converter
-from voice.config import TWILIO_FORMAT, STTConfig, TTSConfig
-from voice.providers.pocketsphinx_stt import _TELEPHONE_CMN, INPUT_FORMAT, _pool, _SessionDecoder
-from voice.providers.registry import build_stt, build_tts
+from voice.config import TWILIO_FORMAT, TTSConfig
+from voice.providers.pocketsphinx_stt import _TELEPHONE_CMN, INPUT_FORMAT, _Worker
+from voice.providers.registry import build_tts
 
 SENTENCES = (
     "I need help with my computer.",
@@ -62,7 +62,31 @@ async def espeak() -> list[bytes]:
     return audio
 
 
+def rss_of(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def worker_start() -> None:
+    """What a session's open costs: a Python process, the import, the model load."""
+    times: list[float] = []
+    for _ in range(3):
+        start = time.perf_counter()
+        worker = await _Worker.start(_TELEPHONE_CMN)
+        times.append(time.perf_counter() - start)
+        rss = rss_of(worker._process.pid)
+        await worker.stop()
+    print(
+        f"pocketsphinx session open (process start + model load): median "
+        f"{statistics.median(times):.2f} s; worker RSS {rss:.0f} MB"
+    )
+
+
 def pocketsphinx(telephone: list[bytes]) -> None:
+    """The decoding the worker does, timed in-process: real-time factor and final lag."""
     from pocketsphinx import Decoder
 
     before = rss_mb()
@@ -76,29 +100,30 @@ def pocketsphinx(telephone: list[bytes]) -> None:
         f"pocketsphinx decoder load {load:.3f} s; RSS +{one - before:.0f} MB for the first, "
         f"+{two - one:.0f} MB for a second"
     )
-    build_stt(STTConfig(provider="pocketsphinx"))  # warm imports
+    decoder = decoders[0]
     for mulaw in telephone:
         pcm = Converter(TWILIO_FORMAT, INPUT_FORMAT).convert(mulaw, last=True)
         seconds = len(pcm) / 2 / INPUT_FORMAT.sample_rate
-        session = _SessionDecoder(_TELEPHONE_CMN)
-        _pool.give_back(_pool.borrow())  # load outside the timing
-        feed_s = 0.0
+        decoder.set_cmn(_TELEPHONE_CMN)
+        decoder.start_utt()
         step = INPUT_FORMAT.bytes_for_ms(200)
-        for i in range(0, len(pcm), step):
-            start = time.perf_counter()
-            session.feed(pcm[i : i + step])
-            feed_s += time.perf_counter() - start
         start = time.perf_counter()
-        text, _ = session.finish()
-        finish_s = time.perf_counter() - start
+        for i in range(0, len(pcm), step):
+            decoder.process_raw(pcm[i : i + step], False, False)
+        fed = time.perf_counter()
+        decoder.end_utt()
+        done = time.perf_counter()
+        hyp = decoder.hyp()
         print(
-            f"pocketsphinx {seconds:5.2f}s: real-time factor {(feed_s + finish_s) / seconds:.2f}, "
-            f"final search after the last audio {finish_s * 1000:.0f} ms -> {text!r}"
+            f"pocketsphinx {seconds:5.2f}s: real-time factor {(done - start) / seconds:.2f}, "
+            f"final search after the last audio {(done - fed) * 1000:.0f} ms -> "
+            f"{hyp.hypstr if hyp else ''!r}"
         )
 
 
 def main() -> None:
     telephone = asyncio.run(espeak())
+    asyncio.run(worker_start())
     pocketsphinx(telephone)
 
 

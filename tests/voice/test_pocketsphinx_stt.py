@@ -124,6 +124,27 @@ async def test_closing_mid_utterance_ends_the_event_stream() -> None:
     assert set(rest) <= {STTEventKind.SPEECH_STARTED}  # unfinished work is dropped
 
 
+async def test_each_session_has_its_own_decoder_process_ended_on_close() -> None:
+    provider = build_stt(STTConfig(provider="pocketsphinx"))
+    async with provider.session(INPUT_FORMAT) as one, provider.session(INPUT_FORMAT) as two:
+        processes = [s._worker._process for s in (one, two)]  # type: ignore[attr-defined]
+        assert processes[0].pid != processes[1].pid
+        assert all(p.returncode is None for p in processes)
+
+    assert all(p.returncode is not None for p in processes)
+
+
+async def test_a_dead_decoder_process_is_a_provider_error() -> None:
+    provider = build_stt(STTConfig(provider="pocketsphinx"))
+    audio = await telephone(HELP)
+    async with provider.session(INPUT_FORMAT) as session:
+        session._worker._process.kill()  # type: ignore[attr-defined]
+        events = session.events()
+        await send(session, silence(0.3) + audio + silence(1.0))
+        with pytest.raises(ProviderError, match="decoder process"):
+            await next_events(events, 3)
+
+
 def test_wants_16_khz_pcm_whatever_the_carrier_sends() -> None:
     provider = build_stt(STTConfig(provider="pocketsphinx"))
 

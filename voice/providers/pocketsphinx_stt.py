@@ -1,61 +1,69 @@
 """Local offline speech recognition with PocketSphinx and the English model its wheel ships.
 
 "Streaming by utterance": pocketsphinx's own ``Endpointer`` (a WebRTC-style VAD with a
-0.3 s decision window) splits the incoming audio into utterances. Speech frames are fed to
-a decoder as they arrive (off the event loop, batched: one thread hop per batch of queued
-frames, not per frame), so when the endpointer says the utterance is over only the final
-search remains. Events: SPEECH_STARTED when the endpointer enters speech; FINAL
-(``speech_final=True``) then UTTERANCE_END when it leaves speech. No INTERIM events.
-``finalize()`` ends the utterance in progress at once and always answers with exactly one
-FINAL (``speech_final=False``, possibly empty text), like Deepgram's Finalize; speech the
-endpointer is still holding in its window then starts a new utterance. ``confidence`` is
-left at 0.0 (unknown): without lattice rescoring pocketsphinx's posterior is always 1.0.
+0.3 s decision window) splits the incoming audio into utterances on the event loop (a few
+microseconds per 30 ms frame). Speech is fed to the session's decoder as it arrives, so
+when the endpointer says the utterance is over only the final search remains. Events:
+SPEECH_STARTED when the endpointer enters speech; FINAL (``speech_final=True``) then
+UTTERANCE_END when it leaves speech; no INTERIM. ``finalize()`` ends the utterance in
+progress at once and always answers with exactly one FINAL (``speech_final=False``,
+possibly empty text), like Deepgram's Finalize; speech the endpointer still holds in its
+window then starts a new utterance. An utterance longer than 30 s is cut into FINALs with
+``speech_final=False``. All events come out in audio order. ``confidence`` stays 0.0
+(unknown): without lattice rescoring pocketsphinx's posterior is always 1.0.
 
 Input is PCM16 at 16 kHz whatever the carrier sends. The bundled acoustic model is
 wideband: its ``feat.params`` fixes the filterbank at 130-6800 Hz, and pocketsphinx
 refuses ``samprate=8000`` with it ("Upper frequency 6800.0 is higher than samprate/2"), so
 telephone audio is upsampled to 16 kHz (the band above 4 kHz is simply empty).
 
-Channel normalization. Accuracy hinges on the cepstral mean (CMN) the decoder subtracts.
-The model's default initial mean (40,3,-1,...) is far from a telephone channel: the first
+One decoder process per session. The pocketsphinx bindings hold the GIL while decoding
+(measured: a 15 s utterance decoded in ``asyncio.to_thread`` froze the event loop for
+12.8 s), so threads do not get decoding off the loop; a process does (same utterance: the
+loop's longest stall was 18 ms, on a machine at load 7). ``_sphinx_worker.py`` runs as a
+script, reading audio from a pipe; the session starts it on open (so the load overlaps
+the greeting) and ends it on close, within ``_STOP_TIMEOUT_S``. Nothing is shared between
+calls and there is no module-level state. The price: each call pays a process start and
+a model load (~0.5 s for the decoder alone, ~0.6-1.1 s for the whole process), and holds
+~100 MB for its duration (the decoder is ~90 MB of RSS; a second decoder costs as much
+again: pocketsphinx does not share the model). A pool of pinned, pre-loaded worker
+processes would remove the start-up cost; this provider is the offline default for demos
+and tests, so we keep it simple. (A ``ProcessPoolExecutor`` cannot pin a session's
+utterance to one worker, so it would mean decoding whole utterances at their end; and
+its spawned children re-import ``__main__``, which breaks unguarded scripts.)
+
+Channel normalization. Accuracy hinges on the cepstral mean the decoder subtracts. The
+model's default initial mean (40,3,-1,...) is far from a telephone channel: the first
 utterance of a fresh decoder came out as "i need help with like you" for "I need help with
 my computer", and only later utterances, once the running mean had adapted, were right.
-So each session carries its own running mean from utterance to utterance (set on the
-decoder before each utterance, read back after), starting from a prior chosen by the
-carrier's rate: the model default for wideband audio, or a telephone prior estimated by
-decoding eight eSpeak sentences over mu-law 8 kHz (held-out sentences then decode well on
-the first try). That prior is fitted to a synthetic voice; real callers adapt it within an
-utterance or two. It also makes results independent of which pooled decoder a session
-gets.
-
-Decoders are pooled per process. Loading one takes ~0.35-0.47 s and ~90 MB of RSS each
-(a second decoder costs another ~90 MB: the model is not shared), far too slow for every
-call or utterance. A session borrows a decoder for the length of an utterance and gives it
-back; the decoder keeps no call data (``start_utt`` resets the search, the mean is
-per-session as above; only pocketsphinx's running noise-floor estimate carries over). The
-pool is the module's only mutable state: a lock-protected list of idle decoders, created
-on demand, at most ``_POOL_IDLE_MAX`` kept (so up to ~360 MB resident when idle after a
-busy spell). Opening a session warms the pool so the first utterance does not pay the
-load. Teardown waits (bounded) for a decoding call still on a worker thread before giving
-its decoder back.
+So the session's decoder starts from a prior chosen by the carrier's rate, the model
+default for wideband audio or a telephone prior estimated by decoding eight eSpeak
+sentences over mu-law 8 kHz (held-out sentences then decode well on the first try), and
+adapts from there across the call. That prior is fitted to a synthetic voice; real callers
+move it within an utterance or two.
 
 Measured (2-core container, eSpeak speech over mu-law 8 kHz, ``python -m
-bench.local_providers``): decoding real-time factor ~0.25-0.35 for 1.6-2.7 s utterances and
-~0.5 for a 7 s one, on one core per active utterance; after the endpointer's last frame the
-final search (forward-flat second pass and best path) adds ~100 ms for a 1.6 s utterance,
-~150 ms for 2.7 s and ~500-850 ms for 7 s. Turning the second pass off (``fwdflat=no``)
-cuts that to 6-30 ms but loses words ("book an appointment" -> "book appointments"); we
-keep it on. Accuracy is rough: "I need help with my computer" and "... for tomorrow
-morning" come out right, "What is the weather like today?" -> "what the weather like the
-day", "I want to cancel my order" -> "one can order".
+bench.local_providers``): decoding real-time factor ~0.25-0.35 for 1.6-2.7 s utterances
+and ~0.5 for a 7 s one on a quiet machine (0.4-0.7 with other jobs running), one core per
+talking caller; after the endpointer's last frame the final search (forward-flat second
+pass and best path) adds ~100-130 ms for a 1.6 s utterance, ~150-190 ms for 2.7 s and
+~500-850 ms for 7 s. Turning the
+second pass off (``fwdflat=no``) cuts that to 6-30 ms but loses words ("book an
+appointment" -> "book appointments"); we keep it on. Accuracy is rough: "I need help with
+my computer" and "... for tomorrow morning" come out right, "What is the weather like
+today?" -> "what the weather like the day", "I want to cancel my order" -> "one can
+order".
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import json
+import struct
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from voice.config import AudioFormat, Encoding, STTConfig
@@ -64,86 +72,14 @@ from voice.providers.base import ProviderError, STTEvent, STTEventKind
 NAME = "pocketsphinx"
 SAMPLE_RATE = 16000
 INPUT_FORMAT = AudioFormat(Encoding.PCM16, SAMPLE_RATE)
-_POOL_IDLE_MAX = 4
-# Initial cepstral means (see the module docstring). The model's own default suits wideband
-# audio; the telephone one was estimated by decoding eSpeak sentences sent over mu-law 8 kHz.
+_WORKER_SCRIPT = Path(__file__).with_name("_sphinx_worker.py")
+_MAX_UTTERANCE_BYTES = INPUT_FORMAT.bytes_for_ms(30_000)
+_START_TIMEOUT_S = 30.0  # a Python process importing pocketsphinx and loading the model
+_DECODE_TIMEOUT_S = 30.0  # the final search of an utterance of at most 30 s
+_STOP_TIMEOUT_S = 2.0
+# Initial cepstral means (see the module docstring).
 _WIDEBAND_CMN = "40,3,-1,0,0,0,0,0,0,0,0,0,0"
 _TELEPHONE_CMN = "62.7,3.24,-4.18,20.66,-9.95,5.95,-10.10,-4.54,-21.22,4.28,-2.00,2.49,-9.03"
-_CLOSE_TIMEOUT_S = 5.0
-
-
-class _DecoderPool:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle: list[Any] = []
-
-    def borrow(self) -> Any:
-        """A decoder for this caller alone. Blocking (may load a model): call off the loop."""
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        from pocketsphinx import Decoder
-
-        try:
-            return Decoder(loglevel="FATAL")
-        except RuntimeError as exc:
-            raise ProviderError(NAME, f"cannot load the model: {exc}") from exc
-
-    def give_back(self, decoder: Any) -> None:
-        with self._lock:
-            if len(self._idle) < _POOL_IDLE_MAX:
-                self._idle.append(decoder)
-
-
-_pool = _DecoderPool()
-
-
-class _SessionDecoder:
-    """Blocking decoder work for one session; runs on worker threads, one call at a time.
-
-    The lock also lets a session's teardown wait for a decoding call still running on a
-    worker thread (cancelling the awaiting task does not stop the thread) before it gives
-    the decoder back.
-    """
-
-    def __init__(self, cmn: str) -> None:
-        self._lock = threading.Lock()
-        self._closed = False
-        self._decoder: Any = None
-        self._samples = 0
-        self._cmn = cmn  # this caller's channel estimate, carried from utterance to utterance
-
-    def feed(self, audio: bytes) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            if self._decoder is None:
-                self._decoder = _pool.borrow()
-                self._decoder.set_cmn(self._cmn)
-                self._decoder.start_utt()
-            self._decoder.process_raw(audio, False, False)
-            self._samples += len(audio) // 2
-
-    def finish(self) -> tuple[str, float]:
-        """End the search and give the decoder back: (text, seconds of audio)."""
-        with self._lock:
-            decoder, self._decoder = self._decoder, None
-            duration, self._samples = self._samples / SAMPLE_RATE, 0
-            if decoder is None:
-                return "", duration
-            decoder.end_utt()
-            hyp = decoder.hyp()
-            self._cmn = decoder.get_cmn()
-            _pool.give_back(decoder)
-        return (hyp.hypstr if hyp is not None else ""), duration
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            decoder, self._decoder = self._decoder, None
-            if decoder is not None:
-                decoder.end_utt()
-                _pool.give_back(decoder)
 
 
 # What the endpointer hands the decoding task, besides speech audio. Speech start goes
@@ -154,8 +90,78 @@ _END = "end"  # the speaker stopped (VAD)
 _FINALIZE = "finalize"  # the engine asked for the text now
 
 
+class _Worker:
+    """The session's decoder process (``_sphinx_worker.py``) and its pipe protocol."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        assert process.stdin is not None and process.stdout is not None
+        self._stdin = process.stdin
+        self._stdout = process.stdout
+
+    @classmethod
+    async def start(cls, cmn: str) -> _Worker:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(_WORKER_SCRIPT),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise ProviderError(NAME, f"cannot start the decoder process: {exc}") from exc
+        worker = cls(process)
+        try:
+            await worker._receive(_START_TIMEOUT_S)
+            await worker._send(b"C", cmn.encode())
+        except BaseException:
+            await worker.stop()
+            raise
+        return worker
+
+    async def feed(self, audio: bytes) -> None:
+        await self._send(b"A", audio)
+
+    async def finish(self) -> str:
+        await self._send(b"F", b"")
+        text: str = (await self._receive(_DECODE_TIMEOUT_S))["text"]
+        return text
+
+    async def stop(self) -> None:
+        if self._process.returncode is not None:
+            return
+        self._stdin.close()  # end of input: the worker exits
+        try:
+            await asyncio.wait_for(self._process.wait(), _STOP_TIMEOUT_S)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+
+    async def _send(self, op: bytes, payload: bytes) -> None:
+        try:
+            self._stdin.write(struct.pack(">cI", op, len(payload)) + payload)
+            await self._stdin.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise ProviderError(NAME, f"the decoder process went away: {exc!r}") from exc
+
+    async def _receive(self, timeout_s: float) -> dict[str, Any]:
+        try:
+            header = await asyncio.wait_for(self._stdout.readexactly(4), timeout_s)
+            (size,) = struct.unpack(">I", header)
+            body = await asyncio.wait_for(self._stdout.readexactly(size), timeout_s)
+        except asyncio.IncompleteReadError as exc:
+            code = await self._process.wait()
+            raise ProviderError(NAME, f"the decoder process exited ({code})") from exc
+        except TimeoutError as exc:
+            raise ProviderError(
+                NAME, f"the decoder process did not answer in {timeout_s}s"
+            ) from exc
+        message: dict[str, Any] = json.loads(body)
+        return message
+
+
 class PocketSphinxSession:
-    def __init__(self, cmn: str) -> None:
+    def __init__(self, worker: _Worker) -> None:
         from pocketsphinx import Endpointer
 
         self._endpointer = Endpointer(sample_rate=SAMPLE_RATE)
@@ -163,8 +169,8 @@ class PocketSphinxSession:
         self._buffer = bytearray()
         self._work: asyncio.Queue[bytes | str] = asyncio.Queue()
         self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
-        self._utterance = _SessionDecoder(cmn)
-        self._task: asyncio.Task[None] | None = None
+        self._worker = worker
+        self._task = asyncio.create_task(self._run(), name="pocketsphinx-session")
 
     async def send_audio(self, audio: bytes) -> None:
         self._buffer.extend(audio)
@@ -195,12 +201,14 @@ class PocketSphinxSession:
             yield item
 
     async def _run(self) -> None:
+        fed = 0  # bytes of speech in the open utterance
         try:
             held: bytes | str | None = None
             while True:
                 item = held if held is not None else await self._work.get()
                 held = None
                 if isinstance(item, bytes):
+                    # One pipe write for whatever speech queued up meanwhile.
                     batch = [item]
                     while not self._work.empty():
                         queued = self._work.get_nowait()
@@ -208,21 +216,26 @@ class PocketSphinxSession:
                             held = queued
                             break
                         batch.append(queued)
-                    await asyncio.to_thread(self._utterance.feed, b"".join(batch))
-                    continue
+                    audio = b"".join(batch)
+                    await self._worker.feed(audio)
+                    fed += len(audio)
+                    if fed < _MAX_UTTERANCE_BYTES:
+                        continue
+                    item = _FINALIZE  # a monologue: transcribe what we have so far
                 if item == _START:
                     self._events.put_nowait(STTEvent(STTEventKind.SPEECH_STARTED))
                     continue
-                text, duration = await asyncio.to_thread(self._utterance.finish)
+                text = await self._worker.finish()
                 if item == _FINALIZE or text:
                     self._events.put_nowait(
                         STTEvent(
                             STTEventKind.FINAL,
                             text=text,
                             speech_final=item == _END,
-                            duration_s=duration,
+                            duration_s=fed / INPUT_FORMAT.bytes_for_ms(1000),
                         )
                     )
+                fed = 0
                 if item == _END:
                     self._events.put_nowait(STTEvent(STTEventKind.UTTERANCE_END))
         except ProviderError as exc:
@@ -230,19 +243,12 @@ class PocketSphinxSession:
         except Exception as exc:
             self._events.put_nowait(ProviderError(NAME, f"decoding failed: {exc!r}"))
 
-    async def _open(self) -> None:
-        await asyncio.to_thread(lambda: _pool.give_back(_pool.borrow()))
-        self._task = asyncio.create_task(self._run(), name="pocketsphinx-session")
-
     async def _close(self) -> None:
         try:
-            if self._task is not None:
-                self._task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await self._task
-            # Bounded: a decoding call in flight finishes first (tens to hundreds of ms).
-            with suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.to_thread(self._utterance.close), _CLOSE_TIMEOUT_S)
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            await self._worker.stop()
         finally:
             self._events.put_nowait(None)
 
@@ -265,8 +271,12 @@ class PocketSphinxSTT:
     async def session(self, fmt: AudioFormat) -> AsyncIterator[PocketSphinxSession]:
         if fmt != INPUT_FORMAT:
             raise ProviderError(NAME, f"expects {INPUT_FORMAT}, got {fmt}")
-        session = PocketSphinxSession(self._cmn)
-        await session._open()
+        worker = await _Worker.start(self._cmn)
+        try:
+            session = PocketSphinxSession(worker)
+        except BaseException:
+            await worker.stop()
+            raise
         try:
             yield session
         finally:
