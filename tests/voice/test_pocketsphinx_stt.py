@@ -1,9 +1,11 @@
 """Local PocketSphinx recognition of telephone-quality speech synthesized by eSpeak.
 
-PocketSphinx is rough on synthetic speech. The sentences and words asserted on here are the
-ones it recognized in every trial (mu-law 8 kHz upsampled to 16 kHz, eSpeak at 0.85x and
-1.0x speed); other words in the same sentences come out wrong, so the tests never compare
-whole transcripts.
+PocketSphinx is rough on synthetic speech, and eSpeak's output varies slightly from run to
+run (its pitch flutter carries over between syntheses), so the tests assert only on words
+that came out right in every one of 60 trials with varied eSpeak state (mu-law 8 kHz
+upsampled to 16 kHz): "i need my computer" in HELP ("help" itself was missed 4 times in
+60, heard as "it when"), "would like book an appointment tomorrow morning" in BOOKING.
+They never compare whole transcripts.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ async def test_transcribes_an_utterance_and_reports_its_end() -> None:
 
     assert started.kind is STTEventKind.SPEECH_STARTED
     assert final.kind is STTEventKind.FINAL and final.speech_final
-    assert {"help", "computer"} <= words(final)
+    assert {"need", "computer"} <= words(final)
     assert 1.0 < final.duration_s < 3.0  # the speech, not the surrounding silence
     assert end.kind is STTEventKind.UTTERANCE_END
 
@@ -82,8 +84,8 @@ async def test_each_utterance_gets_its_own_final() -> None:
         STTEventKind.FINAL,
         STTEventKind.UTTERANCE_END,
     ] * 2
-    assert {"help", "computer"} <= words(got[1])
-    assert {"tomorrow", "morning"} <= words(got[4])
+    assert {"need", "computer"} <= words(got[1])
+    assert {"book", "appointment", "tomorrow", "morning"} <= words(got[4])
 
 
 async def test_finalize_decodes_what_is_buffered_now() -> None:
