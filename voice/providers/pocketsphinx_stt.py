@@ -1,0 +1,283 @@
+"""Local offline speech recognition with PocketSphinx and the English model its wheel ships.
+
+"Streaming by utterance": pocketsphinx's own ``Endpointer`` (a WebRTC-style VAD with a
+0.3 s decision window) splits the incoming audio into utterances on the event loop (a few
+microseconds per 30 ms frame). Speech is fed to the session's decoder as it arrives, so
+when the endpointer says the utterance is over only the final search remains. Events:
+SPEECH_STARTED when the endpointer enters speech; FINAL (``speech_final=True``) then
+UTTERANCE_END when it leaves speech; no INTERIM. ``finalize()`` ends the utterance in
+progress at once and always answers with exactly one FINAL (``speech_final=False``,
+possibly empty text), like Deepgram's Finalize; speech the endpointer still holds in its
+window then starts a new utterance. An utterance longer than 30 s is cut into FINALs with
+``speech_final=False``. All events come out in audio order. ``confidence`` stays 0.0
+(unknown): without lattice rescoring pocketsphinx's posterior is always 1.0.
+
+Input is PCM16 at 16 kHz whatever the carrier sends. The bundled acoustic model is
+wideband: its ``feat.params`` fixes the filterbank at 130-6800 Hz, and pocketsphinx
+refuses ``samprate=8000`` with it ("Upper frequency 6800.0 is higher than samprate/2"), so
+telephone audio is upsampled to 16 kHz (the band above 4 kHz is simply empty).
+
+One decoder process per session. The pocketsphinx bindings hold the GIL while decoding
+(measured: a 15 s utterance decoded in ``asyncio.to_thread`` froze the event loop for
+12.8 s), so threads do not get decoding off the loop; a process does (same utterance: the
+loop's longest stall was 18 ms, on a machine at load 7). ``_sphinx_worker.py`` runs as a
+script, reading audio from a pipe; the session starts it on open (so the load overlaps
+the greeting) and ends it on close, within ``_STOP_TIMEOUT_S``. Nothing is shared between
+calls and there is no module-level state. The price: each call pays a process start and
+a model load (~0.5 s for the decoder alone, ~0.6-1.1 s for the whole process), and holds
+~100 MB for its duration (the decoder is ~90 MB of RSS; a second decoder costs as much
+again: pocketsphinx does not share the model). A pool of pinned, pre-loaded worker
+processes would remove the start-up cost; this provider is the offline default for demos
+and tests, so we keep it simple. (A ``ProcessPoolExecutor`` cannot pin a session's
+utterance to one worker, so it would mean decoding whole utterances at their end; and
+its spawned children re-import ``__main__``, which breaks unguarded scripts.)
+
+Channel normalization. Accuracy hinges on the cepstral mean the decoder subtracts. The
+model's default initial mean (40,3,-1,...) is far from a telephone channel: the first
+utterance of a fresh decoder came out as "i need help with like you" for "I need help with
+my computer", and only later utterances, once the running mean had adapted, were right.
+So the session's decoder starts from a prior chosen by the carrier's rate, the model
+default for wideband audio or a telephone prior estimated by decoding eight eSpeak
+sentences over mu-law 8 kHz (held-out sentences then decode well on the first try), and
+adapts from there across the call. That prior is fitted to a synthetic voice; real callers
+move it within an utterance or two.
+
+Measured (2-core container, eSpeak speech over mu-law 8 kHz, ``python -m
+bench.local_providers``): decoding real-time factor ~0.25-0.35 for 1.6-2.7 s utterances
+and ~0.5 for a 7 s one on a quiet machine (0.4-0.7 with other jobs running), one core per
+talking caller; after the endpointer's last frame the final search (forward-flat second
+pass and best path) adds ~100-130 ms for a 1.6 s utterance, ~150-190 ms for 2.7 s and
+~500-850 ms for 7 s. Turning the
+second pass off (``fwdflat=no``) cuts that to 6-30 ms but loses words ("book an
+appointment" -> "book appointments"); we keep it on. Accuracy is rough: "I need help with
+my computer" and "... for tomorrow morning" come out right, "What is the weather like
+today?" -> "what the weather like the day", "I want to cancel my order" -> "one can
+order".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from voice.config import AudioFormat, Encoding, STTConfig
+from voice.providers.base import ProviderError, STTEvent, STTEventKind
+
+NAME = "pocketsphinx"
+SAMPLE_RATE = 16000
+INPUT_FORMAT = AudioFormat(Encoding.PCM16, SAMPLE_RATE)
+_WORKER_SCRIPT = Path(__file__).with_name("_sphinx_worker.py")
+_MAX_UTTERANCE_BYTES = INPUT_FORMAT.bytes_for_ms(30_000)
+_START_TIMEOUT_S = 30.0  # a Python process importing pocketsphinx and loading the model
+_DECODE_TIMEOUT_S = 30.0  # the final search of an utterance of at most 30 s
+_STOP_TIMEOUT_S = 2.0
+# Initial cepstral means (see the module docstring).
+_WIDEBAND_CMN = "40,3,-1,0,0,0,0,0,0,0,0,0,0"
+_TELEPHONE_CMN = "62.7,3.24,-4.18,20.66,-9.95,5.95,-10.10,-4.54,-21.22,4.28,-2.00,2.49,-9.03"
+
+
+# What the endpointer hands the decoding task, besides speech audio. Speech start goes
+# through the same queue so that events come out in audio order: the next utterance's
+# SPEECH_STARTED never overtakes the previous utterance's FINAL while that is decoding.
+_START = "start"  # the speaker started (VAD)
+_END = "end"  # the speaker stopped (VAD)
+_FINALIZE = "finalize"  # the engine asked for the text now
+
+
+class _Worker:
+    """The session's decoder process (``_sphinx_worker.py``) and its pipe protocol."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        assert process.stdin is not None and process.stdout is not None
+        self._stdin = process.stdin
+        self._stdout = process.stdout
+
+    @classmethod
+    async def start(cls, cmn: str) -> _Worker:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(_WORKER_SCRIPT),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise ProviderError(NAME, f"cannot start the decoder process: {exc}") from exc
+        worker = cls(process)
+        try:
+            await worker._receive(_START_TIMEOUT_S)
+            await worker._send(b"C", cmn.encode())
+        except BaseException:
+            await worker.stop()
+            raise
+        return worker
+
+    async def feed(self, audio: bytes) -> None:
+        await self._send(b"A", audio)
+
+    async def finish(self) -> str:
+        await self._send(b"F", b"")
+        text: str = (await self._receive(_DECODE_TIMEOUT_S))["text"]
+        return text
+
+    async def stop(self) -> None:
+        if self._process.returncode is not None:
+            return
+        self._stdin.close()  # end of input: the worker exits
+        try:
+            await asyncio.wait_for(self._process.wait(), _STOP_TIMEOUT_S)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+
+    async def _send(self, op: bytes, payload: bytes) -> None:
+        try:
+            self._stdin.write(struct.pack(">cI", op, len(payload)) + payload)
+            await self._stdin.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise ProviderError(NAME, f"the decoder process went away: {exc!r}") from exc
+
+    async def _receive(self, timeout_s: float) -> dict[str, Any]:
+        try:
+            header = await asyncio.wait_for(self._stdout.readexactly(4), timeout_s)
+            (size,) = struct.unpack(">I", header)
+            body = await asyncio.wait_for(self._stdout.readexactly(size), timeout_s)
+        except asyncio.IncompleteReadError as exc:
+            code = await self._process.wait()
+            raise ProviderError(NAME, f"the decoder process exited ({code})") from exc
+        except TimeoutError as exc:
+            raise ProviderError(
+                NAME, f"the decoder process did not answer in {timeout_s}s"
+            ) from exc
+        message: dict[str, Any] = json.loads(body)
+        return message
+
+
+class PocketSphinxSession:
+    def __init__(self, worker: _Worker) -> None:
+        from pocketsphinx import Endpointer
+
+        self._endpointer = Endpointer(sample_rate=SAMPLE_RATE)
+        self._frame_bytes: int = self._endpointer.frame_bytes
+        self._buffer = bytearray()
+        self._work: asyncio.Queue[bytes | str] = asyncio.Queue()
+        self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
+        self._worker = worker
+        self._task = asyncio.create_task(self._run(), name="pocketsphinx-session")
+
+    async def send_audio(self, audio: bytes) -> None:
+        self._buffer.extend(audio)
+        usable = len(self._buffer) // self._frame_bytes * self._frame_bytes
+        if not usable:
+            return
+        frames = bytes(self._buffer[:usable])
+        del self._buffer[:usable]
+        # The endpointer is a few microseconds per 30 ms frame: fine on the loop.
+        for start in range(0, usable, self._frame_bytes):
+            was_in_speech = self._endpointer.in_speech
+            speech = self._endpointer.process(frames[start : start + self._frame_bytes])
+            if speech is None:
+                continue
+            if not was_in_speech:
+                self._work.put_nowait(_START)
+            self._work.put_nowait(speech)
+            if not self._endpointer.in_speech:
+                self._work.put_nowait(_END)
+
+    async def finalize(self) -> None:
+        self._work.put_nowait(_FINALIZE)
+
+    async def events(self) -> AsyncIterator[STTEvent]:
+        while (item := await self._events.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def _run(self) -> None:
+        fed = 0  # bytes of speech in the open utterance
+        try:
+            held: bytes | str | None = None
+            while True:
+                item = held if held is not None else await self._work.get()
+                held = None
+                if isinstance(item, bytes):
+                    # One pipe write for whatever speech queued up meanwhile.
+                    batch = [item]
+                    while not self._work.empty():
+                        queued = self._work.get_nowait()
+                        if not isinstance(queued, bytes):
+                            held = queued
+                            break
+                        batch.append(queued)
+                    audio = b"".join(batch)
+                    await self._worker.feed(audio)
+                    fed += len(audio)
+                    if fed < _MAX_UTTERANCE_BYTES:
+                        continue
+                    item = _FINALIZE  # a monologue: transcribe what we have so far
+                if item == _START:
+                    self._events.put_nowait(STTEvent(STTEventKind.SPEECH_STARTED))
+                    continue
+                text = await self._worker.finish()
+                if item == _FINALIZE or text:
+                    self._events.put_nowait(
+                        STTEvent(
+                            STTEventKind.FINAL,
+                            text=text,
+                            speech_final=item == _END,
+                            duration_s=fed / INPUT_FORMAT.bytes_for_ms(1000),
+                        )
+                    )
+                fed = 0
+                if item == _END:
+                    self._events.put_nowait(STTEvent(STTEventKind.UTTERANCE_END))
+        except ProviderError as exc:
+            self._events.put_nowait(exc)
+        except Exception as exc:
+            self._events.put_nowait(ProviderError(NAME, f"decoding failed: {exc!r}"))
+
+    async def _close(self) -> None:
+        try:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            await self._worker.stop()
+        finally:
+            self._events.put_nowait(None)
+
+
+class PocketSphinxSTT:
+    name = NAME
+
+    def __init__(self, config: STTConfig) -> None:
+        if config.language.lower() not in ("en", "en-us"):
+            raise ProviderError(NAME, f"only English is bundled, not {config.language!r}")
+        self._cmn = _TELEPHONE_CMN  # phone calls are the common case
+
+    def input_format(self, carrier: AudioFormat) -> AudioFormat:
+        # The audio is upsampled either way; what the carrier sent tells which channel prior
+        # fits (a provider object serves one call).
+        self._cmn = _TELEPHONE_CMN if carrier.sample_rate < SAMPLE_RATE else _WIDEBAND_CMN
+        return INPUT_FORMAT
+
+    @asynccontextmanager
+    async def session(self, fmt: AudioFormat) -> AsyncIterator[PocketSphinxSession]:
+        if fmt != INPUT_FORMAT:
+            raise ProviderError(NAME, f"expects {INPUT_FORMAT}, got {fmt}")
+        worker = await _Worker.start(self._cmn)
+        try:
+            session = PocketSphinxSession(worker)
+        except BaseException:
+            await worker.stop()
+            raise
+        try:
+            yield session
+        finally:
+            await session._close()
