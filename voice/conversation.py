@@ -271,12 +271,7 @@ class Conversation:
                     await self._output.hangup()
         except Exception as exc:
             log.warning("call %s: carrier hang-up failed: %r", self._config.call_id, exc)
-        pending = self._turns.take()
-        if pending.text:
-            at = pending.stt_final_ms or self._now()
-            start = pending.speech_start_ms or at
-            entry = TranscriptEntry(_Role.USER, pending.text, self._turn_count, start, at)
-            self._sink.emit(entry)
+        self._flush_pending_user()
         ended = CallEnded(
             reason=end.reason,
             detail=end.detail,
@@ -287,6 +282,15 @@ class Conversation:
         log.info("call %s ended: %s", self._config.call_id, end.reason)
         self._sink.emit(ended)
         return ended
+
+    def _flush_pending_user(self) -> None:
+        """Words the caller said that will never get a reply still belong in the transcript."""
+        pending = self._turns.take()
+        if pending.text:
+            at = pending.stt_final_ms or self._now()
+            start = pending.speech_start_ms or at
+            entry = TranscriptEntry(_Role.USER, pending.text, self._turn_count, start, at)
+            self._sink.emit(entry)
 
     def _now(self) -> float:
         return (self._clock() - self._t0) * 1000.0
@@ -370,6 +374,7 @@ class Conversation:
         turn = self._turn
         assert turn is not None and turn.task is not None
         turn.interrupt(self._now())
+        turn.barged_in = True
         turn.task.cancel()
         log.debug("call %s: barge-in on turn %d", self._config.call_id, turn.index)
         if turn.audible:
@@ -393,6 +398,7 @@ class Conversation:
         await asyncio.wait({main}, timeout=SHUTDOWN_TIMEOUT_S)
         if audible:
             await self._clear()
+        self._flush_pending_user()
         if self._config.max_duration_message:
             turn = self._new_turn(TurnKind.CLOSING, interruptible=False)
             await self._run_turn(tts, turn, self._text(self._config.max_duration_message, turn))
@@ -504,6 +510,7 @@ class Conversation:
     async def _speak(self, tts: TTSConnection, turn: Turn, produce: Produce) -> None:
         ctx = tts.context()
         pump = self._tg.create_task(self._pump(ctx, turn))
+        completed = False
         try:
             await produce(ctx, turn)
             turn.input_done = True
@@ -513,8 +520,9 @@ class Conversation:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(unplayed + MARK_SLACK_S):
                     await turn.playback_done.wait()
+            completed = True
         finally:
-            if not pump.done():
+            if not completed:
                 pump.cancel()
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(CARRIER_TIMEOUT_S):

@@ -31,6 +31,7 @@ class Turn:
     user: UserTurn | None = None
     messages: list[Message] = field(default_factory=list)
     interrupted: bool = False
+    barged_in: bool = False  # interrupted by the caller, not by the end of the call
     heard: Heard | None = None  # snapshot taken when interrupted
     end_call: bool = False
     transfer_to: str = ""
@@ -68,7 +69,7 @@ def settle(turn: Turn, now_ms: float) -> Settled:
     """History and transcript entries for a finished turn (see the module docstring)."""
     pieces = _heard_pieces(turn)
     spoken = " ".join(p.text for p in pieces)
-    if turn.interrupted and not spoken and turn.user is not None:
+    if turn.barged_in and not spoken and turn.user is not None:
         return Settled([], [], "", restore_user=True)
 
     history: list[Message] = []
