@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+import logging
+
+import pytest
 
 from tests.voice.doubles import FakeLLM, FakeSTT, FakeTTS, words
 from tests.voice.harness import leftover_tasks, make_config, start, until
+from tests.voice.tool_server import tool_server
 from voice.config import IdleConfig, InterruptionConfig, ToolConfig, ToolKind
 from voice.events import EndReason, Role, TurnKind
 from voice.providers.base import ProviderError, TextDelta, ToolCall, ToolCallsRequested
@@ -347,3 +353,105 @@ async def test_non_interruptible_greeting_keeps_playing() -> None:
     assert call.sink.timelines[0].interrupted_at_ms is None
     assert dataclasses.asdict(call.sink.transcript[0])["interrupted"] is False
     assert TextDelta  # the reply used the default script
+
+
+async def test_http_tool_round_trip_with_filler() -> None:
+    async with tool_server() as server:
+        weather = ToolConfig(
+            "slow",
+            "Weather, slowly",
+            ToolKind.HTTP,
+            url=f"{server.base_url}/slow",
+            timeout_s=5.0,
+            filler="One moment please.",
+            filler_after_s=0.1,
+        )
+        call_weather = ToolCall("w1", "slow", '{"city": "Oslo"}')
+        llm = FakeLLM([[ToolCallsRequested([call_weather])], words("It is sunny in Oslo.")])
+        call = await start(make_config(tools=(weather,)), stt=FakeSTT(["Weather?"]), llm=llm)
+        await until(lambda: len(call.sink.timelines) == 1)
+        await call.caller.speak(300)
+        await until(lambda: "One moment please." in call.tts.pushed)
+        server.release.set()
+        await until(lambda: len(call.sink.timelines) == 2)
+        await call.hang_up()
+
+    assert server.bad_signatures == 0
+    assert server.requests[0]["arguments"] == {"city": "Oslo"}
+    [record] = call.sink.tool_records
+    assert record.ok and record.name == "slow" and record.turn_index == 1
+    second = llm.requests[1]
+    assert second[-2].tool_calls == [call_weather]
+    assert (second[-1].role, second[-1].tool_call_id) == ("tool", "w1")
+    assert second[-1].content == '{"late":true}'
+    assert call.tts.contexts[1].pushed == ["One moment please.", "It is sunny in Oslo."]
+    assert call.sink.transcript[-1].text == "One moment please. It is sunny in Oslo."
+    assert call.sink.timelines[1].tool_calls == 1
+
+
+async def test_parallel_tool_calls_all_answer() -> None:
+    async with tool_server() as server:
+        tools = (
+            ToolConfig("weather", "", ToolKind.HTTP, url=f"{server.base_url}/weather"),
+            ToolConfig("fail", "", ToolKind.HTTP, url=f"{server.base_url}/fail"),
+        )
+        calls = [ToolCall("a", "weather", '{"city": "Rome"}'), ToolCall("b", "fail", "{}")]
+        llm = FakeLLM([[ToolCallsRequested(calls)], words("Done.")])
+        call = await start(make_config(tools=tools), stt=FakeSTT(["Both please"]), llm=llm)
+        await until(lambda: len(call.sink.timelines) == 1)
+        await call.caller.speak(300)
+        await until(lambda: len(call.sink.timelines) == 2)
+        await call.hang_up()
+
+    results = {m.tool_call_id: m.content for m in llm.requests[1] if m.role == "tool"}
+    assert json.loads(results["a"])["city"] == "Rome"
+    assert results["b"] == "Error: the fail tool failed with HTTP status 500."
+    assert sorted(r.ok for r in call.sink.tool_records) == [False, True]
+
+
+async def test_caller_hangs_up_while_a_tool_hangs() -> None:
+    async with tool_server() as server:
+        tool = ToolConfig("slow", "", ToolKind.HTTP, url=f"{server.base_url}/slow", timeout_s=30)
+        llm = FakeLLM([[ToolCallsRequested([ToolCall("s", "slow", "{}")])]])
+        call = await start(make_config(tools=(tool,)), stt=FakeSTT(["Go"]), llm=llm)
+        await until(lambda: len(call.sink.timelines) == 1)
+        await call.caller.speak(300)
+        await until(lambda: len(server.requests) == 1)
+        ended = await call.hang_up()
+        # the tenant's server is still handling the abandoned request; the engine is not
+        assert {t.get_coro().__qualname__ for t in leftover_tasks()} <= {
+            "RequestHandler.start",
+            "RequestHandler._handle_request",
+        }
+    assert ended.reason is EndReason.CALLER_HANGUP
+    assert not leftover_tasks()
+
+
+async def test_collect_digits_keeps_secure_digits_out_of_everything_but_the_tool_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    pin = ToolConfig("pin", "Collect the PIN", ToolKind.COLLECT_DIGITS, digit_timeout_s=3.0)
+    script = [
+        *words("Please enter your PIN, then press pound."),
+        ToolCallsRequested([ToolCall("p1", "pin", "{}")]),
+    ]
+    llm = FakeLLM([script, words("Thank you, you are verified.")])
+    call = await start(make_config(tools=(pin,)), stt=FakeSTT(["Check my account"]), llm=llm)
+    await until(lambda: len(call.sink.timelines) == 1)
+    await call.caller.speak(300)
+    await until(lambda: llm.closed == 1)
+    for digit in "8642#":
+        await asyncio.sleep(0.1)
+        call.conv.feed_dtmf(digit)
+    await until(lambda: len(call.sink.timelines) == 2)
+    await call.hang_up()
+
+    tool_messages = [m for m in llm.requests[1] if m.role == "tool"]
+    assert [json.loads(m.content) for m in tool_messages] == [{"digits": "8642"}]
+    others = [m for r in llm.requests for m in r if m.role != "tool"]
+    assert all("8642" not in m.content for m in others)
+    assert all("8642" not in repr(e) for e in call.sink.events)
+    assert call.sink.tool_records[0].result == '{"digits": "[redacted: 4 digits]"}'
+    assert "8642" not in caplog.text
+    assert not any(d in e.text for e in call.sink.transcript for d in ("8642", "8 6 4 2"))
