@@ -12,9 +12,9 @@ text and the caller is not speaking. It is measured from the end of the caller's
 
 * ``min_wait_ms`` when the STT provider also judged the utterance over
   (``speech_final`` or ``UTTERANCE_END`` after the last final),
-* ``max_wait_ms`` when the transcript sounds unfinished — it ends with a conjunction
-  ("and", "but", "so", "or", "because"), a filler ("um", "uh") or a digit string shorter
-  than a phone number — whatever the provider says,
+* ``max_wait_ms`` when the transcript sounds unfinished — no sentence-final punctuation,
+  and it ends with a conjunction ("and", "but", "so", "or", "because"), a filler ("um",
+  "uh") or a digit string shorter than a phone number — whatever the provider says,
 * halfway between the two otherwise.
 
 If VAD still hears "speech" (noise) but the provider said ``speech_final``, the deadline is
@@ -41,19 +41,19 @@ COMPLETE_DIGITS = 10
 
 
 def sounds_unfinished(text: str) -> bool:
-    """Transcript cues that the caller is mid-sentence."""
+    """Transcript cues that the caller is mid-sentence.
+
+    Sentence-final punctuation from the STT provider counts as finished. Otherwise a
+    trailing conjunction or filler, or a trailing run of 3 to 9 digits (a number being
+    dictated, shorter than a phone number), counts as unfinished.
+    """
     stripped = text.strip()
-    if not stripped:
+    if not stripped or stripped[-1] in ".?!":
         return False
-    if stripped[-1] in ".?!":
-        tail = stripped.rstrip(".?!")
-        if not tail or not tail[-1].isdigit():
-            return False
-        stripped = tail
     tail_digits = _DIGITS_TAIL.search(stripped)
     if tail_digits is not None:
         digits = re.sub(r"\D", "", tail_digits.group(1))
-        if len(digits) >= 3 and len(digits) < COMPLETE_DIGITS:
+        if 3 <= len(digits) < COMPLETE_DIGITS:
             return True
     words = _WORD.findall(stripped.lower())
     return bool(words) and (words[-1] in CONJUNCTIONS or words[-1] in FILLERS)

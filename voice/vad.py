@@ -5,7 +5,9 @@ that, :class:`VoiceActivity` keeps a two-state machine::
 
     silent --(voiced frames for start_ms)--> speaking --(unvoiced frames for end_ms)--> silent
 
-so a click does not start speech and a short pause between words does not end it. Input
+so a click does not start speech and a short pause between words does not end it.
+(webrtcvad itself keeps reporting "voiced" for a few frames after a sound stops, so
+``start_ms`` should exceed that hangover, ~80 ms at aggressiveness 2.) Input
 chunks of any length are buffered into frames; the cost per 20 ms frame is one webrtcvad
 call (a few microseconds).
 
@@ -61,7 +63,7 @@ class VoiceActivity:
         *,
         frame_ms: int = 20,
         aggressiveness: int = 2,
-        start_ms: int = 60,
+        start_ms: int = 120,
         end_ms: int = 300,
     ) -> None:
         if sample_rate not in SUPPORTED_RATES:
