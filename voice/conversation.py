@@ -5,14 +5,18 @@ Tasks (all in ONE :class:`asyncio.TaskGroup` per call)::
     audio     inbox -> decode -> VAD -> (convert) -> STT session; barge-in check per frame
     stt       STT events -> turn detector, barge-in check, usage
     main      greeting; then forever: wait for a user turn (or idle) -> reply
-    speak     one per assistant turn: LLM/tools -> chunker -> TTS context   (child of main)
-    pump      one per assistant turn: TTS audio -> carrier, marks            (child of speak)
-    tools     one per tool call while it runs                                 (child of speak)
+    speak     one per assistant turn (voice.speaking): LLM/tools -> chunker -> TTS context
+    pump      one per assistant turn: TTS audio -> carrier, marks
+    tools     one per tool call while it runs
     timers    max duration; caller hang-up watcher
+
+``speak``, ``pump`` and ``tools`` are started by their parent but live in the call's task
+group, and their parent cancels them when it stops early.
 
 State machine, as seen by ``main``::
 
     LISTENING --turn detector deadline--> THINKING (LLM/tools, no audio yet)
+    LISTENING --interim text, no final, caller silent for max_wait--> STT finalize()
     THINKING  --first audio sent-------> SPEAKING
     SPEAKING  --final mark echoed------> LISTENING (idle timer starts)
     THINKING/SPEAKING --barge-in-------> LISTENING (reply cancelled, `clear` sent)
@@ -22,7 +26,8 @@ Barge-in: while an interruptible turn is thinking or speaking, the caller's curr
 (VAD) lasting ``interruption.min_speech_ms`` — and, if ``min_words`` > 0, that many STT
 words that are not acknowledgements — cancels the turn's task (LLM stream closed, TTS
 context cancelled) and sends ``clear``. Speech whose transcript so far is only
-acknowledgements ("mhm") never interrupts and is not answered; with ``min_words`` = 0
+acknowledgements ("mhm") never interrupts, and an acknowledgement that began over the
+bot is not answered even if its final arrives after the bot stopped; with ``min_words`` = 0
 that filter applies only if the transcript arrives before ``min_speech_ms``. The turn keeps
 what the caller heard (:mod:`voice.playback`) in both history and transcript. A reply
 cancelled before any audio was sent gives the user's words back to the turn detector, so
@@ -30,8 +35,11 @@ what they said next is answered together with it, once.
 
 Ending: a task that decides the call is over raises :class:`CallOver`; the task group then
 cancels everything else, and every exit path (including provider errors and a caller who
-hangs up mid-sentence) is bounded by ``SHUTDOWN_TIMEOUT_S``. ``run()`` always returns the
-:class:`~voice.events.CallEnded` it also emitted.
+hangs up mid-sentence) is bounded by ``SHUTDOWN_TIMEOUT_S``. Then the carrier is told to
+hang up (or transfer) unless the caller hung up, the turn in flight is settled with what
+was heard, unanswered caller words go to the transcript, and ``run()`` returns the
+:class:`~voice.events.CallEnded` it also emitted. Provider failures end the call with
+``PROVIDER_ERROR`` and the error text; anything else unexpected with ``ERROR``.
 
 Timeline marks (ms since the call started, engine clock): user speech start/end come from
 VAD (mapped from audio time), ``stt_final`` from the last final of the turn, ``end_of_turn``
@@ -52,33 +60,27 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
 
 from voice.audio import Converter
-from voice.chunker import TextChunker
 from voice.config import AudioFormat, CallConfig, Encoding
 from voice.events import CallEnded, EndReason, Sink, TranscriptEntry, TurnKind, TurnTimeline, Usage
 from voice.events import Role as _Role
-from voice.playback import Piece, Playback
+from voice.playback import Playback
 from voice.providers.base import (
     LLMProvider,
-    LLMUsage,
     Message,
     ProviderError,
     STTEventKind,
     STTProvider,
     STTSession,
-    TextDelta,
-    ToolCall,
-    ToolCallsRequested,
-    TTSConnection,
-    TTSContext,
     TTSProvider,
 )
-from voice.tools import DigitCollector, ToolOutcome, ToolRunner
+from voice.speaking import CARRIER_TIMEOUT_S, Produce, Speaker
+from voice.tools import DigitCollector, ToolRunner
 from voice.transport import CarrierOutput
 from voice.turn_state import Turn, settle
 from voice.turns import TurnDetector, UserTurn
@@ -88,14 +90,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 5.0
-CARRIER_TIMEOUT_S = 2.0  # send_clear, hangup, transfer
-LLM_STALL_S = 30.0  # longest silence inside one LLM stream
-TTS_STALL_S = 15.0  # longest silence from TTS once all text is in
-MARK_SLACK_S = 2.0  # beyond the unplayed audio, how long to wait for the final mark
-MAX_TOOL_ROUNDS = 5
 _WORD = re.compile(r"[\w'-]+")
-
-Produce = Callable[[TTSContext, Turn], Awaitable[None]]
 
 
 class CallOver(Exception):
@@ -110,13 +105,6 @@ class CallOver(Exception):
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()
 
 
 class Conversation:
@@ -155,12 +143,18 @@ class Conversation:
         self._idle_since_ms = 0.0
         self._overlap_final = ""
         self._overlap_interim = ""
+        self._spoke_over_bot = False  # the caller's current speech began over the bot
+        self._interim_since_ms: float | None = None  # interim text not yet final
+        self._voice_end_ms = 0.0
         self._vad: VoiceActivity | None = None
         self._end: CallOver | None = None
         self._running = False
         self._closed = False
+        # set by run() once the providers are connected
         self._tg: asyncio.TaskGroup
         self._deadline: asyncio.Timeout
+        self._speaker: Speaker
+        self._session: STTSession
         self._mark_seq = 0
         self.dropped_frames = 0
 
@@ -222,11 +216,25 @@ class Conversation:
             runner = ToolRunner(self._config, http=http, digits=self._digits, clock=self._clock)
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                main = tg.create_task(self._guard(self._main(tts, runner)))
+                self._speaker = Speaker(
+                    self._config,
+                    llm=self._llm,
+                    tts_name=self._tts.name,
+                    connection=tts,
+                    output=self._output,
+                    sink=self._sink,
+                    tools=runner,
+                    task_group=tg,
+                    usage=self._usage,
+                    history=self._history,
+                    now=self._now,
+                )
+                self._session = session
+                main = tg.create_task(self._guard(self._main()))
                 tg.create_task(self._guard(self._audio_loop(session, stt_format)))
                 tg.create_task(self._guard(self._stt_loop(session)))
                 tg.create_task(self._guard(self._watch_hangup()))
-                tg.create_task(self._guard(self._max_duration(main, tts)))
+                tg.create_task(self._guard(self._max_duration(main)))
 
     async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
         """Record the first reason the call ends and bound the shutdown that follows."""
@@ -313,8 +321,10 @@ class Conversation:
                     at = now - (vad.processed_ms - event.at_ms)
                     if event.kind is VadEventKind.SPEECH_START:
                         self._turns.speech_started(at)
+                        self._spoke_over_bot = self._over_bot()
                     else:
                         self._turns.speech_ended(at)
+                        self._voice_end_ms = at
                     self._idle_since_ms = now
                 self._wake.set()
             if vad.speaking:
@@ -330,13 +340,17 @@ class Conversation:
                 self._overlap_interim = event.text
                 if event.text.strip():
                     self._idle_since_ms = now
+                    if self._interim_since_ms is None:
+                        self._interim_since_ms = now
             elif event.kind is STTEventKind.FINAL:
                 self._overlap_interim = ""
+                self._interim_since_ms = None
                 text = event.text.strip()
                 if text:
                     self._idle_since_ms = now
                     self._overlap_final = f"{self._overlap_final} {text}".strip()
-                if text and self._over_bot() and self._only_acknowledgements(text):
+                over_bot = self._over_bot() or self._spoke_over_bot
+                if text and over_bot and self._only_acknowledgements(text):
                     log.debug("call %s: acknowledgement over the bot ignored", self._config.call_id)
                 else:
                     self._turns.final(text, speech_final=event.speech_final, at_ms=now)
@@ -391,7 +405,7 @@ class Conversation:
         await self._hung_up.wait()
         raise CallOver(EndReason.CALLER_HANGUP)
 
-    async def _max_duration(self, main: asyncio.Task[None], tts: TTSConnection) -> None:
+    async def _max_duration(self, main: asyncio.Task[None]) -> None:
         await asyncio.sleep(self._config.max_duration_s)
         audible = self._turn is not None and self._turn.audible
         main.cancel()
@@ -401,16 +415,18 @@ class Conversation:
         self._flush_pending_user()
         if self._config.max_duration_message:
             turn = self._new_turn(TurnKind.CLOSING, interruptible=False)
-            await self._run_turn(tts, turn, self._text(self._config.max_duration_message, turn))
+            await self._run_turn(
+                turn, self._speaker.fixed_line(self._config.max_duration_message, turn)
+            )
         raise CallOver(EndReason.MAX_DURATION)
 
     # ------------------------------------------------------------------ bot side
 
-    async def _main(self, tts: TTSConnection, runner: ToolRunner) -> None:
+    async def _main(self) -> None:
         cfg = self._config
         if cfg.first_message:
             turn = self._new_turn(TurnKind.GREETING, interruptible=cfg.first_message_interruptible)
-            await self._run_turn(tts, turn, self._text(cfg.first_message, turn))
+            await self._run_turn(turn, self._speaker.fixed_line(cfg.first_message, turn))
         self._idle_since_ms = self._now()
         prompts = 0
         while True:
@@ -418,15 +434,15 @@ class Conversation:
             if user is None:
                 if prompts >= cfg.idle.max_prompts:
                     turn = self._new_turn(TurnKind.CLOSING, interruptible=False)
-                    await self._run_turn(tts, turn, self._text(cfg.idle.goodbye, turn))
+                    await self._run_turn(turn, self._speaker.fixed_line(cfg.idle.goodbye, turn))
                     raise CallOver(EndReason.SILENCE_TIMEOUT)
                 prompts += 1
                 turn = self._new_turn(TurnKind.IDLE_PROMPT, interruptible=True)
-                await self._run_turn(tts, turn, self._text(cfg.idle.prompt, turn))
+                await self._run_turn(turn, self._speaker.fixed_line(cfg.idle.prompt, turn))
                 continue
             prompts = 0
             turn = self._new_turn(TurnKind.REPLY, interruptible=True, user=user)
-            await self._run_turn(tts, turn, self._reply(runner))
+            await self._run_turn(turn, self._speaker.reply())
             if turn.interrupted:
                 continue
             if turn.transfer_to:
@@ -457,12 +473,31 @@ class Conversation:
             idle_at = None if self._turns.speaking else self._idle_since_ms + idle_ms
             if idle_at is not None and now >= idle_at and not self._turns.pending_text:
                 return None
-            candidates = [d for d in (self._turns.deadline(), idle_at) if d is not None]
+            finalize_at = self._finalize_at()
+            if finalize_at is not None and now >= finalize_at:
+                # the caller stopped but the provider still holds only interim text
+                self._interim_since_ms = None
+                await self._finalize_stt()
+                continue
+            deadlines = (self._turns.deadline(), idle_at, finalize_at)
+            candidates = [d for d in deadlines if d is not None]
             timeout = max(0.0, (min(candidates) - now) / 1000) if candidates else None
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
+
+    def _finalize_at(self) -> float | None:
+        if self._interim_since_ms is None or self._turns.speaking:
+            return None
+        return max(self._voice_end_ms, self._interim_since_ms) + self._config.turn.max_wait_ms
+
+    async def _finalize_stt(self) -> None:
+        try:
+            async with asyncio.timeout(CARRIER_TIMEOUT_S):
+                await self._session.finalize()
+        except TimeoutError:
+            log.warning("call %s: STT finalize timed out", self._config.call_id)
 
     def _new_turn(
         self, kind: TurnKind, *, interruptible: bool, user: UserTurn | None = None
@@ -481,18 +516,18 @@ class Conversation:
         playback = Playback(mark_prefix=f"t{self._mark_seq}-", bytes_per_ms=bytes_per_ms)
         return Turn(index, kind, timeline, playback, interruptible, now, user=user)
 
-    async def _run_turn(self, tts: TTSConnection, turn: Turn, produce: Produce) -> None:
+    async def _run_turn(self, turn: Turn, produce: Produce) -> None:
         """Speak one turn to its end (or its interruption), then settle it."""
         self._overlap_final = ""
         self._overlap_interim = ""
         self._turn = turn
-        task = turn.task = self._tg.create_task(self._speak(tts, turn, produce))
+        task = turn.task = self._tg.create_task(self._speaker.speak(turn, produce))
         try:
             await asyncio.wait({task})
         finally:
             if not task.done():
                 task.cancel()
-            if not task.done() or task.cancelled():
+            if not task.done() or task.cancelled() or task.exception() is not None:
                 turn.interrupt(self._now())
             self._turn = None
             self._settle(turn)
@@ -506,170 +541,6 @@ class Conversation:
         for entry in settled.transcript:
             self._sink.emit(entry)
         self._sink.emit(turn.timeline)
-
-    async def _speak(self, tts: TTSConnection, turn: Turn, produce: Produce) -> None:
-        ctx = tts.context()
-        pump = self._tg.create_task(self._pump(ctx, turn))
-        completed = False
-        try:
-            await produce(ctx, turn)
-            turn.input_done = True
-            await ctx.end_input()
-            await pump
-            unplayed = turn.playback.unplayed_ms(self._now()) / 1000
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(unplayed + MARK_SLACK_S):
-                    await turn.playback_done.wait()
-            completed = True
-        finally:
-            if not completed:
-                pump.cancel()
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CARRIER_TIMEOUT_S):
-                        await ctx.cancel()
-
-    async def _pump(self, ctx: TTSContext, turn: Turn) -> None:
-        """TTS audio -> carrier, with a mark at each text boundary and at the end."""
-        playback = turn.playback
-        timeline = turn.timeline
-        audio = ctx.audio()
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(TTS_STALL_S if turn.input_done else None):
-                        chunk = await anext(audio)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    raise ProviderError(self._tts.name, f"no audio for {TTS_STALL_S:g} s") from None
-                if not chunk:
-                    mark = playback.boundary()
-                    if mark is not None:
-                        await self._output.send_mark(mark)
-                    continue
-                if timeline.tts_first_audio_ms is None:
-                    timeline.tts_first_audio_ms = self._now()
-                playback.audio(len(chunk))
-                await self._output.send_audio(chunk)
-                if playback.first_audio_sent_ms is None:
-                    playback.first_audio_sent_ms = timeline.first_audio_sent_ms = self._now()
-        finally:
-            await _aclose(audio)
-        mark = playback.end()
-        if mark is not None:
-            await self._output.send_mark(mark)
-        if playback.finished or not playback.spans:
-            timeline.playback_finished_ms = timeline.playback_finished_ms or self._now()
-            turn.playback_done.set()
-
-    async def _push(self, ctx: TTSContext, turn: Turn, piece: Piece) -> None:
-        if turn.timeline.tts_first_text_ms is None:
-            turn.timeline.tts_first_text_ms = self._now()
-        turn.playback.pushed(piece)
-        self._usage.tts_characters += len(piece.text)
-        await ctx.push(piece.text)
-
-    def _text(self, text: str, turn: Turn) -> Produce:
-        """A fixed line (greeting, idle prompt, closing)."""
-        turn.messages.append(Message("assistant", text))
-
-        async def produce(ctx: TTSContext, turn: Turn) -> None:
-            chunker = TextChunker()
-            for chunk in [*chunker.push(text), *chunker.flush()]:
-                await self._push(ctx, turn, Piece(chunk, 0))
-
-        return produce
-
-    def _reply(self, runner: ToolRunner) -> Produce:
-        async def produce(ctx: TTSContext, turn: Turn) -> None:
-            for _ in range(MAX_TOOL_ROUNDS):
-                calls = await self._llm_round(ctx, turn)
-                if not calls:
-                    return
-                await self._run_tools(ctx, turn, runner, calls)
-                if turn.end_call or turn.transfer_to:
-                    return
-            log.warning("call %s: tool rounds exhausted", self._config.call_id)
-
-        return produce
-
-    def _messages(self, turn: Turn) -> list[Message]:
-        messages = [Message("system", self._config.system_prompt), *self._history]
-        if turn.user is not None:
-            messages.append(Message("user", turn.user.text))
-        return messages + turn.messages
-
-    async def _llm_round(self, ctx: TTSContext, turn: Turn) -> list[ToolCall]:
-        """One LLM request: text is spoken as it streams; returns the tools it asks for."""
-        messages = self._messages(turn)
-        index = len(turn.messages)
-        message = Message("assistant")
-        turn.messages.append(message)
-        timeline = turn.timeline
-        if timeline.llm_request_ms is None:
-            timeline.llm_request_ms = self._now()
-        chunker = TextChunker()
-        parts: list[str] = []
-        calls: list[ToolCall] = []
-        stream = self._llm.stream(messages=messages, tools=self._config.tools)
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(LLM_STALL_S):
-                        chunk = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    raise ProviderError(
-                        self._llm.name, f"no response for {LLM_STALL_S:g} s"
-                    ) from None
-                if isinstance(chunk, LLMUsage):
-                    self._usage.llm_prompt_tokens += chunk.prompt_tokens
-                    self._usage.llm_completion_tokens += chunk.completion_tokens
-                    continue
-                if timeline.llm_first_token_ms is None:
-                    timeline.llm_first_token_ms = self._now()
-                if isinstance(chunk, TextDelta):
-                    parts.append(chunk.text)
-                    message.content = "".join(parts)
-                    for text in chunker.push(chunk.text):
-                        await self._push(ctx, turn, Piece(text, index))
-                elif isinstance(chunk, ToolCallsRequested):
-                    calls.extend(chunk.calls)
-        finally:
-            await _aclose(stream)
-        for text in chunker.flush():
-            await self._push(ctx, turn, Piece(text, index))
-        message.content = "".join(parts).strip()
-        message.tool_calls = calls
-        return calls
-
-    async def _run_tools(
-        self, ctx: TTSContext, turn: Turn, runner: ToolRunner, calls: list[ToolCall]
-    ) -> None:
-        index = len(turn.messages) - 1
-        turn.timeline.tool_calls += len(calls)
-        tasks = [self._tg.create_task(runner.run(c, turn_index=turn.index)) for c in calls]
-        try:
-            fillers = [t for c in calls if (t := runner.tool(c.name)) is not None and t.filler]
-            if fillers:
-                _, pending = await asyncio.wait(tasks, timeout=fillers[0].filler_after_s)
-                if pending:
-                    await self._push(ctx, turn, Piece(fillers[0].filler, index))
-            await asyncio.wait(tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-        outcomes: list[ToolOutcome] = [t.result() for t in tasks]
-        for outcome in outcomes:
-            self._sink.emit(outcome.record)
-            turn.messages.append(
-                Message(
-                    "tool", outcome.result, tool_call_id=outcome.call.id, name=outcome.call.name
-                )
-            )
-            turn.end_call = turn.end_call or outcome.end_call
-            turn.transfer_to = turn.transfer_to or outcome.transfer_to
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -72,6 +72,7 @@ class FakeSTT:
     final_after_silence_ms: int = 200
     fail_after_ms: int | None = None  # raise ProviderError after this much audio
     audio_bytes: int = 0
+    finalize_calls: int = 0
     sessions_open: int = 0
     sessions_opened: int = 0
     _session: FakeSTTSession | None = None
@@ -133,7 +134,12 @@ class FakeSTTSession:
                 self.voiced_ms = 0
 
     async def finalize(self) -> None:
-        return None
+        self.owner.finalize_calls += 1
+        if self.current:
+            duration = self.voiced_ms / 1000
+            self.queue.put_nowait(STTEvent(STTEventKind.FINAL, self.current, duration_s=duration))
+            self.current = None
+            self.voiced_ms = 0
 
     async def events(self) -> AsyncIterator[STTEvent]:
         while True:

@@ -455,3 +455,25 @@ async def test_collect_digits_keeps_secure_digits_out_of_everything_but_the_tool
     assert call.sink.tool_records[0].result == '{"digits": "[redacted: 4 digits]"}'
     assert "8642" not in caplog.text
     assert not any(d in e.text for e in call.sink.transcript for d in ("8642", "8 6 4 2"))
+
+
+async def test_engine_asks_stt_to_finalize_when_only_interim_text_arrives() -> None:
+    stt = FakeSTT(["Are you open today"], final_after_silence_ms=60_000)
+    llm = FakeLLM([words("Yes, until five.")])
+    call = await start(stt=stt, llm=llm)
+    await until(lambda: len(call.sink.timelines) == 1)
+    await call.caller.speak(300, then_silence_ms=1200)
+    await until(lambda: len(call.sink.timelines) == 2)
+    await call.hang_up()
+    assert stt.finalize_calls == 1
+    assert llm.requests[0][-1].content == "Are you open today"
+
+
+async def test_full_audio_queue_drops_the_oldest_frames() -> None:
+    call = await start(make_config(first_message=""))
+    conv = call.conv
+    # the loop has not run the call yet: everything fed now waits in the bounded queue
+    for _ in range(130):
+        conv.feed_audio(b"\xff" * 160)
+    assert conv.dropped_frames == 30
+    await call.hang_up()
