@@ -61,7 +61,8 @@ import logging
 import re
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
 
 import httpx
 
@@ -91,6 +92,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 5.0
 _WORD = re.compile(r"[\w'-]+")
+T = TypeVar("T")
 
 
 class CallOver(Exception):
@@ -201,7 +203,7 @@ class Conversation:
             self._note_end(CallOver(EndReason.ERROR, "engine cancelled"))
             await self._finish()
             raise
-        except BaseException as exc:  # an ExceptionGroup from the task group, or a setup error
+        except Exception as exc:  # an ExceptionGroup from the task group, or a setup error
             self._note_end(self._classify(exc))
         return await self._finish()
 
@@ -209,9 +211,8 @@ class Conversation:
         carrier = self._config.carrier_format
         async with asyncio.timeout(None) as self._deadline, contextlib.AsyncExitStack() as stack:
             stt_format = self._stt.input_format(carrier)
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                session = await stack.enter_async_context(self._stt.session(stt_format))
-                tts = await stack.enter_async_context(self._tts.connect(carrier))
+            session = await self._connect(stack, self._stt.name, self._stt.session(stt_format))
+            tts = await self._connect(stack, self._tts.name, self._tts.connect(carrier))
             http = await stack.enter_async_context(httpx.AsyncClient())
             runner = ToolRunner(self._config, http=http, digits=self._digits, clock=self._clock)
             async with asyncio.TaskGroup() as tg:
@@ -236,13 +237,21 @@ class Conversation:
                 tg.create_task(self._guard(self._watch_hangup()))
                 tg.create_task(self._guard(self._max_duration(main)))
 
+    @staticmethod
+    async def _connect(
+        stack: contextlib.AsyncExitStack, name: str, cm: AbstractAsyncContextManager[T]
+    ) -> T:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                return await stack.enter_async_context(cm)
+        except TimeoutError:
+            raise ProviderError(name, f"no connection within {CONNECT_TIMEOUT_S:g} s") from None
+
     async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
         """Record the first reason the call ends and bound the shutdown that follows."""
         try:
             await coro
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             self._note_end(self._classify(exc))
             self._deadline.reschedule(asyncio.get_running_loop().time() + SHUTDOWN_TIMEOUT_S)
             raise
@@ -260,7 +269,7 @@ class Conversation:
         if isinstance(exc, ProviderError):
             return CallOver(EndReason.PROVIDER_ERROR, str(exc))
         if isinstance(exc, TimeoutError):
-            return CallOver(EndReason.ERROR, "timed out connecting or shutting down")
+            return CallOver(EndReason.ERROR, f"shutdown took over {SHUTDOWN_TIMEOUT_S:g} s")
         log.exception("call %s: engine error", self._config.call_id, exc_info=exc)
         return CallOver(EndReason.ERROR, f"{type(exc).__name__}: {exc}")
 
@@ -454,7 +463,8 @@ class Conversation:
                 raise CallOver(EndReason.ASSISTANT_HANGUP, f"end-call phrase {phrase!r}")
 
     def _end_phrase(self, turn: Turn) -> str:
-        spoken = " ".join(_words(" ".join(m.content for m in turn.messages)))
+        said = " ".join(m.content for m in turn.messages if m.role == "assistant")
+        spoken = " ".join(_words(said))
         for phrase in self._config.end_call_phrases:
             words = " ".join(_words(phrase))
             if words and re.search(rf"\b{re.escape(words)}\b", spoken):

@@ -85,9 +85,10 @@ def settle(turn: Turn, now_ms: float) -> Settled:
         if message.role != "assistant":
             history.append(message)
             continue
+        # what was spoken for this message (fillers included), else what the LLM wrote
         content = " ".join(p.text for p in pieces if p.message == i)
-        if not turn.interrupted:
-            content = message.content or content
+        if not turn.interrupted and not content:
+            content = message.content
         if not content and not message.tool_calls:
             continue
         history.append(Message("assistant", content, tool_calls=list(message.tool_calls)))
