@@ -2,6 +2,7 @@
 
 Tasks (all in ONE :class:`asyncio.TaskGroup` per call)::
 
+    stt/tts   one holder each: connect (side by side), publish, close at the end
     audio     inbox -> decode -> VAD -> (convert) -> STT session; barge-in check per frame
     stt       STT events -> turn detector, barge-in check, usage
     main      greeting; then forever: wait for a user turn (or idle) -> reply
@@ -62,7 +63,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -92,7 +93,6 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 5.0
 _WORD = re.compile(r"[\w'-]+")
-T = TypeVar("T")
 
 
 class CallOver(Exception):
@@ -155,8 +155,9 @@ class Conversation:
         # set by run() once the providers are connected
         self._tg: asyncio.TaskGroup
         self._deadline: asyncio.Timeout
-        self._speaker: Speaker
+        self._speaker: Speaker | None = None
         self._session: STTSession
+        self._resources: dict[str, Any] = {}
         self._mark_seq = 0
         self.dropped_frames = 0
 
@@ -209,43 +210,45 @@ class Conversation:
 
     async def _run_call(self) -> None:
         carrier = self._config.carrier_format
-        async with asyncio.timeout(None) as self._deadline, contextlib.AsyncExitStack() as stack:
-            stt_format = self._stt.input_format(carrier)
-            session = await self._connect(stack, self._stt.name, self._stt.session(stt_format))
-            tts = await self._connect(stack, self._tts.name, self._tts.connect(carrier))
-            http = await stack.enter_async_context(httpx.AsyncClient())
+        stt_format = self._stt.input_format(carrier)
+        async with asyncio.timeout(None) as self._deadline, httpx.AsyncClient() as http:
             runner = ToolRunner(self._config, http=http, digits=self._digits, clock=self._clock)
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                self._speaker = Speaker(
-                    self._config,
-                    llm=self._llm,
-                    tts_name=self._tts.name,
-                    connection=tts,
-                    output=self._output,
-                    sink=self._sink,
-                    tools=runner,
-                    task_group=tg,
-                    usage=self._usage,
-                    history=self._history,
-                    now=self._now,
-                )
-                self._session = session
-                main = tg.create_task(self._guard(self._main()))
-                tg.create_task(self._guard(self._audio_loop(session, stt_format)))
-                tg.create_task(self._guard(self._stt_loop(session)))
+                # STT and TTS connect side by side; the greeting waits only for TTS
+                stt_up, tts_up = asyncio.Event(), asyncio.Event()
+                session_cm = self._stt.session(stt_format)
+                tg.create_task(self._guard(self._hold("stt", self._stt.name, session_cm, stt_up)))
+                tts_cm = self._tts.connect(carrier)
+                tg.create_task(self._guard(self._hold("tts", self._tts.name, tts_cm, tts_up)))
+                main = tg.create_task(self._guard(self._main(tts_up, runner)))
+                tg.create_task(self._guard(self._audio_loop(stt_up, stt_format)))
+                tg.create_task(self._guard(self._stt_loop(stt_up)))
                 tg.create_task(self._guard(self._watch_hangup()))
                 tg.create_task(self._guard(self._max_duration(main)))
 
-    @staticmethod
-    async def _connect(
-        stack: contextlib.AsyncExitStack, name: str, cm: AbstractAsyncContextManager[T]
-    ) -> T:
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                return await stack.enter_async_context(cm)
-        except TimeoutError:
-            raise ProviderError(name, f"no connection within {CONNECT_TIMEOUT_S:g} s") from None
+    async def _hold(
+        self, key: str, name: str, cm: AbstractAsyncContextManager[Any], ready: asyncio.Event
+    ) -> None:
+        """Connect a provider, publish it, and hold it open until the call ends.
+
+        The task that opens a provider's context also closes it, as SDKs built on anyio
+        require; closing is bounded by the shutdown deadline.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    resource = await stack.enter_async_context(cm)
+            except TimeoutError:
+                raise ProviderError(name, f"no connection within {CONNECT_TIMEOUT_S:g} s") from None
+            self._resources[key] = resource
+            ready.set()
+            await asyncio.Event().wait()  # cancelled when the call ends
+
+    async def _ready(self, event: asyncio.Event) -> None:
+        # the holder raises ProviderError on its own timeout; this bound is a backstop
+        async with asyncio.timeout(CONNECT_TIMEOUT_S + 1):
+            await event.wait()
 
     async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
         """Record the first reason the call ends and bound the shutdown that follows."""
@@ -314,7 +317,9 @@ class Conversation:
 
     # ------------------------------------------------------------------ caller side
 
-    async def _audio_loop(self, session: STTSession, stt_format: AudioFormat) -> None:
+    async def _audio_loop(self, stt_up: asyncio.Event, stt_format: AudioFormat) -> None:
+        await self._ready(stt_up)
+        session = self._session = self._resources["stt"]
         carrier = self._config.carrier_format
         to_stt = Converter(carrier, stt_format)
         vad_rate = carrier.sample_rate if carrier.sample_rate in SUPPORTED_RATES else 16000
@@ -342,7 +347,9 @@ class Conversation:
             self._usage.stt_seconds += len(audio) / stt_bytes_per_s
             await session.send_audio(audio)
 
-    async def _stt_loop(self, session: STTSession) -> None:
+    async def _stt_loop(self, stt_up: asyncio.Event) -> None:
+        await self._ready(stt_up)
+        session: STTSession = self._resources["stt"]
         async for event in session.events():
             now = self._now()
             if event.kind is STTEventKind.INTERIM:
@@ -422,7 +429,7 @@ class Conversation:
         if audible:
             await self._clear()
         self._flush_pending_user()
-        if self._config.max_duration_message:
+        if self._config.max_duration_message and self._speaker is not None:
             turn = self._new_turn(TurnKind.CLOSING, interruptible=False)
             await self._run_turn(
                 turn, self._speaker.fixed_line(self._config.max_duration_message, turn)
@@ -431,11 +438,25 @@ class Conversation:
 
     # ------------------------------------------------------------------ bot side
 
-    async def _main(self) -> None:
+    async def _main(self, tts_up: asyncio.Event, runner: ToolRunner) -> None:
+        await self._ready(tts_up)
+        speaker = self._speaker = Speaker(
+            self._config,
+            llm=self._llm,
+            tts_name=self._tts.name,
+            connection=self._resources["tts"],
+            output=self._output,
+            sink=self._sink,
+            tools=runner,
+            task_group=self._tg,
+            usage=self._usage,
+            history=self._history,
+            now=self._now,
+        )
         cfg = self._config
         if cfg.first_message:
             turn = self._new_turn(TurnKind.GREETING, interruptible=cfg.first_message_interruptible)
-            await self._run_turn(turn, self._speaker.fixed_line(cfg.first_message, turn))
+            await self._run_turn(turn, speaker.fixed_line(cfg.first_message, turn))
         self._idle_since_ms = self._now()
         prompts = 0
         while True:
@@ -443,15 +464,15 @@ class Conversation:
             if user is None:
                 if prompts >= cfg.idle.max_prompts:
                     turn = self._new_turn(TurnKind.CLOSING, interruptible=False)
-                    await self._run_turn(turn, self._speaker.fixed_line(cfg.idle.goodbye, turn))
+                    await self._run_turn(turn, speaker.fixed_line(cfg.idle.goodbye, turn))
                     raise CallOver(EndReason.SILENCE_TIMEOUT)
                 prompts += 1
                 turn = self._new_turn(TurnKind.IDLE_PROMPT, interruptible=True)
-                await self._run_turn(turn, self._speaker.fixed_line(cfg.idle.prompt, turn))
+                await self._run_turn(turn, speaker.fixed_line(cfg.idle.prompt, turn))
                 continue
             prompts = 0
             turn = self._new_turn(TurnKind.REPLY, interruptible=True, user=user)
-            await self._run_turn(turn, self._speaker.reply())
+            await self._run_turn(turn, speaker.reply())
             if turn.interrupted:
                 continue
             if turn.transfer_to:
@@ -531,6 +552,7 @@ class Conversation:
         self._overlap_final = ""
         self._overlap_interim = ""
         self._turn = turn
+        assert self._speaker is not None, "turns start once TTS is connected"
         task = turn.task = self._tg.create_task(self._speaker.speak(turn, produce))
         try:
             await asyncio.wait({task})

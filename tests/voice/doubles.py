@@ -71,6 +71,8 @@ class FakeSTT:
     interim_after_ms: int = 100
     final_after_silence_ms: int = 200
     fail_after_ms: int | None = None  # raise ProviderError after this much audio
+    connect_delay: float = 0.0
+    refuse: bool = False  # fail to connect
     audio_bytes: int = 0
     finalize_calls: int = 0
     sessions_open: int = 0
@@ -82,6 +84,9 @@ class FakeSTT:
 
     @contextlib.asynccontextmanager
     async def session(self, fmt: AudioFormat) -> AsyncIterator[FakeSTTSession]:
+        await asyncio.sleep(self.connect_delay)
+        if self.refuse:
+            raise ProviderError(self.name, "401 Unauthorized")
         session = FakeSTTSession(self)
         self._session = session
         self.sessions_open += 1

@@ -477,3 +477,24 @@ async def test_full_audio_queue_drops_the_oldest_frames() -> None:
         conv.feed_audio(b"\xff" * 160)
     assert conv.dropped_frames == 30
     await call.hang_up()
+
+
+async def test_greeting_does_not_wait_for_stt_to_connect() -> None:
+    stt = FakeSTT(["Hi"], connect_delay=0.5)
+    call = await start(stt=stt)
+    await until(lambda: "audio" in call.out.kinds())
+    assert stt.sessions_opened == 0
+    # caller audio waits for the session in the bounded queue, then reaches STT
+    await call.caller.speak(300)
+    await until(lambda: len(call.sink.timelines) == 2)
+    await call.hang_up()
+    assert stt.audio_bytes > 0
+
+
+async def test_provider_refusing_to_connect_ends_the_call() -> None:
+    call = await start(stt=FakeSTT(refuse=True))
+    ended = await call.result()
+    assert ended.reason is EndReason.PROVIDER_ERROR
+    assert ended.detail == "fake-stt: 401 Unauthorized"
+    assert call.tts.connections_open == 0
+    assert not leftover_tasks()
