@@ -498,3 +498,20 @@ async def test_provider_refusing_to_connect_ends_the_call() -> None:
     assert ended.detail == "fake-stt: 401 Unauthorized"
     assert call.tts.connections_open == 0
     assert not leftover_tasks()
+
+
+async def test_min_words_keeps_a_one_word_interjection_from_interrupting() -> None:
+    config = make_config(interruption=InterruptionConfig(min_speech_ms=200, min_words=2))
+    llm = FakeLLM([words(LONG_REPLY), words("Stopping.")])
+    call = await start(config, stt=FakeSTT(["Hours?", "stop"]), llm=llm)
+    await until(lambda: len(call.sink.timelines) == 1)
+    await call.caller.speak(300)
+    await until(lambda: len(call.tts.contexts) == 2 and "audio" in call.out.kinds()[-3:])
+    await call.caller.speak(400)
+    await until(lambda: len(call.sink.timelines) == 3)
+    await call.hang_up()
+
+    assert "clear" not in call.out.kinds()
+    assert call.sink.timelines[1].interrupted_at_ms is None
+    # not an acknowledgement: answered once the bot has finished
+    assert llm.requests[1][-1].content == "stop"
