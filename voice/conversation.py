@@ -205,7 +205,7 @@ class Conversation:
             await self._finish()
             raise
         except Exception as exc:  # an ExceptionGroup from the task group, or a setup error
-            self._note_end(self._classify(exc))
+            self._note_end(exc)
         return await self._finish()
 
     async def _run_call(self) -> None:
@@ -255,7 +255,7 @@ class Conversation:
         try:
             await coro
         except Exception as exc:
-            self._note_end(self._classify(exc))
+            self._note_end(exc)
             self._deadline.reschedule(asyncio.get_running_loop().time() + SHUTDOWN_TIMEOUT_S)
             raise
 
@@ -276,9 +276,12 @@ class Conversation:
         log.exception("call %s: engine error", self._config.call_id, exc_info=exc)
         return CallOver(EndReason.ERROR, f"{type(exc).__name__}: {exc}")
 
-    def _note_end(self, end: CallOver) -> None:
+    def _note_end(self, exc: BaseException) -> None:
+        """The first reason wins; what fails while the call is shutting down is only noise."""
         if self._end is None:
-            self._end = end
+            self._end = self._classify(exc)
+        elif not isinstance(exc, CallOver):
+            log.debug("call %s: during shutdown: %r", self._config.call_id, exc)
 
     async def _finish(self) -> CallEnded:
         self._closed = True

@@ -515,3 +515,18 @@ async def test_min_words_keeps_a_one_word_interjection_from_interrupting() -> No
     assert call.sink.timelines[1].interrupted_at_ms is None
     # not an acknowledgement: answered once the bot has finished
     assert llm.requests[1][-1].content == "stop"
+
+
+async def test_unexpected_error_ends_with_error_and_leaks_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    llm = FakeLLM([[RuntimeError("bug in a provider")]])
+    call = await start(stt=FakeSTT(["Question"]), llm=llm)
+    await until(lambda: len(call.sink.timelines) == 1)
+    await call.caller.speak(300)
+    ended = await call.result()
+    assert ended.reason is EndReason.ERROR
+    assert ended.detail == "RuntimeError: bug in a provider"
+    assert "engine error" in caplog.text
+    assert call.out.kinds()[-1] == "hangup"
+    assert not leftover_tasks()
