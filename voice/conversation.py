@@ -31,8 +31,9 @@ acknowledgements ("mhm") never interrupts, and an acknowledgement that began ove
 bot is not answered even if its final arrives after the bot stopped; with ``min_words`` = 0
 that filter applies only if the transcript arrives before ``min_speech_ms``. The turn keeps
 what the caller heard (:mod:`voice.playback`) in both history and transcript. A reply
-cancelled before any audio was sent gives the user's words back to the turn detector, so
-what they said next is answered together with it, once.
+cancelled before any audio was sent (and before any tool ran, whose effects the history
+must keep) gives the user's words back to the turn detector, so what they said next is
+answered together with it, once.
 
 Ending: a task that decides the call is over raises :class:`CallOver`; the task group then
 cancels everything else, and every exit path (including provider errors and a caller who

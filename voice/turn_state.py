@@ -56,7 +56,8 @@ class Settled:
     history: list[Message]  # to append to the LLM history
     transcript: list[TranscriptEntry]
     spoken: str  # what the caller heard from the assistant
-    restore_user: bool  # nothing was heard: give the user's words back to the turn detector
+    # nothing was heard and nothing was done: give the user's words back to the detector
+    restore_user: bool
 
 
 def _heard_pieces(turn: Turn) -> list[Piece]:
@@ -69,7 +70,8 @@ def settle(turn: Turn, now_ms: float) -> Settled:
     """History and transcript entries for a finished turn (see the module docstring)."""
     pieces = _heard_pieces(turn)
     spoken = " ".join(p.text for p in pieces)
-    if turn.barged_in and not spoken and turn.user is not None:
+    called_tools = any(m.tool_calls for m in turn.messages)
+    if turn.barged_in and not spoken and not called_tools and turn.user is not None:
         return Settled([], [], "", restore_user=True)
 
     history: list[Message] = []

@@ -69,3 +69,18 @@ def test_barge_in_before_any_audio_gives_the_words_back() -> None:
     settled = settle(turn, 1200.0)
     assert settled.restore_user
     assert settled.history == [] and settled.transcript == []
+
+
+def test_barge_in_after_a_tool_ran_keeps_the_turn_in_history() -> None:
+    turn = make_turn("Book it")
+    call = ToolCall("c1", "book", "{}")
+    turn.messages = [Message("assistant", "", tool_calls=[call])]
+    turn.interrupt(1200.0)
+    turn.barged_in = True
+    settled = settle(turn, 1200.0)
+    assert not settled.restore_user
+    assert [(m.role, m.content) for m in settled.history] == [
+        ("user", "Book it"),
+        ("assistant", ""),
+        ("tool", INTERRUPTED_TOOL_RESULT),
+    ]
