@@ -111,7 +111,12 @@ def _words(text: str) -> list[str]:
 
 
 class Conversation:
-    """Runs one call. Input methods are sync and never block; ``run()`` drives the call."""
+    """Runs one call. Input methods are sync and never block; ``run()`` drives the call.
+
+    ``clock`` (monotonic seconds) stamps the timeline; waits use the event loop's own
+    clock, so a custom clock must advance with real time. ``audio_queue_frames`` bounds
+    the caller-audio queue (100 Twilio frames = 2 s).
+    """
 
     def __init__(
         self,
