@@ -113,10 +113,6 @@ class Playback:
             and all(s.echoed_at_ms is not None for s in self.spans)
         )
 
-    @property
-    def last_mark(self) -> str | None:
-        return self.spans[-1].mark if self.spans else None
-
     def unplayed_ms(self, now_ms: float) -> float:
         """Audio sent but not yet confirmed played, as a bound for waiting on marks."""
         start = self.first_audio_sent_ms if self.first_audio_sent_ms is not None else now_ms

@@ -172,9 +172,3 @@ class TurnDetector:
             self._final_ms = turn.stt_final_ms
         if self._speech_end_ms is None:
             self._speech_end_ms = turn.speech_end_ms
-
-    def discard(self) -> None:
-        """Forget pending text (e.g. an acknowledgement spoken over the bot)."""
-        self._parts = []
-        self._final_ms = None
-        self._endpointed = False

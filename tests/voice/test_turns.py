@@ -99,10 +99,3 @@ def test_take_hands_over_once_and_restore_puts_text_back_in_front() -> None:
     merged = d.take()
     assert merged.text == "I need a table for two"
     assert merged.speech_start_ms == 0
-
-
-def test_discard_drops_pending_text() -> None:
-    d = TurnDetector(CFG)
-    d.final("mhm", speech_final=True, at_ms=100)
-    d.discard()
-    assert d.deadline() is None
