@@ -149,7 +149,13 @@ class TTSContext(Protocol):
         """No more text for this reply; ``audio()`` ends after the last chunk."""
 
     def audio(self) -> AsyncIterator[bytes]:
-        """Audio chunks, in the format given to ``context()``, until the reply is spoken."""
+        """Audio chunks, in the format given to ``context()``, until the reply is spoken.
+
+        Optional but recommended: yield an empty chunk (``b""``) when the audio for one
+        ``push()`` is complete (Cartesia: the ``flush_done`` of that push; a local engine:
+        after synthesizing it). The engine sends a carrier mark there, so on barge-in it
+        knows which text the caller heard. Without boundaries one mark covers the reply.
+        """
 
     async def cancel(self) -> None:
         """Stop synthesis now (barge-in). ``audio()`` ends promptly."""

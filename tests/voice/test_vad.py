@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.voice.doubles import silence_frames, speech_frames
+from voice.audio import decode
+from voice.config import Encoding
+from voice.vad import VadEventKind, VoiceActivity
+
+
+def pcm(frames: list[bytes]) -> bytes:
+    return b"".join(decode(f, Encoding.MULAW).tobytes() for f in frames)
+
+
+def test_speech_start_and_end_with_hysteresis() -> None:
+    vad = VoiceActivity(8000, start_ms=60, end_ms=300)
+    events = vad.process(pcm(silence_frames(400)))
+    assert events == [] and not vad.speaking
+    events = vad.process(pcm(speech_frames(600)))
+    assert [e.kind for e in events] == [VadEventKind.SPEECH_START]
+    assert events[0].at_ms == pytest.approx(400, abs=40)
+    assert vad.speaking and vad.speech_ms() >= 500
+    events = vad.process(pcm(silence_frames(600)))
+    assert [e.kind for e in events] == [VadEventKind.SPEECH_END]
+    # the end is where the voice stopped (webrtcvad adds a little hangover), not 300 ms later
+    assert 1000 <= events[0].at_ms < 1300
+    assert not vad.speaking and vad.speech_ms() == 0
+
+
+def test_a_click_does_not_start_speech_and_a_short_pause_does_not_end_it() -> None:
+    # webrtcvad keeps saying "voiced" for a few frames after a sound (its hangover)
+    vad = VoiceActivity(8000, start_ms=140, end_ms=300)
+    assert vad.process(pcm(speech_frames(20))) == []
+    assert vad.process(pcm(silence_frames(300))) == []
+    vad.process(pcm(speech_frames(300)))
+    assert vad.speaking
+    assert vad.process(pcm(silence_frames(100) + speech_frames(200))) == []
+    assert vad.speaking
+
+
+def test_any_chunk_size_and_16k() -> None:
+    vad = VoiceActivity(16000, frame_ms=10)
+    samples = np.repeat(np.frombuffer(pcm(speech_frames(500)), dtype="<i2"), 2)
+    data = samples.tobytes()
+    events = []
+    for i in range(0, len(data), 333):  # odd sizes, split mid-sample
+        events += vad.process(data[i : i + 333])
+    assert [e.kind for e in events] == [VadEventKind.SPEECH_START]
+    assert vad.processed_ms == 500
+
+
+def test_rejects_unsupported_formats() -> None:
+    with pytest.raises(ValueError, match="sample rate"):
+        VoiceActivity(11025)
+    with pytest.raises(ValueError, match="frame"):
+        VoiceActivity(8000, frame_ms=25)

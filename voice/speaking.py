@@ -1,0 +1,255 @@
+"""Speaking one assistant turn: LLM rounds and tools -> chunker -> one TTS context ->
+carrier audio and marks.
+
+:meth:`Speaker.speak` runs a turn to the end of its playback. Text comes from a *producer*:
+:meth:`Speaker.fixed_line` (greeting, idle prompt, closing) or :meth:`Speaker.reply` (LLM
+with tools: stream a round, speak its text clause by clause as it arrives, run the tools it
+asked for — side by side, with the tool's filler line if one is slow — and ask again with
+their results, up to ``MAX_TOOL_ROUNDS``). A pump task forwards TTS audio to the carrier
+as it arrives, sending a mark at each text boundary and one at the end (see
+:mod:`voice.playback`).
+
+Cancelling the task running :meth:`Speaker.speak` (barge-in, end of call) closes the LLM
+stream and cancels the TTS context, each bounded in time. Every wait here has a timeout:
+an LLM silent for ``LLM_STALL_S`` or a TTS silent for ``TTS_STALL_S`` after its last text
+is a :class:`~voice.providers.base.ProviderError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from voice.chunker import TextChunker
+from voice.config import CallConfig
+from voice.events import Sink, Usage
+from voice.playback import Piece
+from voice.providers.base import (
+    LLMProvider,
+    LLMUsage,
+    Message,
+    ProviderError,
+    TextDelta,
+    ToolCall,
+    ToolCallsRequested,
+    TTSConnection,
+    TTSContext,
+)
+from voice.tools import ToolOutcome, ToolRunner
+from voice.transport import CarrierOutput
+from voice.turn_state import Turn
+
+log = logging.getLogger(__name__)
+
+CARRIER_TIMEOUT_S = 2.0  # send_clear, hangup, transfer, TTS cancel
+LLM_STALL_S = 30.0  # longest silence inside one LLM stream
+TTS_STALL_S = 15.0  # longest silence from TTS once all text is in
+MARK_SLACK_S = 2.0  # beyond the unplayed audio, how long to wait for the final mark
+MAX_TOOL_ROUNDS = 5
+
+Produce = Callable[[TTSContext, Turn], Awaitable[None]]
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+class Speaker:
+    """Speaks the turns of one call. Built once the call's providers are connected."""
+
+    def __init__(
+        self,
+        config: CallConfig,
+        *,
+        llm: LLMProvider,
+        tts_name: str,
+        connection: TTSConnection,
+        output: CarrierOutput,
+        sink: Sink,
+        tools: ToolRunner,
+        task_group: asyncio.TaskGroup,
+        usage: Usage,
+        history: list[Message],
+        now: Callable[[], float],
+    ) -> None:
+        self._config = config
+        self._llm = llm
+        self._tts_name = tts_name
+        self._connection = connection
+        self._output = output
+        self._sink = sink
+        self._tools = tools
+        self._tg = task_group
+        self._usage = usage
+        self._history = history  # the call's, appended to by the conversation
+        self._now = now
+
+    async def speak(self, turn: Turn, produce: Produce) -> None:
+        """Run one turn until its audio has played (final mark echoed, or bounded wait)."""
+        ctx = self._connection.context()
+        pump = self._tg.create_task(self._pump(ctx, turn))
+        completed = False
+        try:
+            await produce(ctx, turn)
+            turn.input_done = True
+            await ctx.end_input()
+            await pump
+            unplayed = turn.playback.unplayed_ms(self._now()) / 1000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(unplayed + MARK_SLACK_S):
+                    await turn.playback_done.wait()
+            completed = True
+        finally:
+            if not completed:
+                pump.cancel()
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CARRIER_TIMEOUT_S):
+                        await ctx.cancel()
+
+    async def _pump(self, ctx: TTSContext, turn: Turn) -> None:
+        """TTS audio -> carrier, with a mark at each text boundary and at the end."""
+        playback = turn.playback
+        timeline = turn.timeline
+        audio = ctx.audio()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(TTS_STALL_S if turn.input_done else None):
+                        chunk = await anext(audio)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise ProviderError(self._tts_name, f"no audio for {TTS_STALL_S:g} s") from None
+                if not chunk:
+                    mark = playback.boundary()
+                    if mark is not None:
+                        await self._output.send_mark(mark)
+                    continue
+                if timeline.tts_first_audio_ms is None:
+                    timeline.tts_first_audio_ms = self._now()
+                playback.audio(len(chunk))
+                await self._output.send_audio(chunk)
+                if playback.first_audio_sent_ms is None:
+                    playback.first_audio_sent_ms = timeline.first_audio_sent_ms = self._now()
+        finally:
+            await _aclose(audio)
+        mark = playback.end()
+        if mark is not None:
+            await self._output.send_mark(mark)
+        if playback.finished or not playback.spans:
+            timeline.playback_finished_ms = timeline.playback_finished_ms or self._now()
+            turn.playback_done.set()
+
+    async def _push(self, ctx: TTSContext, turn: Turn, piece: Piece) -> None:
+        if turn.timeline.tts_first_text_ms is None:
+            turn.timeline.tts_first_text_ms = self._now()
+        turn.playback.pushed(piece)
+        self._usage.tts_characters += len(piece.text)
+        await ctx.push(piece.text)
+
+    def fixed_line(self, text: str, turn: Turn) -> Produce:
+        """A fixed line (greeting, idle prompt, closing)."""
+        turn.messages.append(Message("assistant", text))
+
+        async def produce(ctx: TTSContext, turn: Turn) -> None:
+            chunker = TextChunker()
+            for chunk in [*chunker.push(text), *chunker.flush()]:
+                await self._push(ctx, turn, Piece(chunk, 0))
+
+        return produce
+
+    def reply(self) -> Produce:
+        async def produce(ctx: TTSContext, turn: Turn) -> None:
+            for _ in range(MAX_TOOL_ROUNDS):
+                calls = await self._llm_round(ctx, turn)
+                if not calls:
+                    return
+                await self._run_tools(ctx, turn, calls)
+                if turn.end_call or turn.transfer_to:
+                    return
+            log.warning("call %s: tool rounds exhausted", self._config.call_id)
+
+        return produce
+
+    def _messages(self, turn: Turn) -> list[Message]:
+        messages = [Message("system", self._config.system_prompt), *self._history]
+        if turn.user is not None:
+            messages.append(Message("user", turn.user.text))
+        return messages + turn.messages
+
+    async def _llm_round(self, ctx: TTSContext, turn: Turn) -> list[ToolCall]:
+        """One LLM request: text is spoken as it streams; returns the tools it asks for."""
+        messages = self._messages(turn)
+        index = len(turn.messages)
+        message = Message("assistant")
+        turn.messages.append(message)
+        timeline = turn.timeline
+        if timeline.llm_request_ms is None:
+            timeline.llm_request_ms = self._now()
+        chunker = TextChunker()
+        parts: list[str] = []
+        calls: list[ToolCall] = []
+        stream = self._llm.stream(messages=messages, tools=self._config.tools)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(LLM_STALL_S):
+                        chunk = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise ProviderError(
+                        self._llm.name, f"no response for {LLM_STALL_S:g} s"
+                    ) from None
+                if isinstance(chunk, LLMUsage):
+                    self._usage.llm_prompt_tokens += chunk.prompt_tokens
+                    self._usage.llm_completion_tokens += chunk.completion_tokens
+                    continue
+                if timeline.llm_first_token_ms is None:
+                    timeline.llm_first_token_ms = self._now()
+                if isinstance(chunk, TextDelta):
+                    parts.append(chunk.text)
+                    message.content = "".join(parts)
+                    for text in chunker.push(chunk.text):
+                        await self._push(ctx, turn, Piece(text, index))
+                elif isinstance(chunk, ToolCallsRequested):
+                    calls.extend(chunk.calls)
+        finally:
+            await _aclose(stream)
+        for text in chunker.flush():
+            await self._push(ctx, turn, Piece(text, index))
+        message.content = "".join(parts).strip()
+        message.tool_calls = calls
+        return calls
+
+    async def _run_tools(self, ctx: TTSContext, turn: Turn, calls: list[ToolCall]) -> None:
+        runner = self._tools
+        index = len(turn.messages) - 1
+        turn.timeline.tool_calls += len(calls)
+        tasks = [self._tg.create_task(runner.run(c, turn_index=turn.index)) for c in calls]
+        try:
+            fillers = [t for c in calls if (t := runner.tool(c.name)) is not None and t.filler]
+            if fillers:
+                _, pending = await asyncio.wait(tasks, timeout=fillers[0].filler_after_s)
+                if pending:
+                    await self._push(ctx, turn, Piece(fillers[0].filler, index))
+            await asyncio.wait(tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+        outcomes: list[ToolOutcome] = [t.result() for t in tasks]
+        for outcome in outcomes:
+            self._sink.emit(outcome.record)
+            turn.messages.append(
+                Message(
+                    "tool", outcome.result, tool_call_id=outcome.call.id, name=outcome.call.name
+                )
+            )
+            turn.end_call = turn.end_call or outcome.end_call
+            turn.transfer_to = turn.transfer_to or outcome.transfer_to
