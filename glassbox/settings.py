@@ -166,3 +166,39 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["glassbox.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "glassbox.api.pagination.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "glassbox.api.schema.TenantAutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["glassbox.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="1200/minute")},
+    "EXCEPTION_HANDLER": "glassbox.api.errors.exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Glassbox API",
+    "DESCRIPTION": (
+        "Configure voice agents, tools, provider credentials and phone numbers. "
+        "Authenticate with an organization API key: `Authorization: Bearer gb_...`. "
+        'Every error is `{"error": {"code", "message", "fields"?}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "glassbox.api.schema.add_error_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "CredentialProviderEnum": "agents.models.CredentialProvider",
+        "STTProviderEnum": "agents.serializers.STT_PROVIDERS",
+        "LLMProviderEnum": "agents.serializers.LLM_PROVIDERS",
+        "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
+    },
+}
