@@ -11,6 +11,38 @@ from django.db import models
 
 from glassbox.encryption import EncryptedTextField
 from tenants.scoping import TenantModel
+from voice.config import IdleConfig, InterruptionConfig, TurnConfig
+
+
+# Column defaults mirror voice.config so rows created outside the API (commands, admin,
+# tests) are complete too. Callables, so no two rows share one mutable dict.
+def default_turn() -> dict[str, int]:
+    turn = TurnConfig()
+    return {"min_wait_ms": turn.min_wait_ms, "max_wait_ms": turn.max_wait_ms}
+
+
+def default_interruption() -> dict[str, object]:
+    i = InterruptionConfig()
+    return {
+        "enabled": i.enabled,
+        "min_speech_ms": i.min_speech_ms,
+        "min_words": i.min_words,
+        "acknowledgements": list(i.acknowledgements),
+    }
+
+
+def default_idle() -> dict[str, object]:
+    idle = IdleConfig()
+    return {
+        "prompt": idle.prompt,
+        "timeout_s": idle.timeout_s,
+        "max_prompts": idle.max_prompts,
+        "goodbye": idle.goodbye,
+    }
+
+
+def default_analysis() -> dict[str, object]:
+    return {"summary_prompt": "", "structured_data_schema": {}, "success_rubric": ""}
 
 
 class CredentialProvider(models.TextChoices):
@@ -101,16 +133,18 @@ class Agent(TenantModel):
     tts_credential = models.ForeignKey(
         Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    turn = models.JSONField(default=dict)
-    interruption = models.JSONField(default=dict)
-    idle = models.JSONField(default=dict)
+    turn = models.JSONField(default=default_turn)
+    interruption = models.JSONField(default=default_interruption)
+    idle = models.JSONField(default=default_idle)
     max_duration_s = models.FloatField(default=1800.0)
-    max_duration_message = models.TextField(blank=True)
+    max_duration_message = models.TextField(
+        blank=True, default="We've reached the time limit for this call. Goodbye."
+    )
     end_call_phrases = models.JSONField(default=list, blank=True)
     tools = models.ManyToManyField(Tool, blank=True, related_name="agents")
     webhook_url = models.URLField(max_length=2000, blank=True)
     webhook_secret = EncryptedTextField(blank=True)
-    analysis = models.JSONField(default=dict)
+    analysis = models.JSONField(default=default_analysis)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

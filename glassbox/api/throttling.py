@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
 
@@ -7,6 +8,11 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
     """Per-organization request budget (all keys of an organization share it)."""
 
     scope = "api_key"
+
+    def get_rate(self) -> str | None:
+        # Read at request time (DRF reads its rates once at import) so it is configurable.
+        rate: str | None = settings.API_RATE_LIMIT
+        return rate
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         auth = getattr(request, "auth", None)
