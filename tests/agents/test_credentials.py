@@ -165,9 +165,12 @@ def test_default_key_is_derived_from_secret_key(tenant_a: Tenant) -> None:
             "/api/v1/credentials/", {"name": "c", "provider": "openai", "api_key": SECRET}
         ).json()["id"]
         assert Credential.objects.for_org(tenant_a.organization).get(pk=pk).api_key == SECRET
-    with override_settings(ENCRYPTION_KEYS=[], SECRET_KEY="another-secret-key-" + "x" * 40):
-        with pytest.raises(ImproperlyConfigured):
-            Credential.objects.for_org(tenant_a.organization).get(pk=pk)
+    other_secret = "another-secret-key-" + "x" * 40
+    with (
+        override_settings(ENCRYPTION_KEYS=[], SECRET_KEY=other_secret),
+        pytest.raises(ImproperlyConfigured),
+    ):
+        Credential.objects.for_org(tenant_a.organization).get(pk=pk)
 
 
 def test_bad_encryption_keys_setting_is_a_clear_error(tenant_a: Tenant) -> None:
