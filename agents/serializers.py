@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import phonenumbers
+from drf_spectacular.utils import extend_schema_serializer
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from rest_framework import serializers
@@ -166,6 +167,8 @@ def _full(name: str, data: dict[str, Any]) -> dict[str, Any]:
 # --- agents ------------------------------------------------------------------------------
 
 
+# Input and output share a component name: the schema calls them AgentRequest / Agent.
+@extend_schema_serializer(component_name="Agent")
 class AgentInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     system_prompt = serializers.CharField(max_length=50_000, allow_blank=True, default="")
@@ -218,6 +221,7 @@ class AgentInputSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_serializer(component_name="Agent")
 class AgentOutputSerializer(serializers.ModelSerializer):
     stt = STTSerializer()
     llm = LLMSerializer()
@@ -229,6 +233,7 @@ class AgentOutputSerializer(serializers.ModelSerializer):
     tools = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     end_call_phrases = serializers.ListField(child=serializers.CharField())
     has_webhook_secret = serializers.BooleanField(read_only=True)
+    webhook_url = serializers.CharField(help_text="A URL, or '' when unset.")
 
     class Meta:
         model = Agent
@@ -267,6 +272,8 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
+# Input and output share a component name: the schema calls them ToolRequest / Tool.
+@extend_schema_serializer(component_name="Tool")
 class ToolInputSerializer(serializers.Serializer):
     name = serializers.RegexField(
         TOOL_NAME,
@@ -335,9 +342,11 @@ def _tool_fields(tool: Tool) -> dict[str, Any]:
     return {"kind": tool.kind, "url": tool.url}
 
 
+@extend_schema_serializer(component_name="Tool")
 class ToolOutputSerializer(serializers.ModelSerializer):
     parameters = serializers.JSONField()
     headers = serializers.DictField(child=serializers.CharField())
+    url = serializers.CharField(help_text="A URL (http tools), or ''.")
 
     class Meta:
         model = Tool
@@ -368,6 +377,8 @@ class ToolOutputSerializer(serializers.ModelSerializer):
 TWILIO_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 
 
+# Input and output share a component name: the schema calls them CredentialRequest / Credential.
+@extend_schema_serializer(component_name="Credential")
 class CredentialInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     provider = serializers.ChoiceField(CredentialProvider.choices)
@@ -420,7 +431,9 @@ class CredentialInputSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_serializer(component_name="Credential")
 class CredentialOutputSerializer(serializers.ModelSerializer):
+    base_url = serializers.CharField(help_text="A URL (OpenAI-compatible servers), or ''.")
     hint = serializers.CharField(
         read_only=True, help_text="Last 4 characters of the secret, to tell keys apart."
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from agents.models import Agent, Credential
@@ -8,6 +9,8 @@ from calls.models import Carrier, PhoneNumber
 from glassbox.api.fields import TenantPrimaryKeyRelatedField
 
 
+# Input and output share a component name: the schema calls them PhoneNumberRequest / PhoneNumber.
+@extend_schema_serializer(component_name="PhoneNumber")
 class PhoneNumberInputSerializer(serializers.Serializer):
     number = serializers.CharField(max_length=32, help_text="E.164, e.g. +14155550123.")
     name = serializers.CharField(max_length=100, allow_blank=True, default="")
@@ -23,6 +26,7 @@ class PhoneNumberInputSerializer(serializers.Serializer):
         return e164(value)
 
 
+@extend_schema_serializer(component_name="PhoneNumber")
 class PhoneNumberOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = PhoneNumber

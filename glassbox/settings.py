@@ -133,6 +133,7 @@ STORAGES = {
 }
 
 LOGIN_URL = "/admin/login/"
+CSRF_FAILURE_VIEW = "glassbox.api.errors.csrf_failure"
 
 # Request size limits: bad input gets a clear 4xx, never unbounded memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
@@ -181,6 +182,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["glassbox.api.throttling.ApiKeyRateThrottle"],
     "EXCEPTION_HANDLER": "glassbox.api.errors.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # ASCII-escaped output: an error message that echoes a lone surrogate from the input
+    # must still render instead of failing to encode as UTF-8.
+    "UNICODE_JSON": False,
 }
 
 SPECTACULAR_SETTINGS = {

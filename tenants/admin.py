@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
@@ -20,6 +21,7 @@ from tenants.scoping import dangerously_unscoped_context
 
 class TenantModelAdmin(admin.ModelAdmin):
     list_select_related = ("organization",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         qs = self.model.objects.dangerously_unscoped()  # type: ignore[attr-defined]

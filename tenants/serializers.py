@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from tenants.models import ApiKey
 
 
+# Input and output share a component name: the schema calls them ApiKeyRequest / ApiKey.
+@extend_schema_serializer(component_name="ApiKey")
 class ApiKeyInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, allow_blank=True, default="")
 
 
+@extend_schema_serializer(component_name="ApiKey")
 class ApiKeyOutputSerializer(serializers.ModelSerializer):
     masked = serializers.CharField(read_only=True, help_text="Safe to display.")
     revoked = serializers.BooleanField(source="is_revoked", read_only=True)
@@ -28,6 +32,7 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_serializer(component_name="ApiKeyCreated")
 class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
     key = serializers.SerializerMethodField(
         help_text="The API key. Shown once: it is not stored and cannot be shown again."

@@ -33,3 +33,9 @@ def tenant_a(db: Any) -> Tenant:
 @pytest.fixture
 def tenant_b(db: Any) -> Tenant:
     return make_tenant("Tenant B")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # PBKDF2's deliberate slowness buys nothing in tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

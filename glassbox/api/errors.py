@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
 from django.http import Http404, HttpRequest, JsonResponse
-from django.views import defaults
+from django.views import csrf, defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -47,7 +49,9 @@ def _flatten_message(detail: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, ProtectedError):
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, ProtectedError):
         exc = Conflict("This object is still in use by other objects; detach them first.")
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -87,8 +91,15 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:
     return defaults.page_not_found(request, exception)
 
 
+@csrf_exempt  # a 404 for any method; CSRF would otherwise answer unsafe methods first
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> Any:
+    if _wants_json(request):
+        return JsonResponse(error_body("csrf_failed", "CSRF verification failed."), status=403)
+    return csrf.csrf_failure(request, reason)
 
 
 def handler500(request: HttpRequest) -> Any:

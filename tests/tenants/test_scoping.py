@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
+from django.db import connections
 
 from agents.models import Agent, Tool
 from glassbox.api.views import TenantCRUDViewSet
@@ -66,6 +67,8 @@ async def test_scope_is_per_task_and_follows_sync_to_async(
     assert counts == [1, 1]
     with pytest.raises(TenantScopeError):
         await sync_to_async(Agent.objects.count)()
+    # The worker thread opened its own connection; close it so the test DB can be dropped.
+    await sync_to_async(connections.close_all)()
 
 
 def test_model_uniqueness_checks_work_without_a_scope(tenant_a: Tenant) -> None:
