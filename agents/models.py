@@ -125,13 +125,13 @@ class Agent(TenantModel):
     llm = models.JSONField(default=dict)
     tts = models.JSONField(default=dict)
     stt_credential = models.ForeignKey(
-        Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Credential, null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     llm_credential = models.ForeignKey(
-        Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Credential, null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     tts_credential = models.ForeignKey(
-        Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Credential, null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     turn = models.JSONField(default=default_turn)
     interruption = models.JSONField(default=default_interruption)

@@ -68,7 +68,8 @@ def credential_update(*, credential: Credential, data: dict[str, Any]) -> Creden
 
 
 def credential_delete(*, credential: Credential) -> None:
-    # PROTECT on agents and phone numbers turns "still in use" into a 409.
+    # RESTRICT on agents and phone numbers turns "still in use" into a 409, while still
+    # letting an organization be deleted with everything in it.
     credential.delete()
 
 

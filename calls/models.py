@@ -15,7 +15,7 @@ class PhoneNumber(TenantModel):
     name = models.CharField(max_length=100, blank=True)
     carrier = models.CharField(max_length=16, choices=Carrier.choices, default=Carrier.TWILIO)
     credential = models.ForeignKey(
-        "agents.Credential", on_delete=models.PROTECT, related_name="phone_numbers"
+        "agents.Credential", on_delete=models.RESTRICT, related_name="phone_numbers"
     )
     agent = models.ForeignKey(
         "agents.Agent",

@@ -136,6 +136,11 @@ def test_real_asgi_server_serves_the_seeded_api(tmp_path: Path) -> None:
         ok = httpx.get(f"{base}/api/v1/agents/", headers={"Authorization": f"Bearer {key}"})
         assert ok.status_code == 200
         assert ok.json()["results"][0]["name"] == "Demo receptionist"
+        docs = httpx.get(f"{base}/api/docs/")
+        assert docs.status_code == 200
+        bundle = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+        assert httpx.get(f"{base}{bundle}").status_code == 200
+        assert httpx.get(f"{base}/admin/login/").status_code == 200
         denied = httpx.get(f"{base}/api/v1/agents/")
         assert denied.status_code == 401
         assert denied.json()["error"]["code"] == "not_authenticated"

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -51,7 +51,7 @@ def _flatten_message(detail: Any) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
-    elif isinstance(exc, ProtectedError):
+    elif isinstance(exc, ProtectedError | RestrictedError):
         exc = Conflict("This object is still in use by other objects; detach them first.")
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -77,3 +77,15 @@ def test_agent_can_be_edited_in_the_admin(staff_client: Client) -> None:
     response = staff_client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Agent.objects.dangerously_unscoped().get(pk=agent.pk).name == "Renamed by staff"
+
+
+def test_staff_can_delete_an_organization_with_everything_in_it(staff_client: Client) -> None:
+    from tenants.models import Organization
+
+    org = make_organization()
+    for factory in FACTORIES.values():
+        factory(org)
+    url = reverse("admin:tenants_organization_delete", args=[org.pk])
+    assert staff_client.get(url).status_code == 200
+    assert staff_client.post(url, {"post": "yes"}).status_code == 302
+    assert not Organization.objects.filter(pk=org.pk).exists()

@@ -14,10 +14,11 @@ from tenants.scoping import (
     TenantScopeError,
     current_organization,
     dangerously_unscoped_context,
+    tenant_models,
     tenant_scope,
 )
 from tests.conftest import Tenant
-from tests.factories import make_agent, make_tool
+from tests.factories import FACTORIES, make_agent, make_credential, make_tool
 
 
 def test_api_base_class_refuses_get_queryset_overrides() -> None:
@@ -79,3 +80,13 @@ def test_model_uniqueness_checks_work_without_a_scope(tenant_a: Tenant) -> None:
     make_tool(tenant_a.organization, name="dupe")
     with pytest.raises(ValidationError):
         duplicate.full_clean()
+
+
+def test_deleting_an_organization_removes_everything_it_owns(tenant_a: Tenant) -> None:
+    org = tenant_a.organization
+    for factory in FACTORIES.values():
+        factory(org)
+    make_agent(org, llm={"provider": "openai"}, llm_credential=make_credential(org, "openai"))
+    org.delete()
+    for model in tenant_models():
+        assert not model.objects.dangerously_unscoped().filter(organization_id=org.pk).exists()
