@@ -1,10 +1,11 @@
 import django_filters
 
 from calls.models import Carrier, PhoneNumber
+from glassbox.api.filters import IdFilter
 
 
 class PhoneNumberFilter(django_filters.FilterSet):
-    agent = django_filters.NumberFilter(field_name="agent_id")
+    agent = IdFilter(field_name="agent_id")
     carrier = django_filters.ChoiceFilter(choices=Carrier.choices)
     number = django_filters.CharFilter(lookup_expr="icontains", max_length=32)
 

@@ -114,3 +114,26 @@ def test_non_api_paths_keep_django_pages(db: Any) -> None:
     response = APIClient().get("/no-such-page/")
     assert response.status_code == 404
     assert not response["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("big", ["9" * 30, str(2**63), str(2**63 - 1)])
+def test_out_of_range_ids_are_404_or_400_never_500(big: str, tenant_a: Tenant) -> None:
+    agent = make_agent(tenant_a.organization)
+    _assert_error(tenant_a.client.get(f"/api/v1/agents/{big}/"), 404, "not_found")
+    _assert_error(tenant_a.client.delete(f"/api/v1/agents/{big}/"), 404, "not_found")
+    response = tenant_a.client.patch(f"/api/v1/agents/{agent.pk}/", {"tools": [int(big)]})
+    _assert_error(response, 400, "invalid")
+    listing = tenant_a.client.get(f"/api/v1/phone-numbers/?agent={big}")
+    if int(big) < 2**63:
+        assert listing.status_code == 200 and listing.json()["count"] == 0
+    else:
+        assert _assert_error(listing, 400, "invalid")["fields"]["agent"]
+
+
+@pytest.mark.parametrize("query", ["name=%00", "agent=1e999", "agent=nan", "page=%00", "kind=%00"])
+def test_hostile_query_strings_never_500(query: str, tenant_a: Tenant) -> None:
+    for path in ("/api/v1/agents/", "/api/v1/phone-numbers/", "/api/v1/tools/"):
+        response = tenant_a.client.get(f"{path}?{query}")
+        assert response.status_code in (200, 400, 404), (path, query, response.content)
+        if response.status_code != 200:
+            _assert_error(response, response.status_code)
