@@ -7,6 +7,9 @@ later step can build a ``voice.config.CallConfig`` from an Agent field by field.
 
 from __future__ import annotations
 
+import json
+
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from glassbox.encryption import EncryptedTextField
@@ -157,3 +160,17 @@ class Agent(TenantModel):
     @property
     def has_webhook_secret(self) -> bool:
         return bool(self.webhook_secret)
+
+    def clean(self) -> None:
+        # The admin edits the nested settings as raw JSON; hold them to the API's rules.
+        from agents.serializers import NESTED  # the serializers module imports this one
+
+        errors: dict[str, str] = {}
+        for name, serializer_class in NESTED.items():
+            serializer = serializer_class(data=getattr(self, name))
+            if serializer.is_valid():
+                setattr(self, name, dict(serializer.validated_data))
+            else:
+                errors[name] = json.dumps(serializer.errors)
+        if errors:
+            raise ValidationError(errors)

@@ -7,8 +7,9 @@ returning every tenant's rows. Ways to name the organization:
 - ``Agent.objects.for_org(org)`` — the normal path, used by selectors and services;
 - ``with tenant_scope(org): Agent.objects.all()`` — a ContextVar (follows asyncio tasks and
   ``sync_to_async``, unlike thread-locals), always reset on exit;
-- a related manager (``agent.tools.all()``): bound to an instance that was itself reached
-  through a scoped path, and additionally filtered by that instance's organization.
+- a related manager (``agent.tools.all()``, ``organization.agents.all()``): bound to an
+  instance that was itself reached through a scoped path. Services only ever link rows of
+  the same organization, so the relation cannot cross tenants.
 
 Platform maintenance (Django admin, data migrations, the API-key lookup that *determines*
 the organization) uses ``Agent.objects.dangerously_unscoped()`` or
@@ -75,12 +76,12 @@ class TenantManager(models.Manager):
         scope = _current.get()
         if scope is _UNSCOPED:
             return qs
-        # Django builds related managers by subclassing the default manager and setting
-        # ``instance``; the relation itself narrows the rows, and we pin them to the
-        # instance's organization on top so a cross-tenant link could never surface.
-        instance = getattr(self, "instance", None)
-        if instance is not None:
-            return _scope_to_instance(qs, instance)
+        # Django builds related managers (org.agents, agent.tools) by subclassing the
+        # default manager and setting ``instance``: the relation to an instance that was
+        # itself fetched through a scoped path is the scope. Not adding an organization
+        # filter here keeps prefetch_related correct across several instances.
+        if getattr(self, "instance", None) is not None:
+            return qs
         if scope is None:
             name = self.model.__name__
             raise TenantScopeError(
@@ -104,19 +105,6 @@ class TenantManager(models.Manager):
     def dangerously_unscoped(self) -> models.QuerySet[Any]:
         """Every tenant's rows. For the admin, maintenance commands and auth lookups."""
         return super().get_queryset()
-
-
-def _scope_to_instance(qs: models.QuerySet[Any], instance: models.Model) -> models.QuerySet[Any]:
-    from tenants.models import Organization
-
-    if isinstance(instance, Organization):
-        return qs.filter(organization=instance)
-    org_id = getattr(instance, "organization_id", None)
-    if org_id is not None:
-        return qs.filter(organization_id=org_id)
-    # Bound to something that is not tenant-owned (e.g. a user's memberships across
-    # organizations): the relation is the scope.
-    return qs
 
 
 class TenantModel(models.Model):

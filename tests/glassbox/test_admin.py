@@ -89,3 +89,17 @@ def test_staff_can_delete_an_organization_with_everything_in_it(staff_client: Cl
     assert staff_client.get(url).status_code == 200
     assert staff_client.post(url, {"post": "yes"}).status_code == 302
     assert not Organization.objects.filter(pk=org.pk).exists()
+
+
+def test_admin_holds_agent_settings_to_the_api_rules(staff_client: Client) -> None:
+    from agents.models import Agent
+
+    agent = FACTORIES[Agent](make_organization())
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    form = staff_client.get(url).context["adminform"].form
+    data = {name: form[name].value() or "" for name in form.fields}
+    data.update(llm='{"provider": "nope"}', tools=[])
+    response = staff_client.post(url, data)
+    assert response.status_code == 200  # the form again, with errors
+    assert "llm" in response.context["adminform"].form.errors
+    assert Agent.objects.dangerously_unscoped().get(pk=agent.pk).llm["provider"] == "scripted"

@@ -199,3 +199,16 @@ def test_related_managers_stay_within_the_instances_tenant(
 def test_for_org_refuses_a_missing_organization(db: Any) -> None:
     with pytest.raises(TenantScopeError):
         _model("agent").objects.for_org(None)  # type: ignore[attr-defined]
+
+
+def test_prefetching_across_organizations_keeps_each_ones_rows(
+    tenant_a: Tenant, tenant_b: Tenant
+) -> None:
+    agent_a, agent_b = make_agent(tenant_a.organization), make_agent(tenant_b.organization)
+    orgs = Organization.objects.filter(
+        pk__in=[tenant_a.organization.pk, tenant_b.organization.pk]
+    ).prefetch_related("agents")
+    assert {org.pk: [a.pk for a in org.agents.all()] for org in orgs} == {
+        tenant_a.organization.pk: [agent_a.pk],
+        tenant_b.organization.pk: [agent_b.pk],
+    }
