@@ -6,6 +6,7 @@ mode. Production is ``DEBUG=0``, and then a missing or insecure ``SECRET_KEY`` r
 start.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -82,6 +83,10 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'glassbox.sqlite3'}")
 }
+if "DATABASE_URL" not in os.environ:
+    # The embedded default's SQLite file lives in var/ (git-ignored); SQLite will not
+    # create the directory itself.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
