@@ -165,6 +165,7 @@ class Agent(TenantModel):
         # The admin edits the nested settings as raw JSON; hold them to the API's rules.
         from agents.serializers import NESTED  # the serializers module imports this one
 
+        super().clean()
         errors: dict[str, str] = {}
         for name, serializer_class in NESTED.items():
             serializer = serializer_class(data=getattr(self, name))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db import models
 from django.db.models import QuerySet
@@ -19,7 +20,26 @@ from tenants.models import ApiKey, Membership, Organization
 from tenants.scoping import dangerously_unscoped_context
 
 
+class TenantAdminForm(forms.ModelForm):
+    """Many-to-many choices (e.g. an agent's tools) must belong to the row's organization."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean()
+        organization = cleaned.get("organization") or getattr(self.instance, "organization", None)
+        if organization is None:
+            return cleaned
+        for name, field in self.fields.items():
+            if not isinstance(field, forms.ModelMultipleChoiceField):
+                continue
+            for obj in cleaned.get(name) or []:
+                if getattr(obj, "organization_id", organization.pk) != organization.pk:
+                    self.add_error(name, f"{obj} belongs to another organization.")
+                    break
+        return cleaned
+
+
 class TenantModelAdmin(admin.ModelAdmin):
+    form = TenantAdminForm
     list_select_related = ("organization",)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 if TYPE_CHECKING:
@@ -118,6 +119,20 @@ class TenantModel(models.Model):
 
     class Meta:
         abstract = True
+
+    def clean(self) -> None:
+        # Services never link rows of different organizations; forms that are not the API
+        # (the admin's raw id fields) are held to the same rule here.
+        errors = {}
+        for field in self._meta.concrete_fields:
+            if not field.is_relation or field.name == "organization":
+                continue
+            target = getattr(self, field.name, None)
+            target_org = getattr(target, "organization_id", None)
+            if target_org is not None and target_org != self.organization_id:
+                errors[field.name] = "Belongs to another organization."
+        if errors:
+            raise ValidationError(errors)
 
     # Django's uniqueness checks query ``_default_manager``. Uniqueness here is a
     # platform-wide property (a phone number is unique across tenants), so these checks

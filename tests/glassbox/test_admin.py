@@ -103,3 +103,28 @@ def test_admin_holds_agent_settings_to_the_api_rules(staff_client: Client) -> No
     assert response.status_code == 200  # the form again, with errors
     assert "llm" in response.context["adminform"].form.errors
     assert Agent.objects.dangerously_unscoped().get(pk=agent.pk).llm["provider"] == "scripted"
+
+
+def test_admin_refuses_links_across_organizations(staff_client: Client) -> None:
+    from agents.models import Agent
+    from calls.models import PhoneNumber
+    from tests.factories import make_agent, make_phone_number, make_tool
+
+    mine, theirs = make_organization(), make_organization()
+    agent = make_agent(mine)
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    form = staff_client.get(url).context["adminform"].form
+    data = {name: form[name].value() or "" for name in form.fields}
+    data["tools"] = [make_tool(theirs).pk]
+    response = staff_client.post(url, data)
+    assert "tools" in response.context["adminform"].form.errors
+    assert not Agent.objects.dangerously_unscoped().get(pk=agent.pk).tools.exists()
+
+    number = make_phone_number(mine)
+    url = reverse("admin:calls_phonenumber_change", args=[number.pk])
+    form = staff_client.get(url).context["adminform"].form
+    data = {name: form[name].value() or "" for name in form.fields}
+    data["agent"] = make_agent(theirs).pk
+    response = staff_client.post(url, data)
+    assert "agent" in response.context["adminform"].form.errors
+    assert PhoneNumber.objects.dangerously_unscoped().get(pk=number.pk).agent_id == number.agent_id
