@@ -6,6 +6,7 @@ mode. Production is ``DEBUG=0``, and then a missing or insecure ``SECRET_KEY`` r
 start.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "tenants",
     "agents",
     "calls",
@@ -81,6 +83,10 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'glassbox.sqlite3'}")
 }
+if "DATABASE_URL" not in os.environ:
+    # The embedded default's SQLite file lives in var/ (git-ignored); SQLite will not
+    # create the directory itself.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -133,6 +139,7 @@ STORAGES = {
 }
 
 LOGIN_URL = "/admin/login/"
+CSRF_FAILURE_VIEW = "glassbox.api.errors.csrf_failure"
 
 # Request size limits: bad input gets a clear 4xx, never unbounded memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)
@@ -165,4 +172,50 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# Requests per organization, e.g. "1200/minute"; empty disables the limit.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="1200/minute") or None
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["glassbox.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "glassbox.api.pagination.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "glassbox.api.schema.TenantAutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["glassbox.api.throttling.ApiKeyRateThrottle"],
+    "EXCEPTION_HANDLER": "glassbox.api.errors.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # ASCII-escaped output: an error message that echoes a lone surrogate from the input
+    # must still render instead of failing to encode as UTF-8.
+    "UNICODE_JSON": False,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Glassbox API",
+    "DESCRIPTION": (
+        "Configure voice agents, tools, provider credentials and phone numbers. "
+        "Authenticate with an organization API key: `Authorization: Bearer gb_...`. "
+        'Every error is `{"error": {"code", "message", "fields"?}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from our own static files, so /api/docs/ works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "glassbox.api.schema.add_error_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "CredentialProviderEnum": "agents.models.CredentialProvider",
+        "STTProviderEnum": "agents.serializers.STT_PROVIDERS",
+        "LLMProviderEnum": "agents.serializers.LLM_PROVIDERS",
+        "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
+    },
 }

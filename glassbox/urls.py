@@ -1,6 +1,21 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from glassbox.api.errors import api_not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("glassbox.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Anything else under /api/ is a JSON 404, in DEBUG too (Django's debug 404 page
+    # would otherwise bypass handler404).
+    re_path(r"^api/", api_not_found),
 ]
+
+# Under /api/ these answer with the API's JSON error shape; elsewhere Django's pages.
+handler400 = "glassbox.api.errors.handler400"
+handler403 = "glassbox.api.errors.handler403"
+handler404 = "glassbox.api.errors.handler404"
+handler500 = "glassbox.api.errors.handler500"

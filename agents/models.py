@@ -1,0 +1,177 @@
+"""Agents, tools and provider credentials.
+
+Nested provider/turn/interruption/idle/analysis settings are JSON objects validated by the
+API's input serializers (agents/serializers.py) with defaults taken from voice.config, so a
+later step can build a ``voice.config.CallConfig`` from an Agent field by field.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from glassbox.encryption import EncryptedTextField
+from tenants.scoping import TenantModel
+from voice.config import IdleConfig, InterruptionConfig, TurnConfig
+
+
+# Column defaults mirror voice.config so rows created outside the API (commands, admin,
+# tests) are complete too. Callables, so no two rows share one mutable dict.
+def default_turn() -> dict[str, int]:
+    turn = TurnConfig()
+    return {"min_wait_ms": turn.min_wait_ms, "max_wait_ms": turn.max_wait_ms}
+
+
+def default_interruption() -> dict[str, object]:
+    i = InterruptionConfig()
+    return {
+        "enabled": i.enabled,
+        "min_speech_ms": i.min_speech_ms,
+        "min_words": i.min_words,
+        "acknowledgements": list(i.acknowledgements),
+    }
+
+
+def default_idle() -> dict[str, object]:
+    idle = IdleConfig()
+    return {
+        "prompt": idle.prompt,
+        "timeout_s": idle.timeout_s,
+        "max_prompts": idle.max_prompts,
+        "goodbye": idle.goodbye,
+    }
+
+
+def default_analysis() -> dict[str, object]:
+    return {"summary_prompt": "", "structured_data_schema": {}, "success_rubric": ""}
+
+
+class CredentialProvider(models.TextChoices):
+    DEEPGRAM = "deepgram"
+    OPENAI = "openai"
+    CARTESIA = "cartesia"
+    TWILIO = "twilio"
+
+
+class Credential(TenantModel):
+    """A tenant's own provider/carrier secret (bring your own key).
+
+    Secrets are encrypted at rest and never leave the platform through the API; ``hint``
+    (last 4 characters of the main secret) lets people tell their keys apart.
+    """
+
+    name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=16, choices=CredentialProvider.choices)
+    api_key = EncryptedTextField(blank=True)
+    account_sid = EncryptedTextField(blank=True)  # twilio
+    auth_token = EncryptedTextField(blank=True)  # twilio
+    base_url = models.URLField(max_length=500, blank=True)  # OpenAI-compatible servers
+    hint = models.CharField(max_length=4, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider})"
+
+
+class ToolKind(models.TextChoices):
+    # Values match voice.config.ToolKind.
+    HTTP = "http"
+    END_CALL = "end_call"
+    TRANSFER_CALL = "transfer_call"
+    COLLECT_DIGITS = "collect_digits"
+
+
+class Tool(TenantModel):
+    name = models.CharField(max_length=64)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=16, choices=ToolKind.choices)
+    parameters = models.JSONField(default=dict, blank=True)
+    # http
+    url = models.URLField(max_length=2000, blank=True)
+    method = models.CharField(max_length=8, default="POST")
+    headers = models.JSONField(default=dict, blank=True)
+    timeout_s = models.FloatField(default=10.0)
+    # transfer_call
+    transfer_to = models.CharField(max_length=32, blank=True)
+    # collect_digits
+    max_digits = models.PositiveSmallIntegerField(default=16)
+    terminator = models.CharField(max_length=1, default="#", blank=True)
+    digit_timeout_s = models.FloatField(default=10.0)
+    # what the agent says while a slow tool runs
+    filler = models.CharField(max_length=500, blank=True)
+    filler_after_s = models.FloatField(default=1.0)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=("organization", "name"), name="tool_unique_org_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Agent(TenantModel):
+    name = models.CharField(max_length=200)
+    system_prompt = models.TextField(blank=True)
+    first_message = models.TextField(blank=True)
+    first_message_interruptible = models.BooleanField(default=True)
+    stt = models.JSONField(default=dict)
+    llm = models.JSONField(default=dict)
+    tts = models.JSONField(default=dict)
+    stt_credential = models.ForeignKey(
+        Credential, null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
+    )
+    llm_credential = models.ForeignKey(
+        Credential, null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
+    )
+    tts_credential = models.ForeignKey(
+        Credential, null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
+    )
+    turn = models.JSONField(default=default_turn)
+    interruption = models.JSONField(default=default_interruption)
+    idle = models.JSONField(default=default_idle)
+    max_duration_s = models.FloatField(default=1800.0)
+    max_duration_message = models.TextField(
+        blank=True, default="We've reached the time limit for this call. Goodbye."
+    )
+    end_call_phrases = models.JSONField(default=list, blank=True)
+    tools = models.ManyToManyField(Tool, blank=True, related_name="agents")
+    webhook_url = models.URLField(max_length=2000, blank=True)
+    webhook_secret = EncryptedTextField(blank=True)
+    analysis = models.JSONField(default=default_analysis)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created", "-id")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_webhook_secret(self) -> bool:
+        return bool(self.webhook_secret)
+
+    def clean(self) -> None:
+        # The admin edits the nested settings as raw JSON; hold them to the API's rules.
+        from agents.serializers import NESTED  # the serializers module imports this one
+
+        super().clean()
+        errors: dict[str, str] = {}
+        for name, serializer_class in NESTED.items():
+            serializer = serializer_class(data=getattr(self, name))
+            if serializer.is_valid():
+                setattr(self, name, dict(serializer.validated_data))
+            else:
+                errors[name] = json.dumps(serializer.errors)
+        if errors:
+            raise ValidationError(errors)

@@ -1,0 +1,444 @@
+"""Input and output serializers for agents, tools and credentials.
+
+Defaults come from voice.config so an Agent maps onto the engine's CallConfig one to one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import phonenumbers
+from drf_spectacular.utils import extend_schema_serializer
+from jsonschema import SchemaError
+from jsonschema.validators import validator_for
+from rest_framework import serializers
+
+from agents.models import Agent, Credential, CredentialProvider, Tool, ToolKind
+from glassbox.api.fields import SafeJSONObjectField, TenantPrimaryKeyRelatedField
+from voice.config import (
+    CallConfig,
+    IdleConfig,
+    InterruptionConfig,
+    LLMConfig,
+    STTConfig,
+    ToolConfig,
+    TTSConfig,
+    TurnConfig,
+)
+
+STT_PROVIDERS = ("deepgram", "pocketsphinx")
+LLM_PROVIDERS = ("openai", "scripted")
+TTS_PROVIDERS = ("cartesia", "espeak")
+_CALL = CallConfig(
+    call_id="", system_prompt="", stt=STTConfig("x"), llm=LLMConfig("x"), tts=TTSConfig("x")
+)
+_TOOL = ToolConfig(name="", description="", kind=ToolKind.END_CALL)  # type: ignore[arg-type]
+
+
+def validate_json_schema(value: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema document, checked against its own meta-schema (2020-12 by default)."""
+    if not value:
+        return value
+    try:
+        validator_for(value, default=validator_for({})).check_schema(value)
+    except SchemaError as exc:
+        path = "/".join(str(p) for p in exc.path)
+        where = f" at '{path}'" if path else ""
+        raise serializers.ValidationError(f"Not a valid JSON Schema{where}: {exc.message}") from exc
+    except (RecursionError, TypeError, ValueError) as exc:
+        raise serializers.ValidationError("Not a valid JSON Schema.") from exc
+    return value
+
+
+def e164(value: str) -> str:
+    if not value.startswith("+"):
+        raise serializers.ValidationError("Use E.164 format, e.g. +14155550123.")
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise serializers.ValidationError("Not a phone number.") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise serializers.ValidationError("Not a valid phone number.")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+# --- nested agent settings ---------------------------------------------------------------
+
+
+class STTSerializer(serializers.Serializer):
+    provider = serializers.ChoiceField(STT_PROVIDERS)
+    model = serializers.CharField(max_length=100, allow_blank=True, default=STTConfig("x").model)
+    language = serializers.CharField(max_length=35, default=STTConfig("x").language)
+
+
+class LLMSerializer(serializers.Serializer):
+    provider = serializers.ChoiceField(LLM_PROVIDERS)
+    model = serializers.CharField(max_length=100, allow_blank=True, default=LLMConfig("x").model)
+    temperature = serializers.FloatField(
+        min_value=0.0, max_value=2.0, default=LLMConfig("x").temperature
+    )
+    max_tokens = serializers.IntegerField(
+        min_value=1, max_value=32768, default=LLMConfig("x").max_tokens
+    )
+
+
+class TTSSerializer(serializers.Serializer):
+    provider = serializers.ChoiceField(TTS_PROVIDERS)
+    voice = serializers.CharField(max_length=100, allow_blank=True, default=TTSConfig("x").voice)
+    model = serializers.CharField(max_length=100, allow_blank=True, default=TTSConfig("x").model)
+    speed = serializers.FloatField(min_value=0.25, max_value=4.0, default=TTSConfig("x").speed)
+    language = serializers.CharField(max_length=35, default=TTSConfig("x").language)
+
+
+class TurnSerializer(serializers.Serializer):
+    min_wait_ms = serializers.IntegerField(
+        min_value=0, max_value=10_000, default=TurnConfig().min_wait_ms
+    )
+    max_wait_ms = serializers.IntegerField(
+        min_value=0, max_value=30_000, default=TurnConfig().max_wait_ms
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Under PATCH only some keys arrive; the merged object is validated again in full.
+        low, high = attrs.get("min_wait_ms"), attrs.get("max_wait_ms")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError(
+                {"max_wait_ms": "Must be greater than or equal to min_wait_ms."}
+            )
+        return attrs
+
+
+class InterruptionSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(default=InterruptionConfig().enabled)
+    min_speech_ms = serializers.IntegerField(
+        min_value=0, max_value=5_000, default=InterruptionConfig().min_speech_ms
+    )
+    min_words = serializers.IntegerField(
+        min_value=0, max_value=50, default=InterruptionConfig().min_words
+    )
+    acknowledgements = serializers.ListField(
+        child=serializers.CharField(max_length=50),
+        max_length=50,
+        default=list(InterruptionConfig().acknowledgements),
+        help_text="Short phrases that never interrupt the agent (backchannels).",
+    )
+
+
+class IdleSerializer(serializers.Serializer):
+    prompt = serializers.CharField(max_length=1000, allow_blank=True, default=IdleConfig().prompt)
+    timeout_s = serializers.FloatField(
+        min_value=1.0, max_value=600.0, default=IdleConfig().timeout_s
+    )
+    max_prompts = serializers.IntegerField(
+        min_value=0, max_value=10, default=IdleConfig().max_prompts
+    )
+    goodbye = serializers.CharField(max_length=1000, allow_blank=True, default=IdleConfig().goodbye)
+
+
+class AnalysisSerializer(serializers.Serializer):
+    summary_prompt = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    structured_data_schema = SafeJSONObjectField(
+        default=dict,
+        validators=[validate_json_schema],
+        help_text="JSON Schema of the data to extract from each call; {} to disable.",
+    )
+    success_rubric = serializers.CharField(max_length=5000, allow_blank=True, default="")
+
+
+NESTED = {
+    "stt": STTSerializer,
+    "llm": LLMSerializer,
+    "tts": TTSSerializer,
+    "turn": TurnSerializer,
+    "interruption": InterruptionSerializer,
+    "idle": IdleSerializer,
+    "analysis": AnalysisSerializer,
+}
+
+
+def _full(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    serializer = NESTED[name](data=data)
+    if not serializer.is_valid():
+        raise serializers.ValidationError({name: serializer.errors})
+    return dict(serializer.validated_data)
+
+
+# --- agents ------------------------------------------------------------------------------
+
+
+# Input and output share a component name: the schema calls them AgentRequest / Agent.
+@extend_schema_serializer(component_name="Agent")
+class AgentInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    system_prompt = serializers.CharField(max_length=50_000, allow_blank=True, default="")
+    first_message = serializers.CharField(max_length=2000, allow_blank=True, default="")
+    first_message_interruptible = serializers.BooleanField(
+        default=_CALL.first_message_interruptible
+    )
+    stt = STTSerializer()
+    llm = LLMSerializer()
+    tts = TTSSerializer()
+    stt_credential = TenantPrimaryKeyRelatedField(model=Credential, allow_null=True, required=False)
+    llm_credential = TenantPrimaryKeyRelatedField(model=Credential, allow_null=True, required=False)
+    tts_credential = TenantPrimaryKeyRelatedField(model=Credential, allow_null=True, required=False)
+    turn = TurnSerializer(required=False)
+    interruption = InterruptionSerializer(required=False)
+    idle = IdleSerializer(required=False)
+    max_duration_s = serializers.FloatField(
+        min_value=10.0, max_value=4 * 3600.0, default=_CALL.max_duration_s
+    )
+    max_duration_message = serializers.CharField(
+        max_length=1000, allow_blank=True, default=_CALL.max_duration_message
+    )
+    end_call_phrases = serializers.ListField(
+        child=serializers.CharField(max_length=200), max_length=50, default=list
+    )
+    tools = TenantPrimaryKeyRelatedField(model=Tool, many=True, required=False)
+    webhook_url = serializers.URLField(max_length=2000, allow_blank=True, default="")
+    webhook_secret = serializers.CharField(
+        max_length=500,
+        allow_blank=True,
+        required=False,
+        write_only=True,
+        help_text="Signs event webhooks (HMAC-SHA256). Write-only; '' removes it.",
+    )
+    analysis = AnalysisSerializer(required=False)
+
+    def validate_tools(self, value: list[Tool]) -> list[Tool]:
+        if len(value) > 64:
+            raise serializers.ValidationError("At most 64 tools per agent.")
+        return list(dict.fromkeys(value))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Nested settings are stored whole. A PATCH of {"llm": {"temperature": 0.2}} merges
+        # into the stored object and the result is validated as a whole (e.g. min <= max).
+        instance: Agent | None = self.instance
+        for name in NESTED:
+            stored = getattr(instance, name) if instance is not None else {}
+            if name in attrs or instance is None:
+                attrs[name] = _full(name, {**stored, **attrs.get(name, {})})
+        return attrs
+
+
+@extend_schema_serializer(component_name="Agent")
+class AgentOutputSerializer(serializers.ModelSerializer):
+    stt = STTSerializer()
+    llm = LLMSerializer()
+    tts = TTSSerializer()
+    turn = TurnSerializer()
+    interruption = InterruptionSerializer()
+    idle = IdleSerializer()
+    analysis = AnalysisSerializer()
+    tools = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    end_call_phrases = serializers.ListField(child=serializers.CharField())
+    has_webhook_secret = serializers.BooleanField(read_only=True)
+    webhook_url = serializers.CharField(help_text="A URL, or '' when unset.")
+
+    class Meta:
+        model = Agent
+        fields = (
+            "id",
+            "name",
+            "system_prompt",
+            "first_message",
+            "first_message_interruptible",
+            "stt",
+            "llm",
+            "tts",
+            "stt_credential",
+            "llm_credential",
+            "tts_credential",
+            "turn",
+            "interruption",
+            "idle",
+            "max_duration_s",
+            "max_duration_message",
+            "end_call_phrases",
+            "tools",
+            "webhook_url",
+            "has_webhook_secret",
+            "analysis",
+            "created",
+            "updated",
+        )
+        read_only_fields = fields
+
+
+# --- tools -------------------------------------------------------------------------------
+
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+# Input and output share a component name: the schema calls them ToolRequest / Tool.
+@extend_schema_serializer(component_name="Tool")
+class ToolInputSerializer(serializers.Serializer):
+    name = serializers.RegexField(
+        TOOL_NAME,
+        max_length=64,
+        help_text="The function name the LLM sees: letters, digits, '_' and '-'.",
+        error_messages={"invalid": "Use 1-64 letters, digits, '_' or '-'."},
+    )
+    description = serializers.CharField(max_length=2000, allow_blank=True, default="")
+    kind = serializers.ChoiceField(ToolKind.choices)
+    parameters = SafeJSONObjectField(
+        default=dict,
+        validators=[validate_json_schema],
+        help_text="JSON Schema (type object) of the arguments the LLM supplies.",
+    )
+    url = serializers.URLField(max_length=2000, allow_blank=True, default="")
+    method = serializers.ChoiceField(HTTP_METHODS, default=_TOOL.method)
+    headers = serializers.DictField(
+        child=serializers.CharField(max_length=2000, allow_blank=True), default=dict
+    )
+    timeout_s = serializers.FloatField(min_value=0.5, max_value=60.0, default=_TOOL.timeout_s)
+    transfer_to = serializers.CharField(max_length=32, allow_blank=True, default="")
+    max_digits = serializers.IntegerField(min_value=1, max_value=64, default=_TOOL.max_digits)
+    terminator = serializers.ChoiceField(("#", "*", ""), default=_TOOL.terminator)
+    digit_timeout_s = serializers.FloatField(
+        min_value=1.0, max_value=60.0, default=_TOOL.digit_timeout_s
+    )
+    filler = serializers.CharField(max_length=500, allow_blank=True, default="")
+    filler_after_s = serializers.FloatField(
+        min_value=0.0, max_value=30.0, default=_TOOL.filler_after_s
+    )
+
+    def validate_parameters(self, value: dict[str, Any]) -> dict[str, Any]:
+        if value and value.get("type") != "object":
+            raise serializers.ValidationError(
+                'Tool parameters must be a schema of "type": "object".'
+            )
+        return value
+
+    def validate_headers(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 50:
+            raise serializers.ValidationError("At most 50 headers.")
+        for name in value:
+            if not HEADER_NAME.match(name):
+                raise serializers.ValidationError(f"Invalid header name: {name!r}.")
+        for text in value.values():
+            if "\r" in text or "\n" in text:
+                raise serializers.ValidationError("Header values cannot contain line breaks.")
+        return value
+
+    def validate_transfer_to(self, value: str) -> str:
+        return e164(value) if value else value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        tool: Tool | None = self.instance
+        merged = {**(_tool_fields(tool) if tool is not None else {}), **attrs}
+        kind = merged.get("kind")
+        if kind == ToolKind.HTTP:
+            if not merged.get("url"):
+                raise serializers.ValidationError({"url": "An http tool needs a url."})
+            if not merged["url"].lower().startswith(("http://", "https://")):
+                raise serializers.ValidationError({"url": "Use an http(s) URL."})
+        return attrs
+
+
+def _tool_fields(tool: Tool) -> dict[str, Any]:
+    return {"kind": tool.kind, "url": tool.url}
+
+
+@extend_schema_serializer(component_name="Tool")
+class ToolOutputSerializer(serializers.ModelSerializer):
+    parameters = serializers.JSONField()
+    headers = serializers.DictField(child=serializers.CharField())
+    url = serializers.CharField(help_text="A URL (http tools), or ''.")
+
+    class Meta:
+        model = Tool
+        fields = (
+            "id",
+            "name",
+            "description",
+            "kind",
+            "parameters",
+            "url",
+            "method",
+            "headers",
+            "timeout_s",
+            "transfer_to",
+            "max_digits",
+            "terminator",
+            "digit_timeout_s",
+            "filler",
+            "filler_after_s",
+            "created",
+            "updated",
+        )
+        read_only_fields = fields
+
+
+# --- credentials -------------------------------------------------------------------------
+
+TWILIO_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+
+
+# Input and output share a component name: the schema calls them CredentialRequest / Credential.
+@extend_schema_serializer(component_name="Credential")
+class CredentialInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    provider = serializers.ChoiceField(CredentialProvider.choices)
+    api_key = serializers.CharField(
+        max_length=2000, write_only=True, required=False, trim_whitespace=True
+    )
+    account_sid = serializers.CharField(max_length=64, write_only=True, required=False)
+    auth_token = serializers.CharField(max_length=200, write_only=True, required=False)
+    base_url = serializers.URLField(
+        max_length=500,
+        allow_blank=True,
+        required=False,
+        help_text="OpenAI only: an OpenAI-compatible server (Ollama, vLLM, Groq, ...).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        credential: Credential | None = self.instance
+        if (
+            credential is not None
+            and attrs.get("provider", credential.provider) != credential.provider
+        ):
+            raise serializers.ValidationError(
+                {"provider": "The provider of a credential cannot change; create a new one."}
+            )
+        provider = credential.provider if credential is not None else attrs["provider"]
+
+        def current(field: str) -> str:
+            if field in attrs:
+                return str(attrs[field])
+            return str(getattr(credential, field)) if credential is not None else ""
+
+        errors: dict[str, str] = {}
+        if provider == CredentialProvider.TWILIO:
+            if not TWILIO_SID.match(current("account_sid")):
+                errors["account_sid"] = "A Twilio Account SID: 'AC' followed by 32 hex digits."
+            if not current("auth_token"):
+                errors["auth_token"] = "Required for twilio."
+            if current("api_key"):
+                errors["api_key"] = "Twilio credentials use account_sid and auth_token."
+        else:
+            if not current("api_key"):
+                errors["api_key"] = f"Required for {provider}."
+            for field in ("account_sid", "auth_token"):
+                if current(field):
+                    errors[field] = "Only for twilio."
+        if current("base_url") and provider != CredentialProvider.OPENAI:
+            errors["base_url"] = "Only OpenAI-compatible credentials take a base_url."
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+@extend_schema_serializer(component_name="Credential")
+class CredentialOutputSerializer(serializers.ModelSerializer):
+    base_url = serializers.CharField(help_text="A URL (OpenAI-compatible servers), or ''.")
+    hint = serializers.CharField(
+        read_only=True, help_text="Last 4 characters of the secret, to tell keys apart."
+    )
+
+    class Meta:
+        model = Credential
+        fields = ("id", "name", "provider", "base_url", "hint", "created", "updated")
+        read_only_fields = fields

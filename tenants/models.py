@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from tenants.scoping import TenantModel
+
+
+class Organization(models.Model):
+    """A tenant. Not itself tenant-owned: it *is* the scope."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    is_active = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("name", "id")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+class Membership(TenantModel):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("organization_id", "id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("organization", "user"), name="membership_unique_org_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization_id} as {self.role}"
+
+
+class ApiKey(TenantModel):
+    """A bearer credential for one organization.
+
+    The key itself is shown once. We keep ``prefix`` (public, indexed, for the lookup),
+    ``hashed_key`` (sha256 of the whole key: the key has 256 bits of entropy, so a fast
+    hash is enough, unlike a password) and ``last4`` for a masked display.
+    """
+
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    hashed_key = models.CharField(max_length=64, unique=True)
+    last4 = models.CharField(max_length=4)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.name or 'API key'} ({self.masked})"
+
+    @property
+    def masked(self) -> str:
+        return f"gb_{self.prefix}_…{self.last4}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

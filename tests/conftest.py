@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from tenants.models import Organization
+from tests.factories import make_api_key, make_organization
+
+
+@dataclass
+class Tenant:
+    organization: Organization
+    key: str
+    client: APIClient
+
+
+def make_tenant(name: str | None = None) -> Tenant:
+    organization = make_organization(name)
+    issued = make_api_key(organization)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.raw_key}")
+    return Tenant(organization=organization, key=issued.raw_key, client=client)
+
+
+@pytest.fixture
+def tenant_a(db: Any) -> Tenant:
+    return make_tenant("Tenant A")
+
+
+@pytest.fixture
+def tenant_b(db: Any) -> Tenant:
+    return make_tenant("Tenant B")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # PBKDF2's deliberate slowness buys nothing in tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
