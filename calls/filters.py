@@ -1,6 +1,6 @@
 import django_filters
 
-from calls.models import Carrier, PhoneNumber
+from calls.models import Call, CallStatus, Carrier, Direction, PhoneNumber
 from glassbox.api.filters import IdFilter
 
 
@@ -12,3 +12,16 @@ class PhoneNumberFilter(django_filters.FilterSet):
     class Meta:
         model = PhoneNumber
         fields = ("agent", "carrier", "number")
+
+
+class CallFilter(django_filters.FilterSet):
+    agent = IdFilter(field_name="agent_id")
+    phone_number = IdFilter(field_name="phone_number_id")
+    status = django_filters.ChoiceFilter(choices=CallStatus.choices)
+    direction = django_filters.ChoiceFilter(choices=Direction.choices)
+    started_after = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    started_before = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
+
+    class Meta:
+        model = Call
+        fields = ("agent", "phone_number", "status", "direction", "started_after", "started_before")

@@ -32,3 +32,134 @@ class PhoneNumber(TenantModel):
 
     def __str__(self) -> str:
         return self.number
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class CallStatus(models.TextChoices):
+    # Twilio's call statuses; a call only moves forward through them.
+    QUEUED = "queued"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    FAILED = "failed"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        CallStatus.COMPLETED,
+        CallStatus.BUSY,
+        CallStatus.FAILED,
+        CallStatus.NO_ANSWER,
+        CallStatus.CANCELED,
+    }
+)
+
+
+class Call(TenantModel):
+    """One phone call, from the carrier's webhook to finalization.
+
+    ``agent_snapshot`` freezes the agent's configuration (no secrets) when the call
+    arrives, so editing an agent mid-call changes nothing for that call and the call's
+    record says exactly what it ran with.
+    """
+
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    phone_number = models.ForeignKey(
+        PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    from_number = models.CharField(max_length=32)
+    to_number = models.CharField(max_length=32)
+    carrier = models.CharField(max_length=16, choices=Carrier.choices, default=Carrier.TWILIO)
+    carrier_call_sid = models.CharField(max_length=64)
+    carrier_stream_sid = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=CallStatus.choices)
+    end_reason = models.CharField(max_length=32, blank=True)
+    end_detail = models.TextField(blank=True)
+    transferred_to = models.CharField(max_length=32, blank=True)
+    agent_snapshot = models.JSONField(default=dict)
+    # The media-stream token is single-use: the nonce it carries must match and the
+    # stream is accepted only while ``stream_connected_at`` is still empty.
+    stream_nonce = models.CharField(max_length=32)
+    stream_connected_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    carrier_duration_s = models.PositiveIntegerField(null=True, blank=True)
+    stt_seconds = models.FloatField(default=0.0)
+    llm_prompt_tokens = models.PositiveIntegerField(default=0)
+    llm_completion_tokens = models.PositiveIntegerField(default=0)
+    tts_characters = models.PositiveIntegerField(default=0)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-started_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("carrier", "carrier_call_sid"), name="call_unique_carrier_sid"
+            )
+        ]
+        indexes = [models.Index(fields=("organization", "-started_at"))]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.from_number} -> {self.to_number} ({self.status})"
+
+
+class TranscriptEntry(TenantModel):
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="transcript")
+    role = models.CharField(max_length=16)
+    text = models.TextField()
+    turn_index = models.PositiveIntegerField()
+    start_ms = models.FloatField()
+    end_ms = models.FloatField()
+    interrupted = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("call_id", "start_ms", "id")
+
+
+class TurnMetric(TenantModel):
+    """The latency timeline of one assistant turn (raw marks) plus its derived stages."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="turns")
+    turn_index = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16)
+    interrupted = models.BooleanField(default=False)
+    timeline = models.JSONField(default=dict)
+    voice_to_voice_ms = models.FloatField(null=True, blank=True)
+    platform_overhead_ms = models.FloatField(null=True, blank=True)
+    endpointing_ms = models.FloatField(null=True, blank=True)
+    stt_lag_ms = models.FloatField(null=True, blank=True)
+    llm_ttft_ms = models.FloatField(null=True, blank=True)
+    tts_ttfb_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("call_id", "turn_index")
+        constraints = [
+            models.UniqueConstraint(fields=("call", "turn_index"), name="turn_unique_call_index")
+        ]
+
+
+class ToolInvocation(TenantModel):
+    """A tool call made during a call. Secure tools arrive here already redacted."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="tool_invocations")
+    turn_index = models.PositiveIntegerField()
+    name = models.CharField(max_length=64)
+    arguments = models.JSONField(default=dict)
+    ok = models.BooleanField()
+    result = models.TextField(blank=True)
+    duration_ms = models.FloatField()
+
+    class Meta:
+        ordering = ("call_id", "id")

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, Credential
 from agents.serializers import e164
-from calls.models import Carrier, PhoneNumber
+from calls.models import Call, Carrier, PhoneNumber, ToolInvocation, TranscriptEntry, TurnMetric
 from glassbox.api.fields import TenantPrimaryKeyRelatedField
 
 
@@ -31,4 +31,97 @@ class PhoneNumberOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = PhoneNumber
         fields = ("id", "number", "name", "carrier", "credential", "agent", "created", "updated")
+        read_only_fields = fields
+
+
+class TranscriptEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TranscriptEntry
+        fields = ("role", "text", "turn_index", "start_ms", "end_ms", "interrupted")
+        read_only_fields = fields
+
+
+class TurnMetricSerializer(serializers.ModelSerializer):
+    timeline = serializers.SerializerMethodField(
+        help_text="Raw marks of the turn, in ms since the call started (null: did not happen)."
+    )
+
+    class Meta:
+        model = TurnMetric
+        fields = (
+            "turn_index",
+            "kind",
+            "interrupted",
+            "voice_to_voice_ms",
+            "platform_overhead_ms",
+            "endpointing_ms",
+            "stt_lag_ms",
+            "llm_ttft_ms",
+            "tts_ttfb_ms",
+            "timeline",
+        )
+        read_only_fields = fields
+
+    def get_timeline(self, obj: TurnMetric) -> dict[str, float | None]:
+        return {k: v for k, v in obj.timeline.items() if k.endswith("_ms") and k not in _DERIVED}
+
+
+_DERIVED = frozenset(
+    {
+        "voice_to_voice_ms",
+        "platform_overhead_ms",
+        "endpointing_ms",
+        "stt_lag_ms",
+        "llm_ttft_ms",
+        "tts_ttfb_ms",
+    }
+)
+
+
+class ToolInvocationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ToolInvocation
+        fields = ("turn_index", "name", "arguments", "ok", "result", "duration_ms")
+        read_only_fields = fields
+
+
+_CALL_FIELDS = (
+    "id",
+    "agent",
+    "phone_number",
+    "direction",
+    "status",
+    "from_number",
+    "to_number",
+    "carrier",
+    "carrier_call_sid",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_ms",
+    "end_reason",
+    "end_detail",
+    "transferred_to",
+    "stt_seconds",
+    "llm_prompt_tokens",
+    "llm_completion_tokens",
+    "tts_characters",
+)
+
+
+class CallOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Call
+        fields = _CALL_FIELDS
+        read_only_fields = fields
+
+
+class CallDetailSerializer(serializers.ModelSerializer):
+    transcript = TranscriptEntrySerializer(many=True, read_only=True)
+    metrics = TurnMetricSerializer(source="turns", many=True, read_only=True)
+    tool_calls = ToolInvocationSerializer(source="tool_invocations", many=True, read_only=True)
+
+    class Meta:
+        model = Call
+        fields = (*_CALL_FIELDS, "agent_snapshot", "transcript", "metrics", "tool_calls")
         read_only_fields = fields

@@ -1,13 +1,27 @@
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from agents.models import CredentialProvider
-from calls.models import PhoneNumber
+from calls.models import (
+    TERMINAL_STATUSES,
+    Call,
+    CallStatus,
+    Direction,
+    PhoneNumber,
+    ToolInvocation,
+    TranscriptEntry,
+    TurnMetric,
+)
 from tenants.models import Organization
+from voice.events import CallEnded, EndReason, ToolCallRecord, TurnTimeline
+from voice.events import TranscriptEntry as TranscriptEntryEvent
 
 # Deliberately says nothing about who holds the number.
 NUMBER_TAKEN = "This number is already in use."
@@ -51,3 +65,219 @@ def phone_number_update(*, phone_number: PhoneNumber, data: dict[str, Any]) -> P
 
 def phone_number_delete(*, phone_number: PhoneNumber) -> None:
     phone_number.delete()
+
+
+# -- calls ---------------------------------------------------------------------------
+
+STREAM_TOKEN_SALT = "glassbox.calls.twilio-stream"
+
+
+class StreamTokenError(Exception):
+    """A media-stream token that is forged, expired, or already used."""
+
+
+def call_create_inbound(
+    *, phone_number: PhoneNumber, carrier_call_sid: str, from_number: str, to_number: str
+) -> Call:
+    """The carrier told us about a new inbound call: record it with a frozen agent snapshot.
+
+    Twilio retries a webhook that timed out, so a second request for the same call SID
+    returns the existing call (with a fresh stream nonce while no stream has connected).
+    """
+    from calls.callconfig import agent_snapshot
+
+    agent = phone_number.agent
+    assert agent is not None, "caller checks that the number has an agent"
+    existing = (
+        Call.objects.for_org(phone_number.organization)
+        .filter(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
+        .first()
+    )
+    if existing is not None:
+        if existing.stream_connected_at is None:
+            existing.stream_nonce = secrets.token_hex(16)
+            existing.save(update_fields=["stream_nonce"])
+        return existing
+    call = Call(
+        organization=phone_number.organization,
+        agent=agent,
+        phone_number=phone_number,
+        direction=Direction.INBOUND,
+        from_number=from_number[:32],
+        to_number=to_number[:32],
+        carrier=phone_number.carrier,
+        carrier_call_sid=carrier_call_sid,
+        status=CallStatus.RINGING,
+        agent_snapshot=agent_snapshot(agent),
+        stream_nonce=secrets.token_hex(16),
+        started_at=timezone.now(),
+    )
+    try:
+        with transaction.atomic():
+            call.save()
+    except IntegrityError:  # a concurrent retry of the same webhook won
+        return (
+            Call.objects.dangerously_unscoped()
+            .filter(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
+            .get()
+        )
+    return call
+
+
+def call_stream_token(*, call: Call) -> str:
+    """A short-lived, single-use token naming the call, for the media WebSocket URL."""
+    return signing.dumps({"c": call.pk, "n": call.stream_nonce}, salt=STREAM_TOKEN_SALT)
+
+
+def call_stream_claim(*, token: str, max_age_s: float) -> Call:
+    """Check a media-stream token and mark it used. Raises StreamTokenError."""
+    try:
+        data = signing.loads(token, salt=STREAM_TOKEN_SALT, max_age=max_age_s)
+        call_id, nonce = int(data["c"]), str(data["n"])
+    except signing.SignatureExpired as exc:
+        raise StreamTokenError("stream token expired") from exc
+    except (signing.BadSignature, KeyError, TypeError, ValueError) as exc:
+        raise StreamTokenError("invalid stream token") from exc
+    now = timezone.now()
+    # The token itself names the call: like an API key, it *determines* the tenant.
+    claimed = (
+        Call.objects.dangerously_unscoped()
+        .filter(pk=call_id, stream_nonce=nonce, stream_connected_at__isnull=True)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .update(stream_connected_at=now, answered_at=now, status=CallStatus.IN_PROGRESS)
+    )
+    if claimed != 1:
+        raise StreamTokenError("stream token already used or call over")
+    return Call.objects.dangerously_unscoped().select_related("organization").get(pk=call_id)
+
+
+_STATUS_ORDER = {
+    CallStatus.QUEUED: 0,
+    CallStatus.RINGING: 1,
+    CallStatus.IN_PROGRESS: 2,
+}
+
+
+def call_status_update(*, call: Call, status: str, duration_s: int | None) -> Call:
+    """A carrier status callback. Idempotent and order-tolerant: never moves backwards,
+    never leaves a terminal state, and keeps the first end time it learned."""
+    fields: list[str] = []
+    if duration_s is not None and call.carrier_duration_s != duration_s:
+        call.carrier_duration_s = duration_s
+        fields.append("carrier_duration_s")
+    current = CallStatus(call.status)
+    new = CallStatus(status)
+    if current not in TERMINAL_STATUSES and (
+        new in TERMINAL_STATUSES or _STATUS_ORDER[new] > _STATUS_ORDER[current]
+    ):
+        call.status = new
+        fields.append("status")
+        if new in TERMINAL_STATUSES and call.ended_at is None:
+            call.ended_at = timezone.now()
+            fields.append("ended_at")
+            if not call.end_reason:
+                call.end_reason = "caller-hangup" if new == CallStatus.COMPLETED else new.value
+                fields.append("end_reason")
+    if fields:
+        call.save(update_fields=fields)
+    if call.status in TERMINAL_STATUSES and call.finalized_at is None:
+        call_finalize_later(call=call)
+    return call
+
+
+def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
+    TranscriptEntry.objects.create(
+        organization_id=call.organization_id,
+        call=call,
+        role=str(entry.role),
+        text=entry.text,
+        turn_index=entry.turn_index,
+        start_ms=entry.start_ms,
+        end_ms=entry.end_ms,
+        interrupted=entry.interrupted,
+    )
+
+
+def call_record_turn(*, call: Call, timeline: TurnTimeline) -> None:
+    data = timeline.as_dict()
+    TurnMetric.objects.update_or_create(
+        organization_id=call.organization_id,
+        call=call,
+        turn_index=timeline.turn_index,
+        defaults={
+            "kind": str(timeline.kind),
+            "interrupted": timeline.interrupted_at_ms is not None,
+            "timeline": data,
+            "voice_to_voice_ms": timeline.voice_to_voice_ms,
+            "platform_overhead_ms": timeline.platform_overhead_ms,
+            "endpointing_ms": timeline.endpointing_ms,
+            "stt_lag_ms": timeline.stt_lag_ms,
+            "llm_ttft_ms": timeline.llm_ttft_ms,
+            "tts_ttfb_ms": timeline.tts_ttfb_ms,
+        },
+    )
+
+
+def call_record_tool(*, call: Call, record: ToolCallRecord) -> None:
+    ToolInvocation.objects.create(
+        organization_id=call.organization_id,
+        call=call,
+        turn_index=record.turn_index,
+        name=record.name[:64],
+        arguments=record.arguments,
+        ok=record.ok,
+        result=record.result,
+        duration_ms=record.duration_ms,
+    )
+
+
+def call_end(*, call: Call, ended: CallEnded) -> Call:
+    """The media stream is over: record why, and what it used, then finalize."""
+    call.refresh_from_db()
+    call.end_reason = call.end_reason or str(ended.reason)
+    call.end_detail = ended.detail[:2000]
+    call.transferred_to = ended.transfer_to[:32]
+    call.stt_seconds = ended.usage.stt_seconds
+    call.llm_prompt_tokens = ended.usage.llm_prompt_tokens
+    call.llm_completion_tokens = ended.usage.llm_completion_tokens
+    call.tts_characters = ended.usage.tts_characters
+    if call.ended_at is None:
+        call.ended_at = timezone.now()
+    if call.status not in TERMINAL_STATUSES:
+        failed = ended.reason in (EndReason.PROVIDER_ERROR, EndReason.ERROR)
+        call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
+    call.save()
+    call_finalize_later(call=call)
+    return call
+
+
+def call_finalize_later(*, call: Call) -> None:
+    from calls.tasks import call_finalize
+
+    organization_id, call_id = call.organization_id, call.pk
+    transaction.on_commit(
+        lambda: call_finalize.delay(organization_id=organization_id, call_id=call_id)
+    )
+
+
+def call_finalize(*, call: Call) -> Call:
+    """Totals and duration, once, then the post-call hooks (analysis, webhooks, billing)."""
+    from calls.signals import call_finalized
+
+    with transaction.atomic():
+        call = Call.objects.for_org(call.organization).select_for_update().get(pk=call.pk)
+        if call.finalized_at is not None:
+            return call
+        start = call.answered_at or call.started_at
+        end = call.ended_at or timezone.now()
+        call.ended_at = end
+        call.duration_ms = max(0, int((end - start).total_seconds() * 1000))
+        call.finalized_at = timezone.now()
+        call.save(update_fields=["ended_at", "duration_ms", "finalized_at"])
+    call_finalized.send(sender=Call, call=call)
+    return call
+
+
+def call_stream_started(*, call: Call, stream_sid: str) -> None:
+    call.carrier_stream_sid = stream_sid[:64]
+    call.save(update_fields=["carrier_stream_sid"])

@@ -1,3 +1,9 @@
 """WebSocket routes. Carrier media streams and browser calls register here."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from calls.media import TwilioMediaStream
+
+websocket_urlpatterns = [
+    path("ws/twilio/<str:token>/", TwilioMediaStream()),
+]

@@ -160,6 +160,13 @@ CARTESIA_BASE_URL = env.str("CARTESIA_BASE_URL", default="https://api.cartesia.a
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 
+# Calls. The media-stream token in the TwiML is single-use and short-lived: Twilio opens
+# the WebSocket within a second or two of our answer.
+TWILIO_STREAM_TOKEN_MAX_AGE_S = env.float("TWILIO_STREAM_TOKEN_MAX_AGE_S", default=60.0)
+# Extra admission checks for inbound calls (quota, billing): dotted paths to functions
+# ``check(organization) -> str | None`` returning a refusal message.
+CALL_ADMISSION_CHECKS = env.list("CALL_ADMISSION_CHECKS", default=[])
+
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)

@@ -2,11 +2,14 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from calls import twilio_views
 from glassbox.api.errors import api_not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("glassbox.api.urls")),
+    path("telephony/twilio/voice/", twilio_views.voice, name="twilio-voice"),
+    path("telephony/twilio/status/", twilio_views.status, name="twilio-status"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # Anything else under /api/ is a JSON 404, in DEBUG too (Django's debug 404 page

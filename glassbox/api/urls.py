@@ -1,7 +1,7 @@
 from rest_framework.routers import SimpleRouter
 
 from agents.api import AgentViewSet, CredentialViewSet, ToolViewSet
-from calls.api import PhoneNumberViewSet
+from calls.api import CallViewSet, PhoneNumberViewSet
 from tenants.api import ApiKeyViewSet
 
 router = SimpleRouter()
@@ -9,6 +9,7 @@ router.register("agents", AgentViewSet, basename="agent")
 router.register("tools", ToolViewSet, basename="tool")
 router.register("credentials", CredentialViewSet, basename="credential")
 router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
+router.register("calls", CallViewSet, basename="call")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 
 urlpatterns = router.urls

@@ -1,0 +1,144 @@
+"""Twilio's HTTP webhooks: the number's Voice URL and its status callback.
+
+Both verify ``X-Twilio-Signature`` with the auth token of the Twilio credential that owns
+the number, over the URL Twilio requested. Behind a proxy that URL is not what Django
+sees, so it is rebuilt from ``PUBLIC_BASE_URL`` + the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import VoiceResponse
+
+from calls import services
+from calls.models import Call, CallStatus, PhoneNumber
+from tenants.models import Organization
+
+logger = logging.getLogger(__name__)
+
+_SID = re.compile(r"^CA[0-9A-Za-z]{1,62}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+
+
+def _plain(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def _twiml(response: VoiceResponse) -> HttpResponse:
+    return HttpResponse(str(response), content_type="text/xml; charset=utf-8")
+
+
+def _signed(request: HttpRequest, auth_token: str) -> bool:
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not auth_token:
+        return False
+    url = settings.PUBLIC_BASE_URL + request.get_full_path()
+    return bool(RequestValidator(auth_token).validate(url, request.POST, signature))
+
+
+def _websocket_origin() -> str:
+    base = settings.PUBLIC_BASE_URL
+    if base.startswith("https://"):
+        return "wss://" + base.removeprefix("https://")
+    return "ws://" + base.removeprefix("http://")
+
+
+def admission_refusal(organization: Organization) -> str | None:
+    """Why this organization may not take a call now, or None.
+
+    Checks beyond "is the organization active" (quota, billing status) are functions
+    named in ``settings.CALL_ADMISSION_CHECKS``: ``check(organization) -> str | None``.
+    """
+    if not organization.is_active:
+        return "This service is not available."
+    for path in settings.CALL_ADMISSION_CHECKS:
+        refusal: str | None = import_string(path)(organization)
+        if refusal:
+            return refusal
+    return None
+
+
+def _hang_up_with(message: str) -> HttpResponse:
+    response = VoiceResponse()
+    response.say(message)
+    response.hangup()
+    return _twiml(response)
+
+
+@csrf_exempt
+@require_POST
+def voice(request: HttpRequest) -> HttpResponse:
+    call_sid = request.POST.get("CallSid", "")
+    to_number = request.POST.get("To", "")
+    from_number = request.POST.get("From", "")
+    if not _SID.match(call_sid) or not _E164.match(to_number):
+        return _plain(400, "CallSid and an E.164 To number are required.")
+    # The called number *determines* the tenant, as an API key does.
+    phone_number = (
+        PhoneNumber.objects.dangerously_unscoped()
+        .select_related("organization", "credential", "agent")
+        .filter(number=to_number)
+        .first()
+    )
+    if phone_number is None:
+        return _plain(404, "Unknown number.")
+    if not _signed(request, phone_number.credential.auth_token):
+        logger.warning("twilio voice webhook: bad signature for %s", to_number)
+        return _plain(403, "Invalid X-Twilio-Signature.")
+    refusal = admission_refusal(phone_number.organization)
+    if refusal:
+        return _hang_up_with(refusal)
+    if phone_number.agent is None:
+        return _hang_up_with("This number is not in service.")
+    call = services.call_create_inbound(
+        phone_number=phone_number,
+        carrier_call_sid=call_sid,
+        from_number=from_number,
+        to_number=to_number,
+    )
+    if call.stream_connected_at is not None:
+        # A retried webhook for a call whose stream already runs: do not start another.
+        return _hang_up_with("This call is already connected.")
+    token = services.call_stream_token(call=call)
+    response = VoiceResponse()
+    connect = response.connect()
+    stream = connect.stream(url=f"{_websocket_origin()}/ws/twilio/{token}/")
+    stream.parameter(name="call_id", value=str(call.pk))
+    return _twiml(response)
+
+
+@csrf_exempt
+@require_POST
+def status(request: HttpRequest) -> HttpResponse:
+    call_sid = request.POST.get("CallSid", "")
+    new_status = request.POST.get("CallStatus", "")
+    if not _SID.match(call_sid) or new_status not in CallStatus.values:
+        return _plain(400, "CallSid and a known CallStatus are required.")
+    duration_raw = request.POST.get("CallDuration", "")
+    if duration_raw and not duration_raw.isdigit():
+        return _plain(400, "CallDuration must be a whole number of seconds.")
+    call = (
+        Call.objects.dangerously_unscoped()
+        .select_related("phone_number__credential", "organization")
+        .filter(carrier="twilio", carrier_call_sid=call_sid)
+        .first()
+    )
+    if call is None or call.phone_number is None:
+        return _plain(404, "Unknown call.")
+    if not _signed(request, call.phone_number.credential.auth_token):
+        logger.warning("twilio status callback: bad signature for %s", call_sid)
+        return _plain(403, "Invalid X-Twilio-Signature.")
+    services.call_status_update(
+        call=call,
+        status=new_status,
+        duration_s=int(duration_raw) if duration_raw else None,
+    )
+    return HttpResponse(status=204)
