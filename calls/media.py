@@ -22,6 +22,11 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+
+from calls import services
+from calls.callconfig import call_config_build
+from calls.models import Call
+from calls.recorder import CallRecorder
 from voice.carriers.twilio import (
     Connected,
     Dtmf,
@@ -34,13 +39,8 @@ from voice.carriers.twilio import (
     parse_inbound,
 )
 from voice.carriers.twilio_rest import TwilioRestClient, TwilioRestError
-from voice.conversation import Conversation
-
-from calls import services
-from calls.callconfig import call_config_build
-from calls.models import Call
-from calls.recorder import CallRecorder
 from voice.config import CallConfig
+from voice.conversation import Conversation
 from voice.events import CallEnded, EndReason
 from voice.providers.registry import build_llm, build_stt, build_tts
 

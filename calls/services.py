@@ -186,8 +186,8 @@ def call_status_update(*, call: Call, status: str, duration_s: int | None) -> Ca
 
 
 def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
-    TranscriptEntry.objects.create(
-        organization_id=call.organization_id,
+    TranscriptEntry.objects.for_org(call.organization).create(
+        organization=call.organization,
         call=call,
         role=str(entry.role),
         text=entry.text,
@@ -200,8 +200,8 @@ def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
 
 def call_record_turn(*, call: Call, timeline: TurnTimeline) -> None:
     data = timeline.as_dict()
-    TurnMetric.objects.update_or_create(
-        organization_id=call.organization_id,
+    TurnMetric.objects.for_org(call.organization).update_or_create(
+        organization=call.organization,
         call=call,
         turn_index=timeline.turn_index,
         defaults={
@@ -219,8 +219,8 @@ def call_record_turn(*, call: Call, timeline: TurnTimeline) -> None:
 
 
 def call_record_tool(*, call: Call, record: ToolCallRecord) -> None:
-    ToolInvocation.objects.create(
-        organization_id=call.organization_id,
+    ToolInvocation.objects.for_org(call.organization).create(
+        organization=call.organization,
         call=call,
         turn_index=record.turn_index,
         name=record.name[:64],

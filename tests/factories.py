@@ -15,8 +15,8 @@ from django.db import models
 
 from agents.models import Agent, Credential, Tool
 from agents.services import agent_create, credential_create, tool_create
-from calls.models import PhoneNumber
-from calls.services import phone_number_create
+from calls.models import Call, PhoneNumber, ToolInvocation, TranscriptEntry, TurnMetric
+from calls.services import call_create_inbound, phone_number_create
 from tenants.models import ApiKey, Membership, Organization, Role
 from tenants.services import IssuedApiKey, api_key_create, membership_create, organization_create
 
@@ -85,6 +85,48 @@ def make_phone_number(organization: Organization, **data: Any) -> PhoneNumber:
     return phone_number_create(organization=organization, data=fields)
 
 
+def make_call(organization: Organization, **data: Any) -> Call:
+    phone_number = data.pop("phone_number", None) or make_phone_number(organization)
+    call = call_create_inbound(
+        phone_number=phone_number,
+        carrier_call_sid=data.pop("carrier_call_sid", f"CA{next(_seq):032x}"),
+        from_number=data.pop("from_number", "+15005550006"),
+        to_number=phone_number.number,
+    )
+    for field, value in data.items():
+        setattr(call, field, value)
+    if data:
+        call.save()
+    return call
+
+
+def make_transcript_entry(organization: Organization, **data: Any) -> TranscriptEntry:
+    call = data.pop("call", None) or make_call(organization)
+    fields: dict[str, Any] = {"role": "user", "text": "hello", "turn_index": 1}
+    fields.update(data)
+    return TranscriptEntry.objects.for_org(organization).create(
+        organization=organization, call=call, start_ms=0.0, end_ms=500.0, **fields
+    )
+
+
+def make_turn_metric(organization: Organization, **data: Any) -> TurnMetric:
+    call = data.pop("call", None) or make_call(organization)
+    fields: dict[str, Any] = {"turn_index": 1, "kind": "reply", "voice_to_voice_ms": 640.0}
+    fields.update(data)
+    return TurnMetric.objects.for_org(organization).create(
+        organization=organization, call=call, **fields
+    )
+
+
+def make_tool_invocation(organization: Organization, **data: Any) -> ToolInvocation:
+    call = data.pop("call", None) or make_call(organization)
+    fields: dict[str, Any] = {"turn_index": 1, "name": "lookup", "ok": True, "duration_ms": 12.0}
+    fields.update(data)
+    return ToolInvocation.objects.for_org(organization).create(
+        organization=organization, call=call, **fields
+    )
+
+
 FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     ApiKey: lambda org: make_api_key(org).api_key,
     Membership: make_membership,
@@ -92,4 +134,8 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     Tool: make_tool,
     Agent: make_agent,
     PhoneNumber: make_phone_number,
+    Call: make_call,
+    TranscriptEntry: make_transcript_entry,
+    TurnMetric: make_turn_metric,
+    ToolInvocation: make_tool_invocation,
 }

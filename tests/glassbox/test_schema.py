@@ -25,7 +25,13 @@ from schemathesis.specs.openapi.checks import (
 
 from tenants.models import ApiKey
 from tests.conftest import Tenant
-from tests.factories import make_api_key, make_phone_number, make_tool
+from tests.factories import (
+    make_api_key,
+    make_call,
+    make_phone_number,
+    make_tool,
+    make_transcript_entry,
+)
 from tests.routes import api_routes
 
 CHECKS = [
@@ -100,6 +106,7 @@ def test_fuzzing_finds_no_server_errors_or_schema_violations(
         "credentials": number.credential_id,
         "phone-numbers": number.pk,
         "api-keys": make_api_key(org).api_key.pk,
+        "calls": make_transcript_entry(org, call=make_call(org, phone_number=number)).call_id,
     }
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
     auth = {"Authorization": f"Bearer {tenant_a.key}"}

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from calls.models import Call, PhoneNumber, TurnMetric
 from voice.carriers.twilio_caller import (
     CallerConfig,
     CallResult,
@@ -24,10 +26,8 @@ from voice.carriers.twilio_caller import (
     WaitForBot,
     place_call,
 )
-from voice.providers.espeak_tts import EspeakTTS
-
-from calls.models import Call, PhoneNumber, TurnMetric
 from voice.config import AudioFormat, Encoding, TTSConfig
+from voice.providers.espeak_tts import EspeakTTS
 
 DEFAULT_SCRIPT = ("Hello, I would like some help please.", "Thank you, goodbye.")
 PCM_8K = AudioFormat(Encoding.PCM16, 8000)
