@@ -192,7 +192,7 @@ class Command(BaseCommand):
             "interrupted",
         )
         out.write("Latency per assistant turn (ms, server timeline)")
-        out.write("  " + "".join(f"{h:>11}" for h in header))
+        out.write("  " + "".join(f"{h:>12}" for h in header))
         for turn in self._turns(call):
             stages = _stages(turn)
             cells = (
@@ -210,7 +210,7 @@ class Command(BaseCommand):
                 ]
                 + ["yes" if turn.interrupted else ""]
             )
-            out.write("  " + "".join(f"{c:>11}" for c in cells))
+            out.write("  " + "".join(f"{c:>12}" for c in cells))
         out.write("")
         out.write("As the caller heard it (ms)")
         if result.greeting_ms is not None:
