@@ -88,15 +88,26 @@ class _Socket:
                 return text if text is not None else message.get("bytes") or b""
 
     async def send_text(self, text: str) -> None:
-        if self.closed:
-            return
-        await self._send({"type": "websocket.send", "text": text})
+        if not self.closed:
+            await self._send_or_forget({"type": "websocket.send", "text": text})
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        if self.closed:
-            return
-        self.closed = True
-        await self._send({"type": "websocket.close", "code": code, "reason": _reason(reason)})
+        if not self.closed:
+            await self._send_or_forget(
+                {"type": "websocket.close", "code": code, "reason": _reason(reason)}
+            )
+            self.closed = True
+
+    async def _send_or_forget(self, message: ASGIMessage) -> None:
+        # The peer may be gone before we have read its disconnect (a caller who sent
+        # ``stop`` and hung up). ASGI servers then raise from send(), each its own
+        # exception type (uvicorn: ClientDisconnected; the spec: OSError); there is
+        # nobody left to send to, so the socket is simply closed.
+        try:
+            await self._send(message)
+        except Exception as exc:
+            logger.debug("twilio media: send after the peer left: %r", exc)
+            self.closed = True
 
 
 class TwilioMediaStream:
