@@ -76,6 +76,10 @@ class StreamTokenError(Exception):
     """A media-stream token that is forged, expired, or already used."""
 
 
+class CallSidConflict(Exception):
+    """The carrier call SID already names a call on another number."""
+
+
 def call_create_inbound(
     *, phone_number: PhoneNumber, carrier_call_sid: str, from_number: str, to_number: str
 ) -> Call:
@@ -83,17 +87,17 @@ def call_create_inbound(
 
     Twilio retries a webhook that timed out, so a second request for the same call SID
     returns the existing call (with a fresh stream nonce while no stream has connected).
+    A SID that names a call on another number raises CallSidConflict: a tenant signs its
+    webhooks with its own token, so it can put any SID in them, including one of another
+    tenant's calls.
     """
     from calls.callconfig import agent_snapshot
 
     agent = phone_number.agent
     assert agent is not None, "caller checks that the number has an agent"
-    existing = (
-        Call.objects.for_org(phone_number.organization)
-        .filter(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
-        .first()
-    )
+    existing = _call_by_sid(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
     if existing is not None:
+        _check_same_number(existing, phone_number)
         if existing.stream_connected_at is None:
             existing.stream_nonce = secrets.token_hex(16)
             existing.save(update_fields=["stream_nonce"])
@@ -115,13 +119,32 @@ def call_create_inbound(
     try:
         with transaction.atomic():
             call.save()
-    except IntegrityError:  # a concurrent retry of the same webhook won
-        return (
-            Call.objects.dangerously_unscoped()
-            .filter(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
-            .get()
-        )
+    except IntegrityError:
+        # A concurrent retry of the same webhook won. Its nonce stays: whichever of the
+        # two answers Twilio acts on, its token works (once).
+        existing = _call_by_sid(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
+        assert existing is not None
+        _check_same_number(existing, phone_number)
+        return existing
     return call
+
+
+def _call_by_sid(*, carrier: str, carrier_call_sid: str) -> Call | None:
+    # Call SIDs are unique across the platform (a constraint), so the lookup must see
+    # every tenant's calls; callers check the owner before using the row.
+    return (
+        Call.objects.dangerously_unscoped()
+        .filter(carrier=carrier, carrier_call_sid=carrier_call_sid)
+        .first()
+    )
+
+
+def _check_same_number(call: Call, phone_number: PhoneNumber) -> None:
+    if (call.organization_id, call.phone_number_id) != (
+        phone_number.organization_id,
+        phone_number.pk,
+    ):
+        raise CallSidConflict(f"call SID {call.carrier_call_sid} belongs to another number")
 
 
 def call_stream_token(*, call: Call) -> str:

@@ -102,12 +102,16 @@ def voice(request: HttpRequest) -> HttpResponse:
         return _hang_up_with(refusal)
     if phone_number.agent is None:
         return _hang_up_with("This number is not in service.")
-    call = services.call_create_inbound(
-        phone_number=phone_number,
-        carrier_call_sid=call_sid,
-        from_number=from_number,
-        to_number=to_number,
-    )
+    try:
+        call = services.call_create_inbound(
+            phone_number=phone_number,
+            carrier_call_sid=call_sid,
+            from_number=from_number,
+            to_number=to_number,
+        )
+    except services.CallSidConflict:
+        logger.warning("twilio voice webhook: %s names a call on another number", call_sid)
+        return _plain(409, "This CallSid belongs to another call.")
     if call.stream_connected_at is not None:
         # A retried webhook for a call whose stream already runs: do not start another.
         return _hang_up_with("This call is already connected.")
