@@ -183,7 +183,13 @@ _STATUS_ORDER = {
 
 def call_status_update(*, call: Call, status: str, duration_s: int | None) -> Call:
     """A carrier status callback. Idempotent and order-tolerant: never moves backwards,
-    never leaves a terminal state, and keeps the first end time it learned."""
+    never leaves a terminal state, and keeps the first end time it learned.
+
+    Once a media stream has connected, the engine's ``call_end`` says why the call ended
+    and what it used, and finalizes it; the carrier's "completed" usually races ahead of
+    it, so it must neither guess the reason nor finalize with the usage still missing.
+    """
+    engine_ends_it = call.stream_connected_at is not None
     fields: list[str] = []
     if duration_s is not None and call.carrier_duration_s != duration_s:
         call.carrier_duration_s = duration_s
@@ -198,12 +204,12 @@ def call_status_update(*, call: Call, status: str, duration_s: int | None) -> Ca
         if new in TERMINAL_STATUSES and call.ended_at is None:
             call.ended_at = timezone.now()
             fields.append("ended_at")
-            if not call.end_reason:
+            if not call.end_reason and not engine_ends_it:
                 call.end_reason = "caller-hangup" if new == CallStatus.COMPLETED else new.value
                 fields.append("end_reason")
     if fields:
         call.save(update_fields=fields)
-    if call.status in TERMINAL_STATUSES and call.finalized_at is None:
+    if call.status in TERMINAL_STATUSES and call.finalized_at is None and not engine_ends_it:
         call_finalize_later(call=call)
     return call
 
