@@ -15,7 +15,8 @@ def celery_in_process() -> Iterator[None]:
     With ``REDIS_URL`` set (the PostgreSQL/Redis CI run) settings make ``.delay()`` publish
     to Redis for a worker that the test suite does not run. These tests are about what a
     task *does* once delivered, so they run it in-process (the real task function, through
-    Celery's own eager path); broker delivery is Celery's and Redis's job, not ours.
+    Celery's own eager path). Delivery through Redis to a worker is covered once, with a
+    real worker, in test_finalize.py (it runs only when ``REDIS_URL`` is set).
     ``transaction.on_commit`` callbacks still need ``django_capture_on_commit_callbacks``,
     since a test's transaction never commits.
     """

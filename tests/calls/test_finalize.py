@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 from django.utils import timezone
 
 from calls import services
 from calls.models import Call, CallStatus
 from calls.signals import call_finalized
+from glassbox.celery import app as celery_app
 from tests.conftest import Tenant
-from tests.factories import make_call
+from tests.factories import make_call, make_organization
 from voice.events import CallEnded, EndReason, Usage
 
 USAGE = Usage(
@@ -201,3 +205,30 @@ def test_carrier_end_of_a_call_whose_stream_never_connected_finalizes_it(
     with django_capture_on_commit_callbacks(execute=True):
         services.call_status_update(call=call, status="no-answer", duration_s=None)
     assert [seen["end_reason"] for seen in finalized] == ["no-answer"]
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs the Redis broker (REDIS_URL)")
+@pytest.mark.django_db(transaction=True)
+def test_status_callback_finalization_reaches_a_real_worker_through_redis() -> None:
+    """The one path the in-process tests leave out: the task message goes through the
+    Redis broker to a worker (in a thread here) that finalizes the committed call."""
+    organization = make_organization()
+    call = make_call(organization)
+    done = threading.Event()
+    finalized_pks: list[int] = []
+
+    def receiver(sender: Any, call: Call, **kwargs: Any) -> None:
+        finalized_pks.append(call.pk)
+        done.set()
+
+    call_finalized.connect(receiver)
+    try:
+        with start_worker(celery_app, perform_ping_check=False, shutdown_timeout=10):
+            services.call_status_update(call=call, status="busy", duration_s=None)
+            assert done.wait(timeout=30), "no worker finalized the call"
+    finally:
+        call_finalized.disconnect(receiver)
+    assert finalized_pks == [call.pk]
+    call.refresh_from_db()
+    assert call.finalized_at is not None
+    assert call.status == CallStatus.BUSY
