@@ -188,30 +188,44 @@ def call_status_update(*, call: Call, status: str, duration_s: int | None) -> Ca
     Once a media stream has connected, the engine's ``call_end`` says why the call ended
     and what it used, and finalizes it; the carrier's "completed" usually races ahead of
     it, so it must neither guess the reason nor finalize with the usage still missing.
+
+    Twilio posts callbacks concurrently, so the decision is made on the row as it is now,
+    locked, not on the caller's copy.
     """
-    engine_ends_it = call.stream_connected_at is not None
-    fields: list[str] = []
-    if duration_s is not None and call.carrier_duration_s != duration_s:
-        call.carrier_duration_s = duration_s
-        fields.append("carrier_duration_s")
-    current = CallStatus(call.status)
-    new = CallStatus(status)
-    if current not in TERMINAL_STATUSES and (
-        new in TERMINAL_STATUSES or _STATUS_ORDER[new] > _STATUS_ORDER[current]
-    ):
-        call.status = new
-        fields.append("status")
-        if new in TERMINAL_STATUSES and call.ended_at is None:
-            call.ended_at = timezone.now()
-            fields.append("ended_at")
-            if not call.end_reason and not engine_ends_it:
-                call.end_reason = "caller-hangup" if new == CallStatus.COMPLETED else new.value
-                fields.append("end_reason")
-    if fields:
-        call.save(update_fields=fields)
-    if call.status in TERMINAL_STATUSES and call.finalized_at is None and not engine_ends_it:
-        call_finalize_later(call=call)
+    with transaction.atomic():
+        call = _call_locked(call)
+        engine_ends_it = call.stream_connected_at is not None
+        fields: list[str] = []
+        if duration_s is not None and call.carrier_duration_s != duration_s:
+            call.carrier_duration_s = duration_s
+            fields.append("carrier_duration_s")
+        current = CallStatus(call.status)
+        new = CallStatus(status)
+        if current not in TERMINAL_STATUSES and (
+            new in TERMINAL_STATUSES or _STATUS_ORDER[new] > _STATUS_ORDER[current]
+        ):
+            call.status = new
+            fields.append("status")
+            if new in TERMINAL_STATUSES and call.ended_at is None:
+                call.ended_at = timezone.now()
+                fields.append("ended_at")
+                if not call.end_reason and not engine_ends_it:
+                    call.end_reason = "caller-hangup" if new == CallStatus.COMPLETED else new.value
+                    fields.append("end_reason")
+        if fields:
+            call.save(update_fields=fields)
+        if call.status in TERMINAL_STATUSES and call.finalized_at is None and not engine_ends_it:
+            call_finalize_later(call=call)
     return call
+
+
+def _call_locked(call: Call) -> Call:
+    return (
+        Call.objects.for_org(call.organization)
+        .select_related("organization")
+        .select_for_update(of=("self",))
+        .get(pk=call.pk)
+    )
 
 
 def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
@@ -262,21 +276,34 @@ def call_record_tool(*, call: Call, record: ToolCallRecord) -> None:
 
 def call_end(*, call: Call, ended: CallEnded) -> Call:
     """The media stream is over: record why, and what it used, then finalize."""
-    call.refresh_from_db()
-    call.end_reason = call.end_reason or str(ended.reason)
-    call.end_detail = ended.detail[:2000]
-    call.transferred_to = ended.transfer_to[:32]
-    call.stt_seconds = ended.usage.stt_seconds
-    call.llm_prompt_tokens = ended.usage.llm_prompt_tokens
-    call.llm_completion_tokens = ended.usage.llm_completion_tokens
-    call.tts_characters = ended.usage.tts_characters
-    if call.ended_at is None:
-        call.ended_at = timezone.now()
-    if call.status not in TERMINAL_STATUSES:
-        failed = ended.reason in (EndReason.PROVIDER_ERROR, EndReason.ERROR)
-        call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
-    call.save()
-    call_finalize_later(call=call)
+    with transaction.atomic():
+        call = _call_locked(call)
+        call.end_reason = call.end_reason or str(ended.reason)
+        call.end_detail = ended.detail[:2000]
+        call.transferred_to = ended.transfer_to[:32]
+        call.stt_seconds = ended.usage.stt_seconds
+        call.llm_prompt_tokens = ended.usage.llm_prompt_tokens
+        call.llm_completion_tokens = ended.usage.llm_completion_tokens
+        call.tts_characters = ended.usage.tts_characters
+        if call.ended_at is None:
+            call.ended_at = timezone.now()
+        if call.status not in TERMINAL_STATUSES:
+            failed = ended.reason in (EndReason.PROVIDER_ERROR, EndReason.ERROR)
+            call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
+        call.save(
+            update_fields=[
+                "end_reason",
+                "end_detail",
+                "transferred_to",
+                "stt_seconds",
+                "llm_prompt_tokens",
+                "llm_completion_tokens",
+                "tts_characters",
+                "ended_at",
+                "status",
+            ]
+        )
+        call_finalize_later(call=call)
     return call
 
 

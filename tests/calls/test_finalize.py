@@ -232,3 +232,27 @@ def test_status_callback_finalization_reaches_a_real_worker_through_redis() -> N
     call.refresh_from_db()
     assert call.finalized_at is not None
     assert call.status == CallStatus.BUSY
+
+
+def test_a_status_update_working_from_a_stale_read_never_moves_the_call_backwards(
+    tenant_a: Tenant,
+) -> None:
+    """Twilio posts status callbacks concurrently: "in-progress" may load the call before
+    "completed" commits and save after it."""
+    call = make_call(tenant_a.organization)
+    stale = Call.objects.for_org(tenant_a.organization).get(pk=call.pk)
+    services.call_status_update(call=call, status="completed", duration_s=12)
+    services.call_status_update(call=stale, status="in-progress", duration_s=None)
+    call.refresh_from_db()
+    assert call.status == CallStatus.COMPLETED
+    assert call.carrier_duration_s == 12
+
+
+def test_call_end_from_a_stale_read_keeps_what_the_carrier_reported(tenant_a: Tenant) -> None:
+    call = make_call(tenant_a.organization)
+    call = services.call_stream_claim(token=services.call_stream_token(call=call), max_age_s=60)
+    stale = Call.objects.for_org(tenant_a.organization).get(pk=call.pk)
+    services.call_status_update(call=call, status="completed", duration_s=30)
+    services.call_end(call=stale, ended=CallEnded(reason=EndReason.CALLER_HANGUP, usage=USAGE))
+    call.refresh_from_db()
+    assert (call.status, call.carrier_duration_s, call.llm_prompt_tokens) == ("completed", 30, 900)
