@@ -76,6 +76,10 @@ class StreamTokenError(Exception):
     """A media-stream token that is forged, expired, or already used."""
 
 
+class CallSidConflict(Exception):
+    """The carrier call SID already names a call on another number."""
+
+
 def call_create_inbound(
     *, phone_number: PhoneNumber, carrier_call_sid: str, from_number: str, to_number: str
 ) -> Call:
@@ -83,17 +87,17 @@ def call_create_inbound(
 
     Twilio retries a webhook that timed out, so a second request for the same call SID
     returns the existing call (with a fresh stream nonce while no stream has connected).
+    A SID that names a call on another number raises CallSidConflict: a tenant signs its
+    webhooks with its own token, so it can put any SID in them, including one of another
+    tenant's calls.
     """
     from calls.callconfig import agent_snapshot
 
     agent = phone_number.agent
     assert agent is not None, "caller checks that the number has an agent"
-    existing = (
-        Call.objects.for_org(phone_number.organization)
-        .filter(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
-        .first()
-    )
+    existing = _call_by_sid(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
     if existing is not None:
+        _check_same_number(existing, phone_number)
         if existing.stream_connected_at is None:
             existing.stream_nonce = secrets.token_hex(16)
             existing.save(update_fields=["stream_nonce"])
@@ -115,13 +119,32 @@ def call_create_inbound(
     try:
         with transaction.atomic():
             call.save()
-    except IntegrityError:  # a concurrent retry of the same webhook won
-        return (
-            Call.objects.dangerously_unscoped()
-            .filter(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
-            .get()
-        )
+    except IntegrityError:
+        # A concurrent retry of the same webhook won. Its nonce stays: whichever of the
+        # two answers Twilio acts on, its token works (once).
+        existing = _call_by_sid(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
+        assert existing is not None
+        _check_same_number(existing, phone_number)
+        return existing
     return call
+
+
+def _call_by_sid(*, carrier: str, carrier_call_sid: str) -> Call | None:
+    # Call SIDs are unique across the platform (a constraint), so the lookup must see
+    # every tenant's calls; callers check the owner before using the row.
+    return (
+        Call.objects.dangerously_unscoped()
+        .filter(carrier=carrier, carrier_call_sid=carrier_call_sid)
+        .first()
+    )
+
+
+def _check_same_number(call: Call, phone_number: PhoneNumber) -> None:
+    if (call.organization_id, call.phone_number_id) != (
+        phone_number.organization_id,
+        phone_number.pk,
+    ):
+        raise CallSidConflict(f"call SID {call.carrier_call_sid} belongs to another number")
 
 
 def call_stream_token(*, call: Call) -> str:
@@ -160,29 +183,49 @@ _STATUS_ORDER = {
 
 def call_status_update(*, call: Call, status: str, duration_s: int | None) -> Call:
     """A carrier status callback. Idempotent and order-tolerant: never moves backwards,
-    never leaves a terminal state, and keeps the first end time it learned."""
-    fields: list[str] = []
-    if duration_s is not None and call.carrier_duration_s != duration_s:
-        call.carrier_duration_s = duration_s
-        fields.append("carrier_duration_s")
-    current = CallStatus(call.status)
-    new = CallStatus(status)
-    if current not in TERMINAL_STATUSES and (
-        new in TERMINAL_STATUSES or _STATUS_ORDER[new] > _STATUS_ORDER[current]
-    ):
-        call.status = new
-        fields.append("status")
-        if new in TERMINAL_STATUSES and call.ended_at is None:
-            call.ended_at = timezone.now()
-            fields.append("ended_at")
-            if not call.end_reason:
-                call.end_reason = "caller-hangup" if new == CallStatus.COMPLETED else new.value
-                fields.append("end_reason")
-    if fields:
-        call.save(update_fields=fields)
-    if call.status in TERMINAL_STATUSES and call.finalized_at is None:
-        call_finalize_later(call=call)
+    never leaves a terminal state, and keeps the first end time it learned.
+
+    Once a media stream has connected, the engine's ``call_end`` says why the call ended
+    and what it used, and finalizes it; the carrier's "completed" usually races ahead of
+    it, so it must neither guess the reason nor finalize with the usage still missing.
+
+    Twilio posts callbacks concurrently, so the decision is made on the row as it is now,
+    locked, not on the caller's copy.
+    """
+    with transaction.atomic():
+        call = _call_locked(call)
+        engine_ends_it = call.stream_connected_at is not None
+        fields: list[str] = []
+        if duration_s is not None and call.carrier_duration_s != duration_s:
+            call.carrier_duration_s = duration_s
+            fields.append("carrier_duration_s")
+        current = CallStatus(call.status)
+        new = CallStatus(status)
+        if current not in TERMINAL_STATUSES and (
+            new in TERMINAL_STATUSES or _STATUS_ORDER[new] > _STATUS_ORDER[current]
+        ):
+            call.status = new
+            fields.append("status")
+            if new in TERMINAL_STATUSES and call.ended_at is None:
+                call.ended_at = timezone.now()
+                fields.append("ended_at")
+                if not call.end_reason and not engine_ends_it:
+                    call.end_reason = "caller-hangup" if new == CallStatus.COMPLETED else new.value
+                    fields.append("end_reason")
+        if fields:
+            call.save(update_fields=fields)
+        if call.status in TERMINAL_STATUSES and call.finalized_at is None and not engine_ends_it:
+            call_finalize_later(call=call)
     return call
+
+
+def _call_locked(call: Call) -> Call:
+    return (
+        Call.objects.for_org(call.organization)
+        .select_related("organization")
+        .select_for_update(of=("self",))
+        .get(pk=call.pk)
+    )
 
 
 def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
@@ -233,21 +276,34 @@ def call_record_tool(*, call: Call, record: ToolCallRecord) -> None:
 
 def call_end(*, call: Call, ended: CallEnded) -> Call:
     """The media stream is over: record why, and what it used, then finalize."""
-    call.refresh_from_db()
-    call.end_reason = call.end_reason or str(ended.reason)
-    call.end_detail = ended.detail[:2000]
-    call.transferred_to = ended.transfer_to[:32]
-    call.stt_seconds = ended.usage.stt_seconds
-    call.llm_prompt_tokens = ended.usage.llm_prompt_tokens
-    call.llm_completion_tokens = ended.usage.llm_completion_tokens
-    call.tts_characters = ended.usage.tts_characters
-    if call.ended_at is None:
-        call.ended_at = timezone.now()
-    if call.status not in TERMINAL_STATUSES:
-        failed = ended.reason in (EndReason.PROVIDER_ERROR, EndReason.ERROR)
-        call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
-    call.save()
-    call_finalize_later(call=call)
+    with transaction.atomic():
+        call = _call_locked(call)
+        call.end_reason = call.end_reason or str(ended.reason)
+        call.end_detail = ended.detail[:2000]
+        call.transferred_to = ended.transfer_to[:32]
+        call.stt_seconds = ended.usage.stt_seconds
+        call.llm_prompt_tokens = ended.usage.llm_prompt_tokens
+        call.llm_completion_tokens = ended.usage.llm_completion_tokens
+        call.tts_characters = ended.usage.tts_characters
+        if call.ended_at is None:
+            call.ended_at = timezone.now()
+        if call.status not in TERMINAL_STATUSES:
+            failed = ended.reason in (EndReason.PROVIDER_ERROR, EndReason.ERROR)
+            call.status = CallStatus.FAILED if failed else CallStatus.COMPLETED
+        call.save(
+            update_fields=[
+                "end_reason",
+                "end_detail",
+                "transferred_to",
+                "stt_seconds",
+                "llm_prompt_tokens",
+                "llm_completion_tokens",
+                "tts_characters",
+                "ended_at",
+                "status",
+            ]
+        )
+        call_finalize_later(call=call)
     return call
 
 

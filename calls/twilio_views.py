@@ -24,8 +24,12 @@ from tenants.models import Organization
 
 logger = logging.getLogger(__name__)
 
-_SID = re.compile(r"^CA[0-9A-Za-z]{1,62}$")
-_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+# fullmatch, not match: "$" also matches before a trailing newline.
+_SID = re.compile(r"CA[0-9A-Za-z]{1,62}")
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# ASCII digits only (str.isdigit() accepts "²", which int() refuses), and few enough to
+# fit the column.
+_SECONDS = re.compile(r"[0-9]{1,9}")
 
 
 def _plain(status: int, message: str) -> HttpResponse:
@@ -79,7 +83,7 @@ def voice(request: HttpRequest) -> HttpResponse:
     call_sid = request.POST.get("CallSid", "")
     to_number = request.POST.get("To", "")
     from_number = request.POST.get("From", "")
-    if not _SID.match(call_sid) or not _E164.match(to_number):
+    if not _SID.fullmatch(call_sid) or not _E164.fullmatch(to_number):
         return _plain(400, "CallSid and an E.164 To number are required.")
     # The called number *determines* the tenant, as an API key does.
     phone_number = (
@@ -98,12 +102,16 @@ def voice(request: HttpRequest) -> HttpResponse:
         return _hang_up_with(refusal)
     if phone_number.agent is None:
         return _hang_up_with("This number is not in service.")
-    call = services.call_create_inbound(
-        phone_number=phone_number,
-        carrier_call_sid=call_sid,
-        from_number=from_number,
-        to_number=to_number,
-    )
+    try:
+        call = services.call_create_inbound(
+            phone_number=phone_number,
+            carrier_call_sid=call_sid,
+            from_number=from_number,
+            to_number=to_number,
+        )
+    except services.CallSidConflict:
+        logger.warning("twilio voice webhook: %s names a call on another number", call_sid)
+        return _plain(409, "This CallSid belongs to another call.")
     if call.stream_connected_at is not None:
         # A retried webhook for a call whose stream already runs: do not start another.
         return _hang_up_with("This call is already connected.")
@@ -120,10 +128,10 @@ def voice(request: HttpRequest) -> HttpResponse:
 def status(request: HttpRequest) -> HttpResponse:
     call_sid = request.POST.get("CallSid", "")
     new_status = request.POST.get("CallStatus", "")
-    if not _SID.match(call_sid) or new_status not in CallStatus.values:
+    if not _SID.fullmatch(call_sid) or new_status not in CallStatus.values:
         return _plain(400, "CallSid and a known CallStatus are required.")
     duration_raw = request.POST.get("CallDuration", "")
-    if duration_raw and not duration_raw.isdigit():
+    if duration_raw and not _SECONDS.fullmatch(duration_raw):
         return _plain(400, "CallDuration must be a whole number of seconds.")
     call = (
         Call.objects.dangerously_unscoped()
