@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import exceptions, parsers
 
-from glassbox.api.errors import PayloadTooLarge
+from glassbox.api.exceptions import PayloadTooLarge
 
 
 class BoundedJSONParser(parsers.JSONParser):

@@ -68,3 +68,17 @@ def test_redis_url_selects_channels_redis_and_a_redis_broker() -> None:
     assert loaded["eager"] is False
     assert loaded["broker"] == "redis://127.0.0.1:6379/9"
     assert loaded["db"] == "django.db.backends.postgresql"
+
+
+@pytest.mark.parametrize("module", ["glassbox.api.errors", "glassbox.api.parsers"])
+def test_api_modules_import_first_without_a_cycle(module: str) -> None:
+    # errors -> rest_framework.views -> DEFAULT_PARSER_CLASSES -> parsers -> errors was a
+    # cycle that only showed when the system checks imported the CSRF failure view first.
+    code = f"import django; django.setup(); import {module}; print('imported')"
+    clean = {k: v for k, v in os.environ.items() if k not in _KNOBS}
+    clean["DJANGO_SETTINGS_MODULE"] = "glassbox.settings"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported"
