@@ -1,6 +1,7 @@
 """A whole call on the real cloud providers (Deepgram, OpenAI, Cartesia SDKs) against the
-protocol-faithful fake servers, with the real-time, mark-echoing carrier from
-:mod:`tests.voice.doubles`. Tests assert on what the fakes received and what the sink got.
+protocol-faithful fake servers, and on the real Twilio serializer
+(:class:`~voice.carriers.twilio.TwilioOutput`) in front of a phone that plays its frames in
+real time. Tests assert on what the fakes received and what the sink got.
 """
 
 from __future__ import annotations
@@ -10,9 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeOpenAI
-from tests.voice.doubles import Caller, RecordingOutput, RecordingSink
+from tests.voice.doubles import Caller, RecordingSink
 from tests.voice.harness import RESULT_TIMEOUT_S, make_config
-from voice.config import CallConfig
+from voice.carriers.twilio import (
+    Clear,
+    MarkStatus,
+    OutboundMark,
+    OutboundMedia,
+    TwilioOutput,
+    parse_outbound,
+)
+from voice.config import TWILIO_FORMAT, CallConfig
 from voice.conversation import Conversation
 from voice.events import CallEnded, TurnTimeline
 from voice.providers.registry import build_llm, build_stt, build_tts
@@ -30,6 +39,70 @@ REPLY_MARKS = (
 SPOKEN_MARKS = REPLY_MARKS[3:]
 
 
+STREAM_SID = "MZ00000000000000000000000000000001"
+
+
+class Phone:
+    """Twilio's side of a Media Stream, reduced to what the engine can observe: it parses
+    every frame :class:`TwilioOutput` sends, plays media in real time, echoes each mark
+    once the audio before it has played (at once, for all pending, after a ``clear``), and
+    hands echoes back the way the consumer does. ``log`` uses the kinds of
+    :class:`tests.voice.doubles.RecordingOutput`."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+        self.output = TwilioOutput(
+            stream_sid=STREAM_SID, send=self._receive, hangup=self._hangup, transfer=self._transfer
+        )
+        self.conversation: Conversation | None = None
+        self.echo_status: list[MarkStatus] = []
+        self._play_end = 0.0
+        self._pending: dict[str, asyncio.TimerHandle] = {}
+
+    async def _receive(self, frame: str) -> None:
+        command = parse_outbound(frame)
+        assert command.stream_sid == STREAM_SID
+        loop = asyncio.get_running_loop()
+        if isinstance(command, OutboundMedia):
+            assert 0 < len(command.payload) <= TWILIO_FORMAT.bytes_for_ms(20)
+            self.log.append(("audio", len(command.payload)))
+            start = max(self._play_end, loop.time())
+            self._play_end = start + len(command.payload) / TWILIO_FORMAT.sample_rate
+        elif isinstance(command, OutboundMark):
+            self.log.append(("mark", command.name))
+            when = max(self._play_end, loop.time())
+            self._pending[command.name] = loop.call_at(when, self._echo, command.name)
+        elif isinstance(command, Clear):
+            self.log.append(("clear", None))
+            self._play_end = 0.0
+            for name, handle in list(self._pending.items()):
+                handle.cancel()
+                self._echo(name)
+
+    def _echo(self, name: str) -> None:
+        self._pending.pop(name, None)
+        self.log.append(("echo", name))
+        self.echo_status.append(self.output.mark_echoed(name))
+        if self.conversation is not None:
+            self.conversation.mark_played(name)
+
+    def _drop(self) -> None:
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+
+    async def _hangup(self) -> None:
+        self.log.append(("hangup", None))
+        self._drop()
+
+    async def _transfer(self, to: str) -> None:
+        self.log.append(("transfer", to))
+        self._drop()
+
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.log]
+
+
 @dataclass
 class CloudCall:
     dg: FakeDeepgram
@@ -37,7 +110,7 @@ class CloudCall:
     ca: FakeCartesia
     config: CallConfig | None = None
     conv: Conversation | None = None
-    out: RecordingOutput = field(default_factory=RecordingOutput)
+    out: Phone = field(default_factory=Phone)
     sink: RecordingSink = field(default_factory=RecordingSink)
     task: asyncio.Task[CallEnded] | None = None
 
@@ -54,10 +127,10 @@ class CloudCall:
             stt=build_stt(config.stt),
             llm=build_llm(config.llm),
             tts=build_tts(config.tts),
-            output=self.out,
+            output=self.out.output,
             sink=self.sink,
         )
-        self.out.attach(self.conv)
+        self.out.conversation = self.conv
         self.task = asyncio.create_task(self.conv.run())
         return Caller(self.conv)
 

@@ -16,6 +16,7 @@ from tests.fakes import FakeReply, FakeToolCall
 from tests.voice.cloud import REPLY_MARKS, SPOKEN_MARKS, CloudCall, ordered
 from tests.voice.harness import until
 from tests.voice.tool_server import SECRET, tool_server
+from voice.carriers.twilio import MarkStatus
 from voice.config import InterruptionConfig, ToolConfig, ToolKind
 from voice.events import EndReason, Role, TurnKind
 
@@ -50,6 +51,7 @@ async def test_greeting_is_spoken_marked_and_timed(cloud: CloudCall) -> None:
     kinds = cloud.out.kinds()
     assert kinds.index("audio") < kinds.index("mark") < kinds.index("echo")
     assert cloud.marks("mark") == cloud.marks("echo")  # every mark played back
+    assert cloud.out.echo_status == [MarkStatus.PLAYED]
     [timeline] = cloud.sink.timelines
     assert timeline.kind is TurnKind.GREETING
     ordered(timeline, SPOKEN_MARKS)
