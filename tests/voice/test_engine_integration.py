@@ -265,3 +265,31 @@ async def test_collected_digits_reach_only_the_tool_result(
     assert "8642" not in caplog.text
     assert cloud.contexts()[1].text.endswith("Thank you, you are verified. ")
     assert ended.reason is EndReason.CALLER_HANGUP
+
+
+async def test_speaking_while_the_llm_thinks_closes_its_stream_and_merges_the_turns(
+    cloud: CloudCall,
+) -> None:
+    cloud.dg.script = ["What are your opening hours?", "I mean on Sundays."]
+    cloud.oa.pause_after_chunks = 1  # the first reply hangs before its first word
+    caller = cloud.start()
+    await until(lambda: len(cloud.sink.timelines) == 1)
+    await caller.speak(500, then_silence_ms=600)
+    await until(lambda: len(cloud.oa.requests) == 1)
+    await caller.speak(500, then_silence_ms=0)  # over the silent, thinking bot
+    await cloud.oa.client_disconnected.wait()
+    cloud.oa.pause_after_chunks = None
+    await caller.silence(600)
+    await until(lambda: len(cloud.sink.timelines) == 3)
+    ended = await cloud.hang_up()
+
+    assert cloud.oa.disconnects == 1 and cloud.oa.completed == 1
+    thinking = cloud.sink.timelines[1]
+    assert thinking.interrupted_at_ms is not None and thinking.first_audio_sent_ms is None
+    assert "clear" not in cloud.out.kinds()  # nothing was playing
+    assert len(cloud.contexts()) == 2  # no TTS for the abandoned reply
+    merged = "What are your opening hours? I mean on Sundays."
+    assert chat(cloud, 1)[-2:] == [("assistant", GREETING), ("user", merged)]
+    assert cloud.contexts()[1].text == f"You said: {merged} "
+    assert user_lines(cloud) == [merged]
+    assert ended.reason is EndReason.CALLER_HANGUP

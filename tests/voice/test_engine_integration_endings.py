@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.fakes import FakeReply, FakeToolCall
 from tests.voice.cloud import SPOKEN_MARKS, CloudCall, ordered
 from tests.voice.doubles import Caller
 from tests.voice.harness import until
-from voice.config import IdleConfig
+from voice.config import IdleConfig, ToolConfig, ToolKind
 from voice.events import EndReason, Role, TurnKind
 
 GREETING = "Hello, how can I help?"
@@ -185,3 +186,40 @@ async def test_deepgram_dropping_ends_the_call(cloud: CloudCall) -> None:
     assert cloud.dg.streams[0].closed_by == "dropped"
     assert [e.text for e in cloud.sink.transcript] == [GREETING]
     assert cloud.out.kinds()[-1] == "hangup"
+
+
+async def test_cartesia_refusing_a_reply_ends_the_call(cloud: CloudCall) -> None:
+    cloud.oa.responder = lambda messages, tools: "We open at nine."
+    cloud.ca.error_when = lambda request: (
+        "Voice not found" if "nine" in request["transcript"] else None
+    )
+    reason, detail = await _reply_fails(cloud)
+
+    assert reason is EndReason.PROVIDER_ERROR
+    assert detail == "cartesia: Voice not found"
+    assert [e.text for e in cloud.sink.transcript][:2] == [GREETING, "What are your opening hours?"]
+    assert cloud.out.kinds()[-1] == "hangup"
+
+
+async def test_transfer_tool_hands_the_call_over_after_speaking(cloud: CloudCall) -> None:
+    cloud.dg.script = ["Can I talk to a person?"]
+
+    def responder(messages: list[dict[str, object]], tools: list[dict[str, object]]) -> object:
+        return FakeReply("Connecting you now.", [FakeToolCall("transfer", {})])
+
+    cloud.oa.responder = responder  # type: ignore[assignment]
+    transfer = ToolConfig(
+        "transfer", "Transfer", ToolKind.TRANSFER_CALL, transfer_to="+15550001111"
+    )
+    caller = cloud.start(tools=(transfer,))
+    await until(lambda: len(cloud.sink.timelines) == 1)
+    async with line_noise(caller):
+        await caller.speak(500, then_silence_ms=0)
+        ended = await cloud.result()
+
+    assert ended.reason is EndReason.TRANSFERRED and ended.transfer_to == "+15550001111"
+    assert cloud.out.log[-1] == ("transfer", "+15550001111")
+    reply = cloud.sink.timelines[-1]
+    ordered(reply, SPOKEN_MARKS)  # the line was heard before the transfer
+    assert cloud.contexts()[-1].text == "Connecting you now. "
+    assert len(cloud.oa.requests) == 1
