@@ -79,6 +79,11 @@ class InterruptionConfig:
     min_speech_ms: int = 250
     min_words: int = 0
     acknowledgements: tuple[str, ...] = ("mhm", "uh-huh", "yeah", "right", "okay", "ok")
+    # With min_words = 0: speech that has no transcript yet interrupts only once it has
+    # lasted this much longer than min_speech_ms. Streaming STT sends its first interim
+    # some 250-500 ms into speech, later than min_speech_ms, so without this wait an
+    # "mhm" would always interrupt before anyone knew it was one.
+    transcript_wait_ms: int = 300
 
 
 @dataclass(frozen=True, slots=True)

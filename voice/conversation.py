@@ -28,8 +28,10 @@ Barge-in: while an interruptible turn is thinking or speaking, the caller's curr
 words that are not acknowledgements — cancels the turn's task (LLM stream closed, TTS
 context cancelled) and sends ``clear``. Speech whose transcript so far is only
 acknowledgements ("mhm") never interrupts, and an acknowledgement that began over the
-bot is not answered even if its final arrives after the bot stopped; with ``min_words`` = 0
-that filter applies only if the transcript arrives before ``min_speech_ms``. The turn keeps
+bot is not answered even if its final arrives after the bot stopped. With ``min_words`` = 0,
+speech with no transcript yet interrupts only after ``transcript_wait_ms`` more: streaming
+STT's first interim comes later than ``min_speech_ms``, and until it does nobody can tell
+an "mhm" from "wait, stop". The turn keeps
 what the caller heard (:mod:`voice.playback`) in both history and transcript. A reply
 cancelled before any audio was sent (and before any tool ran, whose effects the history
 must keep) gives the user's words back to the turn detector, so what they said next is
@@ -400,12 +402,18 @@ class Conversation:
         cfg = self._config.interruption
         if turn is None or turn.interrupted or not turn.interruptible or not cfg.enabled:
             return False
-        if self._vad is None or self._vad.speech_ms() < cfg.min_speech_ms:
+        speech_ms = 0.0 if self._vad is None else self._vad.speech_ms()
+        if speech_ms < cfg.min_speech_ms:
             return False
         words = _words(f"{self._overlap_final} {self._overlap_interim}")
         if words and all(w in self._acks for w in words):
             return False
-        return cfg.min_words <= 0 or sum(w not in self._acks for w in words) >= cfg.min_words
+        if cfg.min_words > 0:
+            return sum(w not in self._acks for w in words) >= cfg.min_words
+        # no transcript yet: give the STT time to show whether this is an acknowledgement
+        return (
+            bool(words) or not self._acks or speech_ms >= cfg.min_speech_ms + cfg.transcript_wait_ms
+        )
 
     async def _maybe_interrupt(self) -> None:
         if not self._barge_in_due():

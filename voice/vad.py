@@ -92,8 +92,9 @@ class VoiceActivity:
         return self._processed_ms
 
     def speech_ms(self) -> float:
-        """How long the current speech has lasted (0 when silent)."""
-        return self._processed_ms - self._speech_start_ms if self._speaking else 0.0
+        """How long the current speech has been voiced (0 when silent): up to its last
+        voiced frame, so the silence before ``end_ms`` ends it does not count as speech."""
+        return self._voiced_end_ms - self._speech_start_ms if self._speaking else 0.0
 
     def process(self, pcm16: bytes) -> list[VadEvent]:
         """Feed PCM16 little-endian mono audio; return the transitions it caused."""

@@ -383,6 +383,10 @@ class Caller:
             self.conversation.feed_audio(frame)
             await asyncio.sleep(self.pace)
 
+    async def play(self, frames: list[bytes]) -> None:
+        """Recorded caller audio, already cut into carrier frames."""
+        await self._feed(frames)
+
     async def speak(self, ms: int, *, then_silence_ms: int = 500) -> None:
         await self._feed(speech_frames(ms))
         await self._feed(silence_frames(then_silence_ms))

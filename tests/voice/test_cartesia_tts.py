@@ -38,8 +38,14 @@ async def collect(ctx: TTSContext) -> bytes:
         return b"".join([chunk async for chunk in ctx.audio()])
 
 
+def as_sent(text: str) -> str:
+    """The provider ends every push with a space, so Cartesia never runs clauses together."""
+    return text if text.endswith(" ") else text + " "
+
+
 def expected_bytes(fake: FakeCartesia, text: str, fmt: AudioFormat) -> int:
-    return int(fmt.sample_rate * len(text) * fake.ms_per_char / 1000) * fmt.bytes_per_sample
+    chars = len(as_sent(text))
+    return int(fmt.sample_rate * chars * fake.ms_per_char / 1000) * fmt.bytes_per_sample
 
 
 async def test_registry_builds_it() -> None:
@@ -57,7 +63,7 @@ async def test_reply_in_the_carriers_format(fake: FakeCartesia) -> None:
     assert len(audio) == expected_bytes(fake, "Hello there. How can I help?", TWILIO_FORMAT)
     assert rms(audio, TWILIO_FORMAT) > 1000  # a tone, not silence
     [record] = fake.contexts.values()
-    assert record.transcripts == ["Hello there. ", "How can I help?", ""]
+    assert record.transcripts == ["Hello there. ", "How can I help? ", ""]
     assert record.output_format == {
         "container": "raw",
         "encoding": "pcm_mulaw",
@@ -105,7 +111,7 @@ async def test_replies_share_one_connection(fake: FakeCartesia) -> None:
             await ctx.end_input()
             assert len(await collect(ctx)) == expected_bytes(fake, text, TWILIO_FORMAT)
     assert len(fake.connections) == 1
-    assert [r.text for r in fake.contexts.values()] == ["First reply.", "Second reply."]
+    assert [r.text for r in fake.contexts.values()] == ["First reply. ", "Second reply. "]
 
 
 async def test_audio_streams_while_text_is_still_coming(fake: FakeCartesia) -> None:
@@ -165,7 +171,7 @@ async def test_cancel_and_empty_replies_end_audio(fake: FakeCartesia) -> None:
         await late.end_input()
         await late.cancel()  # after end_input, before the audio was read
         assert await collect(late) == b""
-    assert [r.text for r in fake.contexts.values()] == ["Hi."]
+    assert [r.text for r in fake.contexts.values()] == ["Hi. "]
 
 
 async def test_server_error_message_is_a_provider_error(fake: FakeCartesia) -> None:
@@ -238,6 +244,26 @@ async def test_overlapping_replies_are_kept_apart(fake: FakeCartesia) -> None:
         await answer.end_input()
         filler_audio, answer_audio = await asyncio.gather(collect(filler), collect(answer))
     assert len(filler_audio) == expected_bytes(fake, "One moment.", TWILIO_FORMAT)
-    text = "The answer is forty two, as you know."
+    text = "The answer is forty two, as you know. "
     assert len(answer_audio) == expected_bytes(fake, text, TWILIO_FORMAT)
     assert len(fake.connections) == 1
+
+
+async def test_clauses_are_spaced_and_each_ends_with_an_empty_chunk(fake: FakeCartesia) -> None:
+    async with make(fake.url).connect(TWILIO_FORMAT) as conn:
+        ctx = conn.context()
+        await ctx.push("Hello there.")  # the engine pushes stripped clauses
+        await ctx.push("How can I help?")
+        await ctx.push("Bye. ")
+        await ctx.end_input()
+        async with asyncio.timeout(WAIT):
+            chunks = [chunk async for chunk in ctx.audio()]
+    [record] = fake.contexts.values()
+    assert record.text == "Hello there. How can I help? Bye. "
+    # one b"" per flush_done, after exactly that push's audio
+    bounds = [i for i, chunk in enumerate(chunks) if chunk == b""]
+    assert len(bounds) == 3 and bounds[-1] == len(chunks) - 1
+    pieces = [b"".join(chunks[a + 1 : b]) for a, b in zip([-1, *bounds], bounds, strict=False)]
+    assert [len(p) for p in pieces] == [
+        expected_bytes(fake, t, TWILIO_FORMAT) for t in ("Hello there.", "How can I help?", "Bye.")
+    ]

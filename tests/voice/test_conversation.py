@@ -170,6 +170,45 @@ async def test_acknowledgement_does_not_interrupt_or_get_a_reply() -> None:
     assert all(e.text != "mhm" for e in call.sink.transcript)
 
 
+async def test_acknowledgement_transcribed_after_min_speech_does_not_interrupt() -> None:
+    # streaming STT's first interim comes later than min_speech_ms (as Deepgram's does)
+    config = make_config(interruption=InterruptionConfig(min_speech_ms=200))
+    llm = FakeLLM([words(LONG_REPLY)])
+    stt = FakeSTT(["What are your hours?", "mhm"], interim_after_ms=360)
+    call = await start(config, stt=stt, llm=llm)
+    await until(lambda: len(call.sink.timelines) == 1)
+    await call.caller.speak(400)
+    await until(lambda: len(call.tts.contexts) == 2 and "audio" in call.out.kinds()[-3:])
+    await call.caller.speak(400, then_silence_ms=300)
+    await until(lambda: len(call.sink.timelines) == 2)
+    await call.hang_up()
+
+    assert "clear" not in call.out.kinds()
+    assert call.sink.timelines[1].interrupted_at_ms is None
+    assert len(llm.requests) == 1
+
+
+async def test_speech_without_a_transcript_interrupts_after_the_transcript_wait() -> None:
+    # an STT that sends no interim text (PocketSphinx): VAD alone decides, a little later
+    config = make_config(interruption=InterruptionConfig(min_speech_ms=200, transcript_wait_ms=200))
+    llm = FakeLLM([words(LONG_REPLY), words("Sure.")])
+    stt = FakeSTT(["What are your hours?", "Wait, one question"], interim_after_ms=60_000)
+    stt.final_after_silence_ms = 60_000
+    call = await start(config, stt=stt, llm=llm, tts=FakeTTS(ms_per_char=15))
+    await until(lambda: len(call.sink.timelines) == 1)
+    stt.interim_after_ms = 100
+    await call.caller.speak(300)
+    await until(lambda: len(call.tts.contexts) == 2 and "audio" in call.out.kinds()[-3:])
+    stt.interim_after_ms = 60_000
+    await call.caller.speak(200, then_silence_ms=400)  # too short to be sure
+    assert "clear" not in call.out.kinds()
+    await call.caller.speak(600, then_silence_ms=100)
+    await until(lambda: "clear" in call.out.kinds())
+    await call.hang_up()
+
+    assert call.sink.timelines[1].interrupted_at_ms is not None
+
+
 async def test_idle_prompts_then_goodbye_and_hang_up() -> None:
     idle = IdleConfig(prompt="Still there?", timeout_s=0.3, max_prompts=2, goodbye="Bye now.")
     call = await start(make_config(idle=idle))

@@ -141,3 +141,13 @@ async def test_unknown_voice_fails_at_connect() -> None:
     with pytest.raises(ProviderError, match="unknown voice"):
         async with tts.connect(TWILIO_FORMAT):
             pass
+
+
+async def test_each_clause_ends_with_an_empty_chunk() -> None:
+    chunks = await speak("Sure.", "  ", "Let me look that up for you.")
+
+    bounds = [i for i, chunk in enumerate(chunks) if chunk == b""]
+    assert len(bounds) == 2  # one per spoken clause; blank text says nothing
+    assert bounds[-1] == len(chunks) - 1
+    first = chunks[: bounds[0]]
+    assert seconds(first) == pytest.approx(seconds(await speak("Sure.")), abs=0.01)

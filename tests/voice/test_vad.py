@@ -28,6 +28,18 @@ def test_speech_start_and_end_with_hysteresis() -> None:
     assert not vad.speaking and vad.speech_ms() == 0
 
 
+def test_speech_length_stops_growing_when_the_voice_stops() -> None:
+    # the silence before SPEECH_END is not speech: a cough must not grow into a barge-in
+    vad = VoiceActivity(8000, start_ms=120, end_ms=300)
+    vad.process(pcm(speech_frames(200)))
+    assert vad.speaking
+    voiced = vad.speech_ms()
+    assert 100 <= voiced <= 260
+    vad.process(pcm(silence_frames(200)))
+    assert vad.speaking  # still inside the end hangover
+    assert vad.speech_ms() <= voiced + 150  # webrtcvad's own hangover (~120 ms), not 200
+
+
 def test_a_click_does_not_start_speech_and_a_short_pause_does_not_end_it() -> None:
     # webrtcvad keeps saying "voiced" for a few frames after a sound (its hangover)
     vad = VoiceActivity(8000, start_ms=140, end_ms=300)

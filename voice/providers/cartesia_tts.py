@@ -5,6 +5,11 @@ Each assistant reply is one Cartesia *context* on that socket: text goes in with
 once), audio comes back in the carrier's own format (``pcm_mulaw`` at 8 kHz for Twilio:
 no transcoding). ``cancel()`` tells Cartesia to stop and ends ``audio()`` at once.
 
+Cartesia concatenates a context's transcripts as given ("Hello." + "How" reads
+"Hello.How"), and the engine pushes stripped clauses, so each push gets a trailing space.
+Each push is flushed; its ``flush_done`` becomes the empty chunk of the TTSContext
+contract, so the engine can mark the end of each clause's audio on the carrier.
+
 Two SDK behaviours shape this module (cartesia 4.2):
 
 * ``AsyncWebSocketContext.receive()`` waits forever if the socket dies (the SDK's reader
@@ -197,6 +202,8 @@ class _CartesiaContext:
                 await self.stop()
                 return
         assert self._sdk is not None
+        if not text[-1].isspace():
+            text += " "
         await self._send(self._sdk.push(text, flush=True))
 
     async def end_input(self) -> None:
@@ -255,6 +262,8 @@ class _CartesiaContext:
                     audio = event.audio
                     if audio:
                         self._audio.put_nowait(audio)
+                elif event.type == "flush_done":
+                    self._audio.put_nowait(b"")  # all audio for one push()
                 elif event.type == "done":
                     self._end(None)
                     return

@@ -25,6 +25,9 @@ Measured (2-core container, ``en-us`` at 175 wpm, 22050 Hz synthesis converted t
 A process pool would buy parallelism we do not need at that speed, and cost a process per
 core plus pickling every audio block.
 
+Each pushed clause's audio ends with an empty chunk (the TTSContext boundary), so the
+engine can put a carrier mark after every clause.
+
 Cancellation: the synth callback checks the reply's cancel flag on every block and asks
 eSpeak to abort, so a barge-in stops synthesis within one block; clauses not yet started
 are dropped and anything already queued is discarded.
@@ -249,6 +252,7 @@ class EspeakContext:
             self._out.put_nowait(frame)
         if pending:  # whole samples: the converter only ever emits whole samples
             self._out.put_nowait(bytes(pending))
+        self._out.put_nowait(b"")  # this clause's audio is complete (a mark goes here)
 
     def close(self) -> None:
         """Cancel without awaiting: also used when the connection closes under a reply."""
