@@ -30,6 +30,7 @@ def default_interruption() -> dict[str, object]:
         "enabled": i.enabled,
         "min_speech_ms": i.min_speech_ms,
         "min_words": i.min_words,
+        "transcript_wait_ms": i.transcript_wait_ms,
         "acknowledgements": list(i.acknowledgements),
     }
 

@@ -117,6 +117,15 @@ class InterruptionSerializer(serializers.Serializer):
     min_words = serializers.IntegerField(
         min_value=0, max_value=50, default=InterruptionConfig().min_words
     )
+    transcript_wait_ms = serializers.IntegerField(
+        min_value=0,
+        max_value=5_000,
+        default=InterruptionConfig().transcript_wait_ms,
+        help_text=(
+            "Speech not yet transcribed interrupts only after min_speech_ms plus this long, "
+            "so a backchannel ('mhm') whose transcript arrives late does not cut the agent off."
+        ),
+    )
     acknowledgements = serializers.ListField(
         child=serializers.CharField(max_length=50),
         max_length=50,

@@ -167,9 +167,11 @@ def call_config_build(call: Call) -> CallConfig:
         ),
         turn=TurnConfig(**{k: turn[k] for k in ("min_wait_ms", "max_wait_ms") if k in turn}),
         interruption=InterruptionConfig(
-            enabled=interruption.get("enabled", True),
-            min_speech_ms=interruption.get("min_speech_ms", 250),
-            min_words=interruption.get("min_words", 0),
+            **{
+                k: interruption[k]
+                for k in ("enabled", "min_speech_ms", "min_words", "transcript_wait_ms")
+                if k in interruption
+            },
             acknowledgements=tuple(
                 interruption.get("acknowledgements", InterruptionConfig().acknowledgements)
             ),

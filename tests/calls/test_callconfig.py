@@ -210,6 +210,7 @@ def test_agent_columns_carry_through(tenant_a: Tenant) -> None:
             "enabled": False,
             "min_speech_ms": 400,
             "min_words": 2,
+            "transcript_wait_ms": 150,
             "acknowledgements": ["sure"],
         },
         idle={"prompt": "Hello?", "timeout_s": 5.0, "max_prompts": 1, "goodbye": "Bye."},
@@ -221,7 +222,11 @@ def test_agent_columns_carry_through(tenant_a: Tenant) -> None:
     assert config.first_message_interruptible is False
     assert config.turn == TurnConfig(min_wait_ms=300, max_wait_ms=2000)
     assert config.interruption == InterruptionConfig(
-        enabled=False, min_speech_ms=400, min_words=2, acknowledgements=("sure",)
+        enabled=False,
+        min_speech_ms=400,
+        min_words=2,
+        transcript_wait_ms=150,
+        acknowledgements=("sure",),
     )
     assert config.idle == IdleConfig(prompt="Hello?", timeout_s=5.0, max_prompts=1, goodbye="Bye.")
     assert (config.max_duration_s, config.max_duration_message) == (60.0, "Time's up.")
