@@ -1,7 +1,7 @@
 import django_filters
 
 from calls.models import Call, CallStatus, Carrier, Direction, PhoneNumber
-from glassbox.api.filters import IdFilter
+from glassbox.api.filters import IdFilter, UtcDateTimeFilter
 
 
 class PhoneNumberFilter(django_filters.FilterSet):
@@ -19,8 +19,8 @@ class CallFilter(django_filters.FilterSet):
     phone_number = IdFilter(field_name="phone_number_id")
     status = django_filters.ChoiceFilter(choices=CallStatus.choices)
     direction = django_filters.ChoiceFilter(choices=Direction.choices)
-    started_after = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
-    started_before = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
+    started_after = UtcDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    started_before = UtcDateTimeFilter(field_name="started_at", lookup_expr="lt")
 
     class Meta:
         model = Call

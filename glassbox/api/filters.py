@@ -1,3 +1,6 @@
+from datetime import UTC
+from typing import Any
+
 import django_filters
 from django import forms
 
@@ -13,3 +16,16 @@ class IdFilter(django_filters.Filter):
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", MAX_ID)
         super().__init__(**kwargs)
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 instant, compared in UTC.
+
+    Python accepts UTC offsets up to ±23:59, PostgreSQL only up to ±15:59; an instant sent
+    with a larger offset must still be a valid filter, not a database error.
+    """
+
+    def filter(self, qs: Any, value: Any) -> Any:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return super().filter(qs, value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -150,6 +150,19 @@ def test_filters_by_start_time_range(tenant_a: Tenant) -> None:
     assert _ids(get(LIST, {"started_before": before})) == [middle.pk, early.pk]  # exclusive
     assert _ids(get(LIST, {"started_after": after, "started_before": before})) == [middle.pk]
     assert _ids(get(LIST, {"started_after": "2026-03-01T12:05:00Z"})) == [late.pk, middle.pk]
+
+
+def test_time_filters_take_any_utc_offset(tenant_a: Tenant) -> None:
+    # PostgreSQL refuses offsets beyond ±15:59 that Python (and ISO 8601 parsers) accept;
+    # the schemathesis run found this as a 500.
+    early, middle, late = (_call_at(tenant_a, m) for m in (0, 10, 20))
+    after = (T0 + timedelta(minutes=10)).astimezone(timezone(timedelta(hours=19, minutes=15)))
+    response = tenant_a.client.get(LIST, {"started_after": after.isoformat()})
+    assert response.status_code == 200
+    assert _ids(response) == [late.pk, middle.pk]
+    ancient = tenant_a.client.get(LIST, {"started_after": "0135-12-11T04:42:12+19:15"})
+    assert ancient.status_code == 200
+    assert _ids(ancient) == [late.pk, middle.pk, early.pk]
 
 
 @pytest.mark.parametrize(
