@@ -128,6 +128,18 @@ class TranscriptEntry(TenantModel):
         ordering = ("call_id", "start_ms", "id")
 
 
+# The derived stages of a turn's latency timeline, each a column of TurnMetric (for
+# aggregation) as well as a key of voice.events.TurnTimeline.as_dict().
+TURN_STAGES = (
+    "voice_to_voice_ms",
+    "platform_overhead_ms",
+    "endpointing_ms",
+    "stt_lag_ms",
+    "llm_ttft_ms",
+    "tts_ttfb_ms",
+)
+
+
 class TurnMetric(TenantModel):
     """The latency timeline of one assistant turn (raw marks) plus its derived stages."""
 

@@ -5,7 +5,15 @@ from rest_framework import serializers
 
 from agents.models import Agent, Credential
 from agents.serializers import e164
-from calls.models import Call, Carrier, PhoneNumber, ToolInvocation, TranscriptEntry, TurnMetric
+from calls.models import (
+    TURN_STAGES,
+    Call,
+    Carrier,
+    PhoneNumber,
+    ToolInvocation,
+    TranscriptEntry,
+    TurnMetric,
+)
 from glassbox.api.fields import TenantPrimaryKeyRelatedField
 
 
@@ -52,30 +60,13 @@ class TurnMetricSerializer(serializers.ModelSerializer):
             "turn_index",
             "kind",
             "interrupted",
-            "voice_to_voice_ms",
-            "platform_overhead_ms",
-            "endpointing_ms",
-            "stt_lag_ms",
-            "llm_ttft_ms",
-            "tts_ttfb_ms",
+            *TURN_STAGES,
             "timeline",
         )
         read_only_fields = fields
 
     def get_timeline(self, obj: TurnMetric) -> dict[str, float | None]:
-        return {k: v for k, v in obj.timeline.items() if k.endswith("_ms") and k not in _DERIVED}
-
-
-_DERIVED = frozenset(
-    {
-        "voice_to_voice_ms",
-        "platform_overhead_ms",
-        "endpointing_ms",
-        "stt_lag_ms",
-        "llm_ttft_ms",
-        "tts_ttfb_ms",
-    }
-)
+        return {k: v for k, v in obj.timeline.items() if k.endswith("_ms") and k not in TURN_STAGES}
 
 
 class ToolInvocationSerializer(serializers.ModelSerializer):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from agents.models import CredentialProvider
 from calls.models import (
     TERMINAL_STATUSES,
+    TURN_STAGES,
     Call,
     CallStatus,
     Direction,
@@ -251,12 +252,7 @@ def call_record_turn(*, call: Call, timeline: TurnTimeline) -> None:
             "kind": str(timeline.kind),
             "interrupted": timeline.interrupted_at_ms is not None,
             "timeline": data,
-            "voice_to_voice_ms": timeline.voice_to_voice_ms,
-            "platform_overhead_ms": timeline.platform_overhead_ms,
-            "endpointing_ms": timeline.endpointing_ms,
-            "stt_lag_ms": timeline.stt_lag_ms,
-            "llm_ttft_ms": timeline.llm_ttft_ms,
-            "tts_ttfb_ms": timeline.tts_ttfb_ms,
+            **{stage: data[stage] for stage in TURN_STAGES},
         },
     )
 

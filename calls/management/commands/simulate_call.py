@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from calls.models import Call, PhoneNumber, TurnMetric
+from calls.models import TURN_STAGES, Call, PhoneNumber, TurnMetric
 from voice.carriers.twilio_caller import (
     CallerConfig,
     CallResult,
@@ -222,14 +222,7 @@ class Command(BaseCommand):
 
 
 def _stages(turn: TurnMetric) -> dict[str, float | None]:
-    return {
-        "voice_to_voice_ms": turn.voice_to_voice_ms,
-        "endpointing_ms": turn.endpointing_ms,
-        "stt_lag_ms": turn.stt_lag_ms,
-        "llm_ttft_ms": turn.llm_ttft_ms,
-        "tts_ttfb_ms": turn.tts_ttfb_ms,
-        "platform_overhead_ms": turn.platform_overhead_ms,
-    }
+    return {stage: getattr(turn, stage) for stage in TURN_STAGES}
 
 
 def _ms(value: float | None) -> str:
