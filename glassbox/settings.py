@@ -179,7 +179,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # Third-party HTTP clients log every request (and the Twilio SDK its headers) at INFO.
+    "loggers": {
+        name: {"level": "WARNING"}
+        for name in ("django.db.backends", "twilio", "httpx", "httpx2", "httpcore", "openai")
+    },
 }
 
 # Requests per organization, e.g. "1200/minute"; empty disables the limit.
