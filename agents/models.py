@@ -12,7 +12,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from glassbox.encryption import EncryptedTextField
+from glassbox.encryption import EncryptedJSONField, EncryptedTextField
 from tenants.scoping import TenantModel
 from voice.config import IdleConfig, InterruptionConfig, TurnConfig
 
@@ -96,7 +96,9 @@ class Tool(TenantModel):
     # http
     url = models.URLField(max_length=2000, blank=True)
     method = models.CharField(max_length=8, default="POST")
-    headers = models.JSONField(default=dict, blank=True)
+    # Often credentials for the tenant's tool server: encrypted, write-only in the API,
+    # and kept out of call snapshots (resolved when a call starts, like other secrets).
+    headers = EncryptedJSONField(default=dict, blank=True)
     timeout_s = models.FloatField(default=10.0)
     # transfer_call
     transfer_to = models.CharField(max_length=32, blank=True)

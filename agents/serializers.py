@@ -300,7 +300,13 @@ class ToolInputSerializer(serializers.Serializer):
     url = serializers.URLField(max_length=2000, allow_blank=True, default="")
     method = serializers.ChoiceField(HTTP_METHODS, default=_TOOL.method)
     headers = serializers.DictField(
-        child=serializers.CharField(max_length=2000, allow_blank=True), default=dict
+        child=serializers.CharField(max_length=2000, allow_blank=True),
+        default=dict,
+        write_only=True,
+        help_text=(
+            "Sent with every call of an http tool (e.g. Authorization). Write-only: stored "
+            "encrypted; responses list only the names (header_names)."
+        ),
     )
     timeout_s = serializers.FloatField(min_value=0.5, max_value=60.0, default=_TOOL.timeout_s)
     transfer_to = serializers.CharField(max_length=32, allow_blank=True, default="")
@@ -354,7 +360,9 @@ def _tool_fields(tool: Tool) -> dict[str, Any]:
 @extend_schema_serializer(component_name="Tool")
 class ToolOutputSerializer(serializers.ModelSerializer):
     parameters = serializers.JSONField()
-    headers = serializers.DictField(child=serializers.CharField())
+    header_names = serializers.SerializerMethodField(
+        help_text="Names of the headers set on this tool; their values are never returned."
+    )
     url = serializers.CharField(help_text="A URL (http tools), or ''.")
 
     class Meta:
@@ -367,7 +375,7 @@ class ToolOutputSerializer(serializers.ModelSerializer):
             "parameters",
             "url",
             "method",
-            "headers",
+            "header_names",
             "timeout_s",
             "transfer_to",
             "max_digits",
@@ -379,6 +387,9 @@ class ToolOutputSerializer(serializers.ModelSerializer):
             "updated",
         )
         read_only_fields = fields
+
+    def get_header_names(self, obj: Tool) -> list[str]:
+        return sorted(obj.headers)
 
 
 # --- credentials -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
-from agents.models import Agent, Credential
+from agents.models import Agent, Credential, Tool
 from calls.models import Call
 from voice.config import (
     CallConfig,
@@ -41,7 +41,8 @@ def _tool_snapshot(tool: Any) -> dict[str, Any]:
         "parameters": tool.parameters,
         "url": tool.url,
         "method": tool.method,
-        "headers": tool.headers,
+        # Values are secrets, resolved when the call starts; the record keeps the names.
+        "header_names": sorted(tool.headers),
         "timeout_s": tool.timeout_s,
         "transfer_to": tool.transfer_to,
         "max_digits": tool.max_digits,
@@ -103,7 +104,15 @@ def _endpoint(call: Call, provider: str, credential_id: int | None) -> tuple[str
     return api_key, base_url
 
 
-def _tool_config(raw: dict[str, Any]) -> ToolConfig:
+def _tool_headers(call: Call, snapshot_tools: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
+    ids = [t["id"] for t in snapshot_tools if t.get("header_names")]
+    if not ids:
+        return {}
+    tools = Tool.objects.for_org(call.organization).filter(pk__in=ids)
+    return {tool.pk: tool.headers for tool in tools}
+
+
+def _tool_config(raw: dict[str, Any], headers: dict[str, str]) -> ToolConfig:
     return ToolConfig(
         name=raw["name"],
         description=raw.get("description", ""),
@@ -111,7 +120,7 @@ def _tool_config(raw: dict[str, Any]) -> ToolConfig:
         parameters=raw.get("parameters") or {},
         url=raw.get("url", ""),
         method=raw.get("method", "POST"),
-        headers=tuple(sorted((raw.get("headers") or {}).items())),
+        headers=tuple(sorted(headers.items())),
         timeout_s=raw.get("timeout_s", 10.0),
         transfer_to=raw.get("transfer_to", ""),
         max_digits=raw.get("max_digits", 16),
@@ -131,6 +140,8 @@ def call_config_build(call: Call) -> CallConfig:
     interruption = snap.get("interruption") or {}
     idle = snap.get("idle") or {}
     turn = snap.get("turn") or {}
+    tools = list(snap.get("tools", ()))
+    headers = _tool_headers(call, tools)
     webhook_secret = ""
     if call.agent_id is not None:
         agent = Agent.objects.for_org(call.organization).filter(pk=call.agent_id).first()
@@ -182,7 +193,7 @@ def call_config_build(call: Call) -> CallConfig:
         max_duration_s=snap.get("max_duration_s", defaults.max_duration_s),
         max_duration_message=snap.get("max_duration_message", defaults.max_duration_message),
         end_call_phrases=tuple(snap.get("end_call_phrases", ())),
-        tools=tuple(_tool_config(t) for t in snap.get("tools", ())),
+        tools=tuple(_tool_config(t, headers.get(t.get("id"), {})) for t in tools),
         webhook_secret=webhook_secret,
         labels=(("organization", str(call.organization_id)), ("agent", str(call.agent_id))),
     )

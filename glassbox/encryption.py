@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -78,6 +79,35 @@ class EncryptedTextField(models.TextField):
         if value is None or value == "":
             return value
         return encrypt_str(value)
+
+
+class EncryptedJSONField(EncryptedTextField):
+    """A JSON object stored as one Fernet token (e.g. an HTTP tool's auth headers).
+
+    Python code sees a dict; an empty dict is stored as "" like an empty secret.
+    """
+
+    description = "JSON object encrypted at rest"
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return value
+        return json.loads(decrypt_str(value)) if value else {}
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value else {}
+        return value
+
+    def get_prep_value(self, value: Any) -> Any:
+        if value is None:
+            return value
+        if not value:
+            return ""
+        return encrypt_str(json.dumps(value, separators=(",", ":"), sort_keys=True))
+
+    def value_to_string(self, obj: models.Model) -> str:
+        return json.dumps(self.value_from_object(obj))
 
 
 def encrypted_fields(model: type[models.Model]) -> list[str]:

@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from agents.models import Agent, Credential
 from tests.conftest import Tenant
-from tests.factories import make_agent
+from tests.factories import make_agent, make_tool
 
 SECRET = "sk-live-very-secret-value-1234"
 TOKEN = "twilio-auth-token-abcdef987654"
@@ -189,3 +189,18 @@ def test_secrets_stay_out_of_logs_even_on_errors(tenant_a: Tenant, caplog: Any) 
     assert response.status_code == 400  # name is missing
     assert SECRET not in response.content.decode()
     assert SECRET not in caplog.text
+
+
+def test_key_rotation_reencrypts_tool_headers(tenant_a: Tenant, capsys: Any) -> None:
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    headers = {"Authorization": SECRET}
+    with override_settings(ENCRYPTION_KEYS=[old_key]):
+        tool = make_tool(
+            tenant_a.organization, kind="http", url="https://x.test/h", headers=headers
+        )
+    with override_settings(ENCRYPTION_KEYS=[new_key, old_key]):
+        call_command("rotate_encryption_keys")
+        assert "agents.Tool: re-encrypted 1 row(s)" in capsys.readouterr().out
+    with override_settings(ENCRYPTION_KEYS=[new_key]):
+        tool.refresh_from_db()
+        assert tool.headers == headers

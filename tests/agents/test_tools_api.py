@@ -3,7 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
 
+from agents.models import Tool
 from tests.conftest import Tenant
 from tests.factories import make_organization, make_tool
 
@@ -103,3 +105,38 @@ def test_filter_by_kind(tenant_a: Tenant) -> None:
     body = tenant_a.client.get("/api/v1/tools/?kind=http").json()
     assert [row["kind"] for row in body["results"]] == ["http"]
     assert tenant_a.client.get("/api/v1/tools/?kind=nope").status_code == 400
+
+
+def test_tool_headers_are_write_only_and_encrypted_at_rest(tenant_a: Tenant) -> None:
+    secret = "Bearer tool-server-s3cret-value"
+    created = tenant_a.client.post(
+        "/api/v1/tools/",
+        {
+            "name": "crm",
+            "kind": "http",
+            "url": "https://crm.example.test/hook",
+            "headers": {"Authorization": secret, "X-Env": "prod"},
+        },
+    )
+    assert created.status_code == 201, created.json()
+    tool_id = created.json()["id"]
+    assert created.json()["header_names"] == ["Authorization", "X-Env"]
+    for response in (
+        created,
+        tenant_a.client.get(f"/api/v1/tools/{tool_id}/"),
+        tenant_a.client.get("/api/v1/tools/"),
+        tenant_a.client.patch(f"/api/v1/tools/{tool_id}/", {"description": "CRM"}),
+    ):
+        assert secret not in response.content.decode()
+        assert "prod" not in response.content.decode()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT headers FROM agents_tool WHERE id = %s", [tool_id])
+        (raw,) = cursor.fetchone()
+    assert secret not in raw and "Authorization" not in raw
+    tool = Tool.objects.for_org(tenant_a.organization).get(pk=tool_id)
+    assert tool.headers == {"Authorization": secret, "X-Env": "prod"}
+
+    replaced = tenant_a.client.patch(f"/api/v1/tools/{tool_id}/", {"headers": {}})
+    assert replaced.json()["header_names"] == []
+    tool.refresh_from_db()
+    assert tool.headers == {}

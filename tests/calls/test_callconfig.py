@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -256,3 +257,24 @@ def test_missing_snapshot_keys_take_the_engines_defaults(
         labels=config.labels,
     )
     assert config == engine
+
+
+def test_tool_header_values_stay_out_of_the_call_record(tenant_a: Tenant) -> None:
+    secret = "Bearer tool-server-s3cret-value"
+    tool = make_tool(
+        tenant_a.organization,
+        name="crm",
+        kind="http",
+        url="https://crm.example.test/hook",
+        headers={"Authorization": secret},
+    )
+    call = _call_for(tenant_a, tools=[tool])
+    snapshot = json.dumps(call.agent_snapshot)
+    assert secret not in snapshot
+    assert call.agent_snapshot["tools"][0]["header_names"] == ["Authorization"]
+    # Resolved, decrypted, when the stream starts...
+    config = call_config_build(call)
+    assert config.tools[0].headers == (("Authorization", secret),)
+    # ... from the tool as it is then: a tool deleted since sends no stale secret.
+    tool.delete()
+    assert call_config_build(call).tools[0].headers == ()
