@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core import signing
@@ -333,3 +334,55 @@ def call_finalize(*, call: Call) -> Call:
 def call_stream_started(*, call: Call, stream_sid: str) -> None:
     call.carrier_stream_sid = stream_sid[:64]
     call.save(update_fields=["carrier_stream_sid"])
+
+
+# -- maintenance ---------------------------------------------------------------------
+
+SWEEP_GRACE = timedelta(minutes=5)
+STREAM_CONNECT_DEADLINE = timedelta(minutes=10)
+
+
+def calls_sweep_abandoned(*, now: datetime | None = None) -> dict[str, int]:
+    """End and finalize calls whose media-stream process died without recording the end.
+
+    Normally ``call_end`` (from the engine) or a status callback for a call that never
+    streamed finalizes every call. A web process that dies hard leaves calls behind:
+
+    - ended by the carrier, but never finalized: finalized after a grace period;
+    - streaming longer than the agent's max duration allows (the engine would have ended
+      it): ended as ``lost``;
+    - answered by the webhook, but no stream ever connected: ended as ``no-stream``.
+
+    Runs periodically (celery beat); a platform-wide maintenance job, hence unscoped.
+    """
+    now = now or timezone.now()
+    counts = {"finalized": 0, "lost": 0, "no_stream": 0}
+    unfinished = Call.objects.dangerously_unscoped().filter(finalized_at__isnull=True)
+    for call in unfinished.filter(status__in=TERMINAL_STATUSES, ended_at__lt=now - SWEEP_GRACE):
+        call_finalize(call=call)
+        counts["finalized"] += 1
+    live = unfinished.exclude(status__in=TERMINAL_STATUSES)
+    for call in live.filter(stream_connected_at__isnull=False):
+        limit = timedelta(seconds=float(call.agent_snapshot.get("max_duration_s", 4 * 3600)))
+        if call.stream_connected_at < now - limit - SWEEP_GRACE:
+            _call_abandon(call, "lost", "The call's media stream stopped without an end.")
+            counts["lost"] += 1
+    for call in live.filter(
+        stream_connected_at__isnull=True, started_at__lt=now - STREAM_CONNECT_DEADLINE
+    ):
+        _call_abandon(call, "no-stream", "The carrier never opened the media stream.")
+        counts["no_stream"] += 1
+    return counts
+
+
+def _call_abandon(call: Call, reason: str, detail: str) -> None:
+    with transaction.atomic():
+        call = _call_locked(call)
+        if call.status in TERMINAL_STATUSES:
+            return
+        call.status = CallStatus.FAILED
+        call.end_reason = call.end_reason or reason
+        call.end_detail = call.end_detail or detail
+        call.ended_at = call.ended_at or timezone.now()
+        call.save(update_fields=["status", "end_reason", "end_detail", "ended_at"])
+    call_finalize(call=call)

@@ -23,3 +23,11 @@ def call_finalize(*, organization_id: int, call_id: int) -> None:
         logger.warning("call_finalize: no call %s in organization %s", call_id, organization_id)
         return
     services.call_finalize(call=call)
+
+
+@shared_task
+def calls_sweep_abandoned() -> dict[str, int]:
+    counts = services.calls_sweep_abandoned()
+    if any(counts.values()):
+        logger.warning("calls_sweep_abandoned: %s", counts)
+    return counts

@@ -115,6 +115,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
+CELERY_BEAT_SCHEDULE = {
+    # Calls whose web process died mid-stream still get an end and a finalization.
+    "calls-sweep-abandoned": {"task": "calls.tasks.calls_sweep_abandoned", "schedule": 300.0},
+}
 CELERY_ACCEPT_CONTENT = ["json"]
 
 AUTH_PASSWORD_VALIDATORS = [
