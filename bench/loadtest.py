@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -288,14 +289,25 @@ def load_step(
         warm_up(plan)
         time.sleep(0.5)
         baseline = sampler.rss_mb()
+        profiler = _profile(proc.pid, tmp / f"{kind}-{n}.collapsed") if args.profile else None
         with sampler:
             t0 = time.monotonic()
             callers = run_callers(plan, n, lead_s=2.0 + 0.3 * n / 20)
             t1 = time.monotonic()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
         calls = fetch_calls(base, tenant.api_key, {c["call_sid"] for c in callers})
     result = analyse(n, callers, calls, sampler, baseline, (t0, t1))
     result["server_kind"] = kind
     return result
+
+
+def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the server (idle time excluded) until SIGINT; collapsed stacks to ``out``."""
+    cmd = [str(stack.BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
+           "--rate", "200", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # -- memory over sequential calls --------------------------------------------------------
@@ -422,7 +434,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="latest")
     p.add_argument("--no-pin", action="store_true", help="do not pin server / clients to CPUs")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (DB, server logs)")
+    p.add_argument("--profile", action="store_true", help="py-spy the server (implies --keep)")
     args = p.parse_args(argv)
+    args.keep = args.keep or args.profile
     cpus = sorted(os.sched_getaffinity(0))
     if args.no_pin or len(cpus) < 2:
         args.server_cpus = args.client_cpus = ()
