@@ -16,6 +16,7 @@ On a 2-core machine the server is pinned to CPU 0 and the fakes and callers to C
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -178,7 +179,9 @@ def analyse(
 
     server_v2v: list[float] = []
     server_overhead: list[float] = []
-    stage: dict[str, list[float]] = {k: [] for k in ("endpointing_ms", "llm_ttft_ms", "tts_ttfb_ms", "stt_lag_ms")}
+    stage: dict[str, list[float]] = {
+        k: [] for k in ("endpointing_ms", "llm_ttft_ms", "tts_ttfb_ms", "stt_lag_ms")
+    }
     decision_ms: list[float] = []
     for c in callers:
         call = calls.get(c["call_sid"])
@@ -198,7 +201,7 @@ def analyse(
         # minus that = decision -> clear heard.
         ordered = sorted(call["metrics"], key=lambda m: m["turn_index"])
         barge = next((t for t in c["turns"] if t["barge_in"]), None)
-        for prev, nxt in zip(ordered, ordered[1:], strict=False):
+        for prev, nxt in itertools.pairwise(ordered):
             at = prev["timeline"].get("interrupted_at_ms")
             onset = nxt["timeline"].get("user_speech_start_ms")
             if prev["interrupted"] and at is not None and onset is not None:
@@ -262,7 +265,9 @@ def analyse(
 
 def warm_up(plan: Plan) -> None:
     """One short call so lazy imports and first-connection costs are not counted."""
-    run_callers(Plan(**{**_plan_fields(plan), "turns": 1, "barge_in": False, "ramp_s": 0}), 1, lead_s=0.5)
+    run_callers(
+        Plan(**{**_plan_fields(plan), "turns": 1, "barge_in": False, "ramp_s": 0}), 1, lead_s=0.5
+    )
 
 
 def _plan_fields(plan: Plan) -> dict[str, Any]:
@@ -270,7 +275,12 @@ def _plan_fields(plan: Plan) -> dict[str, Any]:
 
 
 def load_step(
-    kind: str, n: int, env: dict[str, str], tenant: stack.Tenant, args: argparse.Namespace, tmp: Path
+    kind: str,
+    n: int,
+    env: dict[str, str],
+    tenant: stack.Tenant,
+    args: argparse.Namespace,
+    tmp: Path,
 ) -> dict[str, Any]:
     port = stack.free_port()
     env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
@@ -281,13 +291,15 @@ def load_step(
         auth_token=tenant.auth_token,
         to_number=tenant.number,
         turns=args.turns,
+        barge_in=not args.no_barge_in,
         ramp_s=min(args.ramp_s, 0.05 * n),
         cpus=args.client_cpus,
     )
     with stack.server(kind, env, port, tmp / f"{kind}.log", args.server_cpus) as proc:
         sampler = Sampler(proc.pid)
-        warm_up(plan)
-        time.sleep(0.5)
+        if not args.no_warmup:
+            warm_up(plan)
+            time.sleep(0.5)
         baseline = sampler.rss_mb()
         profiler = _profile(proc.pid, tmp / f"{kind}-{n}.collapsed") if args.profile else None
         with sampler:
@@ -305,8 +317,19 @@ def load_step(
 
 def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy on the server (idle time excluded) until SIGINT; collapsed stacks to ``out``."""
-    cmd = [str(stack.BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
-           "--rate", "200", "--output", str(out), "--nonblocking"]
+    cmd = [
+        str(stack.BIN / "py-spy"),
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -314,7 +337,13 @@ def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 
 def memory_run(
-    kind: str, total: int, lanes: int, env: dict[str, str], tenant: stack.Tenant, args: argparse.Namespace, tmp: Path
+    kind: str,
+    total: int,
+    lanes: int,
+    env: dict[str, str],
+    tenant: stack.Tenant,
+    args: argparse.Namespace,
+    tmp: Path,
 ) -> dict[str, Any]:
     """``total`` short calls (greeting + one turn), ``lanes`` at a time, in waves; RSS
     after each wave (with every call of the wave ended)."""
@@ -391,7 +420,9 @@ def machine() -> dict[str, Any]:
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {p: version(p) for p in ("django", "channels", "daphne", "uvicorn", "twisted", "websockets")}
+    return {
+        p: version(p) for p in ("django", "channels", "daphne", "uvicorn", "twisted", "websockets")
+    }
 
 
 def table(steps: list[dict[str, Any]]) -> str:
@@ -423,8 +454,11 @@ def _cpus(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.loadtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--n", type=int, nargs="+", default=[1, 10, 25, 50, 100])
     p.add_argument("--servers", nargs="+", default=list(stack.SERVERS), choices=stack.SERVERS)
     p.add_argument("--turns", type=int, default=3, help="question/answer turns before the barge-in")
@@ -432,6 +466,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--memory-calls", type=int, default=0, help="sequential short calls (0: skip)")
     p.add_argument("--memory-lanes", type=int, default=10)
     p.add_argument("--name", default="latest")
+    p.add_argument("--out", type=Path, help="results file (default: bench/results/NAME.json)")
+    p.add_argument("--no-barge-in", action="store_true")
+    p.add_argument("--no-warmup", action="store_true", help="skip the uncounted warm-up call")
+    p.add_argument(
+        "--memory-servers", nargs="+", choices=stack.SERVERS, help="default: --servers"
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin server / clients to CPUs")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (DB, server logs)")
     p.add_argument("--profile", action="store_true", help="py-spy the server (implies --keep)")
@@ -464,7 +504,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "n": args.n,
             "servers": args.servers,
             "turns": args.turns,
-            "barge_in": True,
+            "barge_in": not args.no_barge_in,
+            "memory_calls": args.memory_calls,
+            "memory_lanes": args.memory_lanes,
             "ramp_s": args.ramp_s,
             "server_cpus": list(args.server_cpus),
             "client_cpus": list(args.client_cpus),
@@ -484,30 +526,42 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     doc["steps"].append(step)
                     print(table([step]).splitlines()[1], flush=True)
             if args.memory_calls:
-                for kind in args.servers:
-                    print(f"[{datetime.now(UTC):%H:%M:%S}] {kind} memory: {args.memory_calls} calls", flush=True)
+                for kind in args.memory_servers or args.servers:
+                    print(
+                        f"[{datetime.now(UTC):%H:%M:%S}] {kind} memory: {args.memory_calls} calls",
+                        flush=True,
+                    )
                     doc["memory"].append(
-                        memory_run(kind, args.memory_calls, args.memory_lanes, env, tenant, args, tmp)
+                        memory_run(
+                            kind, args.memory_calls, args.memory_lanes, env, tenant, args, tmp
+                        )
                     )
         if args.keep:
             print(f"kept {tmp}")
     doc["max_calls_holding_target"] = {
-        kind: max((s["n"] for s in doc["steps"] if s["server_kind"] == kind and holds(s)), default=0)
+        kind: max(
+            (s["n"] for s in doc["steps"] if s["server_kind"] == kind and holds(s)), default=0
+        )
         for kind in args.servers
     }
     cores = max(1, len(args.server_cpus) or (os.cpu_count() or 1))
     doc["calls_per_core"] = {k: v / cores for k, v in doc["max_calls_holding_target"].items()}
     doc["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.name}.json"
+    out = args.out or RESULTS / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print()
     print(table(doc["steps"]))
     for m in doc["memory"]:
-        print(f"memory {m['server_kind']}: {m['rss_points']} growth {m['rss_growth_kb_per_call']} KB/call")
-    print(f"largest N holding p95 overhead < {OVERHEAD_P95_TARGET_MS:g} ms, no missed turns: "
-          f"{doc['max_calls_holding_target']}")
-    print(f"wrote {out.relative_to(stack.ROOT)}")
+        print(
+            f"memory {m['server_kind']}: {m['rss_points']} "
+            f"growth {m['rss_growth_kb_per_call']} KB/call"
+        )
+    print(
+        f"largest N holding p95 overhead < {OVERHEAD_P95_TARGET_MS:g} ms, no missed turns: "
+        f"{doc['max_calls_holding_target']}"
+    )
+    print(f"wrote {out}")
     return doc
 
 

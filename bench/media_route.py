@@ -29,15 +29,18 @@ from typing import Any
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glassbox.settings")
 os.environ.setdefault("DEBUG", "1")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 
 from calls.media import MediaSession, _Socket  # noqa: E402
-from voice.carriers.twilio import Media, parse_inbound  # noqa: E402
-from voice.carriers.twilio import encode_inbound_media  # noqa: E402
+from voice.carriers.twilio import (  # noqa: E402
+    Media,
+    encode_inbound_media,
+    parse_inbound,
+)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -111,7 +114,11 @@ def frames(count: int) -> list[dict[str, Any]]:
 
 
 def _channel(messages: list[dict[str, Any]]) -> tuple[Receive, Send]:
-    script = [{"type": "websocket.connect"}, *messages, {"type": "websocket.disconnect", "code": 1000}]
+    script = [
+        {"type": "websocket.connect"},
+        *messages,
+        {"type": "websocket.disconnect", "code": 1000},
+    ]
     it = iter(script)
 
     async def receive() -> dict[str, Any]:
@@ -163,8 +170,11 @@ def measure(kind: str, streams: int, total: int, repeat: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    p = argparse.ArgumentParser(prog="python -m bench.media_route", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.media_route",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--frames", type=int, default=10_000)
     p.add_argument("--streams", type=int, default=50)
     p.add_argument("--repeat", type=int, default=5)
@@ -178,7 +188,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"{'route':9} {'streams':>7} {'frames':>7} {'wall us/frame':>14} {'cpu us/frame':>13} {'% core/call':>12}")
+        print(
+            f"{'route':9} {'streams':>7} {'frames':>7} {'wall us/frame':>14} "
+            f"{'cpu us/frame':>13} {'% core/call':>12}"
+        )
         for r in rows:
             print(
                 f"{r['route']:9} {r['streams']:7} {r['frames']:7} {r['wall_us_per_frame']:14} "

@@ -61,7 +61,9 @@ def main() -> None:
     import django
 
     django.setup()
-    print(json.dumps(seed(first_message=os.environ.get("BENCH_FIRST_MESSAGE", "Hi, how can I help?"))))
+    print(
+        json.dumps(seed(first_message=os.environ.get("BENCH_FIRST_MESSAGE", "Hi, how can I help?")))
+    )
 
 
 if __name__ == "__main__":
