@@ -469,9 +469,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="results file (default: bench/results/NAME.json)")
     p.add_argument("--no-barge-in", action="store_true")
     p.add_argument("--no-warmup", action="store_true", help="skip the uncounted warm-up call")
-    p.add_argument(
-        "--memory-servers", nargs="+", choices=stack.SERVERS, help="default: --servers"
-    )
+    p.add_argument("--memory-servers", nargs="+", choices=stack.SERVERS, help="default: --servers")
     p.add_argument("--no-pin", action="store_true", help="do not pin server / clients to CPUs")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (DB, server logs)")
     p.add_argument("--profile", action="store_true", help="py-spy the server (implies --keep)")
@@ -485,8 +483,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # run the finally blocks that stop the children
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     started = datetime.now(UTC)
     doc: dict[str, Any] = {
         "name": args.name,
@@ -517,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with stack.workdir(args.keep) as tmp:
         env = stack.base_env(tmp, 0)
         tenant = stack.prepare_db(env)
-        with stack.fakes(env, args.client_cpus) as urls:
+        with stack.fakes(env, tmp / "fakes.log", args.client_cpus) as urls:
             env.update(urls)
             for kind in args.servers:
                 for n in args.n:

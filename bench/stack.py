@@ -65,7 +65,7 @@ def _pin(proc: subprocess.Popen[str], cpus: tuple[int, ...]) -> None:
 
 
 @contextlib.contextmanager
-def fakes(env: dict[str, str], cpus: tuple[int, ...] = ()) -> Iterator[dict[str, str]]:
+def fakes(env: dict[str, str], log: Path, cpus: tuple[int, ...] = ()) -> Iterator[dict[str, str]]:
     """Start ``tests.fakes.run`` with the fixed latencies; yield the env vars it printed."""
     cmd = [
         PYTHON,
@@ -78,7 +78,10 @@ def fakes(env: dict[str, str], cpus: tuple[int, ...] = ()) -> Iterator[dict[str,
         f"--openai-ttft-ms={LLM_TTFT_MS}",
         f"--cartesia-first-byte-ms={TTS_TTFB_MS}",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    with log.open("a") as err:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True
+        )
     _pin(proc, cpus)
     try:
         urls: dict[str, str] = {}

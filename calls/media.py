@@ -90,13 +90,25 @@ class _Socket:
     async def send_text(self, text: str) -> None:
         if self.closed:
             return
-        await self._send({"type": "websocket.send", "text": text})
+        await self._send_or_note_gone({"type": "websocket.send", "text": text})
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         if self.closed:
             return
         self.closed = True
-        await self._send({"type": "websocket.close", "code": code, "reason": _reason(reason)})
+        await self._send_or_note_gone(
+            {"type": "websocket.close", "code": code, "reason": _reason(reason)}
+        )
+
+    async def _send_or_note_gone(self, message: ASGIMessage) -> None:
+        # The caller may hang up (``stop``, then close) before we read the disconnect.
+        # Daphne drops a send on a closed socket; Uvicorn raises ClientDisconnected (an
+        # OSError, as the ASGI spec asks), which used to escape the call's task group and
+        # leave the call unrecorded.
+        try:
+            await self._send(message)
+        except OSError:
+            self.closed = True
 
 
 class TwilioMediaStream:

@@ -37,8 +37,8 @@ def test_one_call_produces_a_result_document(tmp_path: Path) -> None:
     assert json.loads(out.read_text()) == doc
     assert {"machine", "versions", "fixed_latency_ms", "steps", "calls_per_core"} <= doc.keys()
     (step,) = doc["steps"]
-    assert STEP_KEYS <= step.keys()
-    assert DIST_KEYS == step["voice_to_voice_heard_ms"].keys()
+    assert step.keys() >= STEP_KEYS
+    assert step["voice_to_voice_heard_ms"].keys() == DIST_KEYS
     assert step["calls_connected"] == 1
     assert step["errors_sample"] == []
     assert step["turns"] == 1
