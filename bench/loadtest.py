@@ -396,9 +396,32 @@ def memory_run(
 # -- report ------------------------------------------------------------------------------
 
 
-def holds(step: dict[str, Any]) -> bool:
-    p95 = step["overhead_heard_ms"]["p95"]
+def holds(step: dict[str, Any], metric: str = "overhead_heard_ms") -> bool:
+    """No missed turns and p95 of ``metric`` under the target. As heard, the overhead has
+    a ~100 ms floor at any N (local VAD end detection, see docs/benchmarks.md), so the
+    server's own ``platform_overhead_ms`` is reported beside it."""
+    p95 = step[metric]["p95"]
     return step["missed_turns"] == 0 and p95 is not None and p95 < OVERHEAD_P95_TARGET_MS
+
+
+def summarize(doc: dict[str, Any], server_cpus: int) -> None:
+    kinds = dict.fromkeys(s["server_kind"] for s in doc["steps"])
+    for key, metric in (
+        ("max_calls_holding_target", "overhead_heard_ms"),
+        ("max_calls_holding_target_server_metric", "platform_overhead_server_ms"),
+    ):
+        doc[key] = {
+            kind: max(
+                (s["n"] for s in doc["steps"] if s["server_kind"] == kind and holds(s, metric)),
+                default=0,
+            )
+            for kind in kinds
+        }
+    cores = max(1, server_cpus)
+    doc["calls_per_core"] = {k: v / cores for k, v in doc["max_calls_holding_target"].items()}
+    doc["calls_per_core_server_metric"] = {
+        k: v / cores for k, v in doc["max_calls_holding_target_server_metric"].items()
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -459,7 +482,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--n", type=int, nargs="+", default=[1, 10, 25, 50, 100])
+    p.add_argument("--n", type=int, nargs="*", default=[1, 10, 25, 50, 100])
     p.add_argument("--servers", nargs="+", default=list(stack.SERVERS), choices=stack.SERVERS)
     p.add_argument("--turns", type=int, default=3, help="question/answer turns before the barge-in")
     p.add_argument("--ramp-s", type=float, default=3.0, help="spread call starts over this")
@@ -542,14 +565,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     )
         if args.keep:
             print(f"kept {tmp}")
-    doc["max_calls_holding_target"] = {
-        kind: max(
-            (s["n"] for s in doc["steps"] if s["server_kind"] == kind and holds(s)), default=0
-        )
-        for kind in args.servers
-    }
-    cores = max(1, len(args.server_cpus) or (os.cpu_count() or 1))
-    doc["calls_per_core"] = {k: v / cores for k, v in doc["max_calls_holding_target"].items()}
+    summarize(doc, len(args.server_cpus) or (os.cpu_count() or 1))
     doc["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out = args.out or RESULTS / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -563,7 +579,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     print(
         f"largest N holding p95 overhead < {OVERHEAD_P95_TARGET_MS:g} ms, no missed turns: "
-        f"{doc['max_calls_holding_target']}"
+        f"{doc['max_calls_holding_target']} as heard, "
+        f"{doc['max_calls_holding_target_server_metric']} by the server's platform_overhead_ms"
     )
     print(f"wrote {out}")
     return doc
