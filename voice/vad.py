@@ -6,6 +6,11 @@ that, :class:`VoiceActivity` keeps a two-state machine::
     silent --(voiced frames for start_ms)--> speaking --(unvoiced frames for end_ms)--> silent
 
 so a click does not start speech and a short pause between words does not end it.
+``end_ms`` is 200: webrtcvad already reports ~100 ms of "voiced" frames after a sound
+stops, and the end of the user's turn waits for this detector, so 300 ms here put the turn
+end ~400 ms after the caller stopped, ~80 ms after Deepgram's own 300 ms endpointing
+final (docs/benchmarks.md). A 200-300 ms pause without an STT ``speech_final`` still
+cannot end the turn: the turn detector then waits the longer, halfway deadline.
 (webrtcvad itself keeps reporting "voiced" for a few frames after a sound stops, so
 ``start_ms`` should exceed that hangover, ~80 ms at aggressiveness 2.) Input
 chunks of any length are buffered into frames; the cost per 20 ms frame is one webrtcvad
@@ -64,7 +69,7 @@ class VoiceActivity:
         frame_ms: int = 20,
         aggressiveness: int = 2,
         start_ms: int = 120,
-        end_ms: int = 300,
+        end_ms: int = 200,
     ) -> None:
         if sample_rate not in SUPPORTED_RATES:
             raise ValueError(f"VAD sample rate must be one of {SUPPORTED_RATES}, not {sample_rate}")
