@@ -6,15 +6,16 @@ that, :class:`VoiceActivity` keeps a two-state machine::
     silent --(voiced frames for start_ms)--> speaking --(unvoiced frames for end_ms)--> silent
 
 so a click does not start speech and a short pause between words does not end it.
-``end_ms`` is 200: webrtcvad already reports ~100 ms of "voiced" frames after a sound
-stops, and the end of the user's turn waits for this detector, so 300 ms here put the turn
-end ~400 ms after the caller stopped, ~80 ms after Deepgram's own 300 ms endpointing
-final (docs/benchmarks.md). A 200-300 ms pause without an STT ``speech_final`` still
-cannot end the turn: the turn detector then waits the longer, halfway deadline.
 (webrtcvad itself keeps reporting "voiced" for a few frames after a sound stops, so
 ``start_ms`` should exceed that hangover, ~80 ms at aggressiveness 2.) Input
 chunks of any length are buffered into frames; the cost per 20 ms frame is one webrtcvad
 call (a few microseconds).
+
+``end_ms`` defaults to 200: that hangover (~100 ms for a tone) comes on top of it, and the
+end of the user's turn waits for this detector, so 300 ms put the turn end ~400 ms after
+the caller stopped, ~80 ms after Deepgram's own 300 ms endpointing final
+(docs/benchmarks.md). A 200-300 ms pause without an STT ``speech_final`` still cannot end
+the turn: the turn detector then waits its longer, halfway deadline.
 
 Times are audio time (ms of audio processed since the detector was created), so results do
 not depend on when the event loop got round to the frame; the caller maps them to its clock.
