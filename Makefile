@@ -39,6 +39,16 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Load bench (issue #5): real server + fake providers + simulated Twilio callers, Daphne and
+# Uvicorn, then the media-route micro-bench (issue #4). ~9 minutes on 2 cores. Results in
+# bench/results/$(BENCH_NAME).json; see docs/benchmarks.md. Extra flags: BENCH_ARGS=...
+BENCH_NAME ?= latest
+BENCH_ARGS ?=
+bench: install-dev
+	$(BIN)/python -m bench.loadtest --name $(BENCH_NAME) --n 1 10 25 50 --turns 3 \
+		--memory-calls 200 --memory-servers daphne $(BENCH_ARGS)
+	$(BIN)/python -m bench.media_route
+
 worker: install
 	$(BIN)/celery -A glassbox worker -l info
 

@@ -88,25 +88,26 @@ class _Socket:
                 return text if text is not None else message.get("bytes") or b""
 
     async def send_text(self, text: str) -> None:
-        if not self.closed:
-            await self._send_or_forget({"type": "websocket.send", "text": text})
+        if self.closed:
+            return
+        await self._send_or_note_gone({"type": "websocket.send", "text": text})
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        if not self.closed:
-            await self._send_or_forget(
-                {"type": "websocket.close", "code": code, "reason": _reason(reason)}
-            )
-            self.closed = True
+        if self.closed:
+            return
+        self.closed = True
+        await self._send_or_note_gone(
+            {"type": "websocket.close", "code": code, "reason": _reason(reason)}
+        )
 
-    async def _send_or_forget(self, message: ASGIMessage) -> None:
-        # The peer may be gone before we have read its disconnect (a caller who sent
-        # ``stop`` and hung up). ASGI servers then raise from send(), each its own
-        # exception type (uvicorn: ClientDisconnected; the spec: OSError); there is
-        # nobody left to send to, so the socket is simply closed.
+    async def _send_or_note_gone(self, message: ASGIMessage) -> None:
+        # The caller may hang up (``stop``, then close) before we read the disconnect.
+        # Daphne drops a send on a closed socket; Uvicorn raises ClientDisconnected (an
+        # OSError, as the ASGI spec asks), which used to escape the call's task group and
+        # leave the call unrecorded.
         try:
             await self._send(message)
-        except Exception as exc:
-            logger.debug("twilio media: send after the peer left: %r", exc)
+        except OSError:
             self.closed = True
 
 

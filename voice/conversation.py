@@ -85,6 +85,7 @@ from voice.providers.base import (
     TTSProvider,
 )
 from voice.speaking import CARRIER_TIMEOUT_S, Produce, Speaker
+from voice.tls import httpx_tls
 from voice.tools import DigitCollector, ToolRunner
 from voice.transport import CarrierOutput
 from voice.turn_state import Turn, settle
@@ -219,7 +220,10 @@ class Conversation:
     async def _run_call(self) -> None:
         carrier = self._config.carrier_format
         stt_format = self._stt.input_format(carrier)
-        async with asyncio.timeout(None) as self._deadline, httpx.AsyncClient() as http:
+        async with (
+            asyncio.timeout(None) as self._deadline,
+            httpx.AsyncClient(verify=httpx_tls()) as http,
+        ):
             runner = ToolRunner(self._config, http=http, digits=self._digits, clock=self._clock)
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg

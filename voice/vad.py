@@ -11,6 +11,12 @@ so a click does not start speech and a short pause between words does not end it
 chunks of any length are buffered into frames; the cost per 20 ms frame is one webrtcvad
 call (a few microseconds).
 
+``end_ms`` defaults to 200: that hangover (~100 ms for a tone) comes on top of it, and the
+end of the user's turn waits for this detector, so 300 ms put the turn end ~400 ms after
+the caller stopped, ~80 ms after Deepgram's own 300 ms endpointing final
+(docs/benchmarks.md). A 200-300 ms pause without an STT ``speech_final`` still cannot end
+the turn: the turn detector then waits its longer, halfway deadline.
+
 Times are audio time (ms of audio processed since the detector was created), so results do
 not depend on when the event loop got round to the frame; the caller maps them to its clock.
 """
@@ -64,7 +70,7 @@ class VoiceActivity:
         frame_ms: int = 20,
         aggressiveness: int = 2,
         start_ms: int = 120,
-        end_ms: int = 300,
+        end_ms: int = 200,
     ) -> None:
         if sample_rate not in SUPPORTED_RATES:
             raise ValueError(f"VAD sample rate must be one of {SUPPORTED_RATES}, not {sample_rate}")

@@ -29,13 +29,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
-from cartesia import AsyncCartesia
+from cartesia import AsyncCartesia, DefaultAsyncHttpxClient
 from cartesia.resources.tts import AsyncTTSResourceConnection, AsyncWebSocketContext
 from cartesia.types.voice_specifier_param import TTSRequestVoiceObject
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from voice.config import AudioFormat, Encoding, TTSConfig
 from voice.providers.base import ProviderError
+from voice.tls import httpx_tls
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class CartesiaTTS:
             base_url=base_url,
             websocket_base_url=_websocket_origin(base_url),
             max_retries=0,
+            # the default client would load the CA bundle on every call (voice/tls.py)
+            http_client=DefaultAsyncHttpxClient(verify=httpx_tls()),
         )
         async with client:
             connection = _CartesiaConnection(self, client, fmt)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from deepgram import AsyncDeepgramClient, DeepgramClientEnvironment
 from deepgram.core.api_error import ApiError
 from deepgram.listen.v1.socket_client import AsyncV1SocketClient
@@ -29,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 
 from voice.config import AudioFormat, Encoding, STTConfig
 from voice.providers.base import ProviderError, STTEvent, STTEventKind
+from voice.tls import httpx_tls
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,11 @@ class DeepgramSTT:
         if fmt.channels != 1:
             raise ProviderError(self.name, "only mono audio is supported")
         env = _environment(self.config.base_url)
-        client = AsyncDeepgramClient(api_key=self.config.api_key, environment=env)
+        # The SDK's default httpx client would load the CA bundle on every call (voice/tls.py).
+        http = httpx.AsyncClient(timeout=60, follow_redirects=True, verify=httpx_tls())
+        client = AsyncDeepgramClient(
+            api_key=self.config.api_key, environment=env, httpx_client=http, timeout=60
+        )
         stack = contextlib.AsyncExitStack()
         try:
             async with asyncio.timeout(self.connect_timeout_s):

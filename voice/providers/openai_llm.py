@@ -26,6 +26,7 @@ from voice.providers.base import (
     ToolCall,
     ToolCallsRequested,
 )
+from voice.tls import httpx2_tls
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -65,6 +66,8 @@ class OpenAILLM:
                 api_key=self.config.api_key or "none",
                 max_retries=self._max_retries,
                 timeout=self._timeout,
+                # the default client would load the CA bundle on every call (voice/tls.py)
+                http_client=openai.DefaultAsyncHttpxClient(verify=httpx2_tls()),
             )
         return self._client
 

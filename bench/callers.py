@@ -1,0 +1,116 @@
+"""Caller processes for the load bench: each runs its share of simulated Twilio callers on
+its own event loop and returns their summaries (JSON-ready dicts).
+
+One process drives ~25 callers cleanly (the caller's own ``late_frames`` says when it
+does not), so :func:`run_callers` splits N callers over several processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from voice.carriers.twilio_caller import (
+    CallerConfig,
+    Pause,
+    Say,
+    Step,
+    WaitForBot,
+    place_call,
+)
+
+PER_PROCESS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    base_url: str
+    account_sid: str
+    auth_token: str
+    to_number: str
+    turns: int = 3
+    barge_in: bool = True
+    utterance_ms: int = 1000
+    barge_in_after_ms: int = 600
+    quiet_ms: int = 300
+    pause_ms: int = 200
+    ramp_s: float = 2.0  # spread call starts uniformly over this window
+    max_call_s: float = 120.0
+    cpus: tuple[int, ...] = ()  # pin caller processes here (empty: no pinning)
+
+
+def script(plan: Plan) -> list[Step]:
+    """Greeting, ``turns`` question/answer turns, then one barge-in over the last reply."""
+    wait = WaitForBot(quiet_ms=plan.quiet_ms, timeout_s=20.0)
+    steps: list[Step] = [wait]
+    for i in range(plan.turns):
+        steps += [Say(tone_ms=plan.utterance_ms, label=f"turn-{i}"), wait, Pause(plan.pause_ms)]
+    if plan.barge_in and plan.turns:
+        # Talk over the reply to the last turn instead of waiting for it to finish.
+        steps[-2:] = [
+            Say(
+                tone_ms=plan.utterance_ms,
+                label="barge-in",
+                barge_in_after_ms=plan.barge_in_after_ms,
+                wait_for_bot_s=20.0,
+            ),
+            wait,
+        ]
+    return steps
+
+
+async def _drive(plan: Plan, count: int, start_at: float, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    steps = script(plan)
+    config = CallerConfig(
+        public_base_url=plan.base_url,
+        account_sid=plan.account_sid,
+        auth_token=plan.auth_token,
+        from_number="+14155550199",
+        to_number=plan.to_number,
+        max_call_s=plan.max_call_s,
+        http_timeout_s=30.0,
+        connect_timeout_s=30.0,
+    )
+
+    async def one(http: httpx.AsyncClient) -> dict[str, Any]:
+        delay = start_at + rng.uniform(0, plan.ramp_s) - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        began = time.time()
+        result = await place_call(config, steps, http=http)
+        summary = result.summary()
+        summary["began_at"] = began
+        summary["ended_at"] = time.time()
+        return summary
+
+    limits = httpx.Limits(max_connections=count + 5, max_keepalive_connections=count + 5)
+    async with httpx.AsyncClient(timeout=30.0, verify=False, limits=limits) as http:
+        return list(await asyncio.gather(*(one(http) for _ in range(count))))
+
+
+def _worker(args: tuple[Plan, int, float, int]) -> list[dict[str, Any]]:
+    plan, count, start_at, seed = args
+    if plan.cpus:
+        os.sched_setaffinity(0, plan.cpus)
+    return asyncio.run(_drive(plan, count, start_at, seed))
+
+
+def run_callers(plan: Plan, n: int, *, lead_s: float = 1.5) -> list[dict[str, Any]]:
+    """N concurrent callers over ceil(N / PER_PROCESS) processes; starts are synchronized
+    to ``lead_s`` from now (process start-up happens before it)."""
+    procs = max(1, math.ceil(n / PER_PROCESS))
+    shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    start_at = time.time() + lead_s
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(procs) as pool:
+        parts = pool.map(_worker, [(plan, k, start_at, i) for i, k in enumerate(shares)])
+    return [summary for part in parts for summary in part]
