@@ -6,7 +6,6 @@ mode. Production is ``DEBUG=0``, and then a missing or insecure ``SECRET_KEY`` r
 start.
 """
 
-import os
 from pathlib import Path
 
 import environ
@@ -84,11 +83,25 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'glassbox.sqlite3'}")
 }
-if "DATABASE_URL" not in os.environ:
-    # The embedded default's SQLite file lives in var/ (git-ignored); SQLite will not
-    # create the directory itself.
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default's SQLite file (and the test database) live in var/
+    # (git-ignored); SQLite will not create the directory itself.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # Concurrent calls write from several threads: wait for the lock instead of failing
+    # ("database is locked"), take the write lock up front (no deadlocking upgrades), and
+    # let readers run beside the writer (WAL). Tests get a file too: an in-memory
+    # shared-cache database fails at once on contention instead of waiting.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    DATABASES["default"].setdefault("TEST", {}).setdefault(
+        "NAME", str(VAR_DIR / "test-glassbox.sqlite3")
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
