@@ -25,7 +25,8 @@ install-dev: $(VENV)/.dev
 run: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
-	DEBUG=$${DEBUG:-1} $(BIN)/daphne -b $(HOST) -p $(PORT) glassbox.asgi:application
+	DEBUG=$${DEBUG:-1} $(BIN)/uvicorn glassbox.asgi:application --host $(HOST) --port $(PORT) \
+		--lifespan off --ws websockets-sansio
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

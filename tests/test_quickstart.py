@@ -113,9 +113,21 @@ def test_real_asgi_server_serves_the_seeded_api(tmp_path: Path) -> None:
         text=True,
     )
     key = seed.stdout.strip().splitlines()[-1]
-    daphne = Path(sys.executable).with_name("daphne")
+    # The server and flags `make run` uses.
+    uvicorn = Path(sys.executable).with_name("uvicorn")
     server = subprocess.Popen(
-        [str(daphne), "-b", "127.0.0.1", "-p", str(port), "glassbox.asgi:application"],
+        [
+            str(uvicorn),
+            "glassbox.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--ws",
+            "websockets-sansio",
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -131,7 +143,7 @@ def test_real_asgi_server_serves_the_seeded_api(tmp_path: Path) -> None:
             except httpx.TransportError as exc:
                 if server.poll() is not None or time.monotonic() > deadline:
                     stderr = server.stderr.read().decode() if server.stderr else ""
-                    raise AssertionError(f"daphne did not come up: {stderr}") from exc
+                    raise AssertionError(f"uvicorn did not come up: {stderr}") from exc
                 time.sleep(0.2)
         ok = httpx.get(f"{base}/api/v1/agents/", headers={"Authorization": f"Bearer {key}"})
         assert ok.status_code == 200
