@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
 
 class FakeServer:
     """Base: subclasses implement ``_start`` (returning the bound port) and ``_stop``."""
@@ -71,6 +74,42 @@ class FakeServer:
     def __repr__(self) -> str:
         where = self.url if self._running else "stopped"
         return f"<{type(self).__name__} {where}>"
+
+
+class WebSocketFakeServer(FakeServer):
+    """A fake on a ``websockets`` server: subclasses implement ``_handle`` (one
+    connection) and ``_check_request`` (answer the upgrade with an error, or None)."""
+
+    max_message_bytes = 2**22
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        raise NotImplementedError
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        raise NotImplementedError
+
+    async def _start(self, host: str, port: int) -> int:
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._check_request,
+            max_size=self.max_message_bytes,
+        )
+        sockname: tuple[str, int] = next(iter(self._server.sockets)).getsockname()
+        return sockname[1]
+
+    async def _stop(self) -> None:
+        await cancel_and_wait(self._tasks)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
 
 
 async def cancel_and_wait(tasks: set[asyncio.Task[None]]) -> None:

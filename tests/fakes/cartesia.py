@@ -36,12 +36,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.fakes._base import FakeServer, cancel_and_wait, spawn
+from tests.fakes._base import WebSocketFakeServer, cancel_and_wait, spawn
 from voice.audio import encode
 from voice.config import Encoding, TTSConfig
 
@@ -86,7 +86,7 @@ class ConnectionRecord:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class FakeCartesia(FakeServer):
+class FakeCartesia(WebSocketFakeServer):
     def __init__(
         self,
         *,
@@ -111,8 +111,6 @@ class FakeCartesia(FakeServer):
         # records
         self.connections: list[ConnectionRecord] = []
         self.contexts: dict[str, ContextRecord] = {}
-        self._server: Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def websocket_url(self) -> str:
@@ -127,20 +125,6 @@ class FakeCartesia(FakeServer):
             "base_url": self.url,
         }
         return TTSConfig(**{**fields, **overrides})
-
-    async def _start(self, host: str, port: int) -> int:
-        self._server = await serve(
-            self._handle, host, port, process_request=self._check_request, max_size=2**22
-        )
-        sockname: tuple[str, int] = next(iter(self._server.sockets)).getsockname()
-        return sockname[1]
-
-    async def _stop(self) -> None:
-        await cancel_and_wait(self._tasks)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)

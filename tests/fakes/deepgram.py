@@ -39,12 +39,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.fakes._base import FakeServer, cancel_and_wait, spawn
+from tests.fakes._base import WebSocketFakeServer, spawn
 from voice.audio import decode
 from voice.config import Encoding, STTConfig
 
@@ -79,7 +79,7 @@ class StreamRecord:
         return [m for m in self.sent if m.get("type") == "Results" and m.get("is_final")]
 
 
-class FakeDeepgram(FakeServer):
+class FakeDeepgram(WebSocketFakeServer):
     scheme = "ws"
 
     def __init__(
@@ -110,27 +110,11 @@ class FakeDeepgram(FakeServer):
         # failure injection: take no notice of CloseStream (the client must close itself)
         self.ignore_close_stream = False
         self.streams: list[StreamRecord] = []
-        self._server: Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def stt_config(self, **overrides: str) -> STTConfig:
         """An STTConfig that points the real provider at this fake."""
         fields = {"provider": "deepgram", "api_key": self.api_key, "base_url": self.url}
         return STTConfig(**{**fields, **overrides})
-
-    async def _start(self, host: str, port: int) -> int:
-        self._server = await serve(
-            self._handle, host, port, process_request=self._check_request, max_size=2**22
-        )
-        sockname: tuple[str, int] = next(iter(self._server.sockets)).getsockname()
-        return sockname[1]
-
-    async def _stop(self) -> None:
-        await cancel_and_wait(self._tasks)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
