@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -141,7 +142,6 @@ class MediaSession:
         self.call = call
         self.socket = socket
         self.ignored_errors = 0
-        self.conversation: Conversation | None = None
         self.output: TwilioOutput | None = None
 
     async def run(self) -> None:
@@ -158,8 +158,6 @@ class MediaSession:
             return
         except ProtocolError as exc:
             await self._abort(recorder, CLOSE_PROTOCOL, str(exc), EndReason.ERROR)
-            return
-        if start is None:
             return
         if start.call_sid != self.call.carrier_call_sid:
             await self._abort(recorder, CLOSE_PROTOCOL, "start names another call", EndReason.ERROR)
@@ -189,11 +187,12 @@ class MediaSession:
                 await engine
                 reader.cancel()
         finally:
-            await rest.aclose()
+            if rest is not None:
+                await rest.aclose()
             if not recorder.ended:
                 await recorder.drain(SHUTDOWN_TIMEOUT_S)
 
-    async def _await_start(self) -> Start | None:
+    async def _await_start(self) -> Start:
         while True:
             event = self._parse(await self.socket.receive_text())
             if isinstance(event, Start):
@@ -264,8 +263,8 @@ class MediaSession:
             fmt=start.media_format,
         )
         if start.media_format != config.carrier_format:
-            config = _with_format(config, start)
-        self.conversation = Conversation(
+            config = replace(config, carrier_format=start.media_format)
+        return Conversation(
             config,
             stt=build_stt(config.stt),
             llm=build_llm(config.llm),
@@ -273,7 +272,6 @@ class MediaSession:
             output=self.output,
             sink=recorder,
         )
-        return self.conversation
 
     async def _engine(self, conversation: Conversation) -> CallEnded:
         ended = await conversation.run()
@@ -318,9 +316,3 @@ class MediaSession:
             await self.socket.close(code, message)
         recorder.emit(CallEnded(reason=reason, detail=detail or message))
         await recorder.run()
-
-
-def _with_format(config: CallConfig, start: Start) -> CallConfig:
-    from dataclasses import replace
-
-    return replace(config, carrier_format=start.media_format)

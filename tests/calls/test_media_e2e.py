@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 from typing import Any
 
@@ -280,3 +281,32 @@ async def test_assistant_hangs_up_through_the_twilio_api(live: Platform) -> None
     detail = await live.api_get(f"/api/v1/calls/{call.pk}/")
     assert detail["transcript"][-1]["text"] == "Goodbye, have a nice day."
     assert [t["name"] for t in detail["tool_calls"]] == ["end_call"]
+
+
+async def test_a_call_whose_number_was_deleted_mid_setup_still_ends_cleanly(
+    live: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The number goes (its calls keep their record, number set to null) between the
+    # webhook and the stream: no Twilio credential for hang-ups, but nothing may crash.
+    call_sid = _sid()
+    url = await answer(live, call_sid)
+    await sync_to_async(live.number.delete)()
+    async with connect(url) as ws:
+        stream_sid = await _start_stream(ws, live, call_sid)
+        await ws.send(
+            twilio.encode_stop(
+                stream_sid=stream_sid,
+                account_sid=live.credential.account_sid,
+                call_sid=call_sid,
+                sequence_number=2,
+            )
+        )
+        await _close_code(ws)
+    call = await live.finished_call(call_sid)
+    assert call.end_reason == "caller-hangup"
+    assert call.phone_number_id is None
+    # (The fake providers' own server logs a handshake the ended call cut short.)
+    errors = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and r.name != "websockets.server"
+    ]
+    assert errors == [], [r.getMessage() for r in errors]
