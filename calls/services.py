@@ -318,7 +318,7 @@ def call_finalize(*, call: Call) -> Call:
     from calls.signals import call_finalized
 
     with transaction.atomic():
-        call = Call.objects.for_org(call.organization).select_for_update().get(pk=call.pk)
+        call = _call_locked(call)
         if call.finalized_at is not None:
             return call
         start = call.answered_at or call.started_at
