@@ -89,14 +89,13 @@ from voice.tls import httpx_tls
 from voice.tools import DigitCollector, ToolRunner
 from voice.transport import CarrierOutput
 from voice.turn_state import Turn, settle
-from voice.turns import TurnDetector, UserTurn
+from voice.turns import TurnDetector, UserTurn, text_words
 from voice.vad import SUPPORTED_RATES, VadEventKind, VoiceActivity
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 5.0
-_WORD = re.compile(r"[\w'-]+")
 
 
 class CallOver(Exception):
@@ -107,10 +106,6 @@ class CallOver(Exception):
         self.reason = reason
         self.detail = detail
         self.transfer_to = transfer_to
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 class Conversation:
@@ -146,7 +141,9 @@ class Conversation:
         self._wake = asyncio.Event()
         self._digits = DigitCollector()
         self._turns = TurnDetector(config.turn)
-        self._acks = frozenset(w for a in config.interruption.acknowledgements for w in _words(a))
+        self._acks = frozenset(
+            w for a in config.interruption.acknowledgements for w in text_words(a)
+        )
         self._history: list[Message] = []
         self._usage = Usage()
         self._turn: Turn | None = None
@@ -398,7 +395,7 @@ class Conversation:
         return turn is not None and not turn.interrupted
 
     def _only_acknowledgements(self, text: str) -> bool:
-        words = _words(text)
+        words = text_words(text)
         return bool(words) and all(w in self._acks for w in words)
 
     def _barge_in_due(self) -> bool:
@@ -409,7 +406,7 @@ class Conversation:
         speech_ms = 0.0 if self._vad is None else self._vad.speech_ms()
         if speech_ms < cfg.min_speech_ms:
             return False
-        words = _words(f"{self._overlap_final} {self._overlap_interim}")
+        words = text_words(f"{self._overlap_final} {self._overlap_interim}")
         if words and all(w in self._acks for w in words):
             return False
         if cfg.min_words > 0:
@@ -506,9 +503,9 @@ class Conversation:
 
     def _end_phrase(self, turn: Turn) -> str:
         said = " ".join(m.content for m in turn.messages if m.role == "assistant")
-        spoken = " ".join(_words(said))
+        spoken = " ".join(text_words(said))
         for phrase in self._config.end_call_phrases:
-            words = " ".join(_words(phrase))
+            words = " ".join(text_words(phrase))
             if words and re.search(rf"\b{re.escape(words)}\b", spoken):
                 return phrase
         return ""

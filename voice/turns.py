@@ -35,6 +35,13 @@ from voice.config import TurnConfig
 CONJUNCTIONS = frozenset({"and", "but", "so", "or", "because", "then", "if", "with", "to"})
 FILLERS = frozenset({"um", "uh", "er", "erm", "hmm", "like"})
 _WORD = re.compile(r"[\w'-]+")
+
+
+def text_words(text: str) -> list[str]:
+    """Lower-cased words, as turn-taking compares them (apostrophes and hyphens kept)."""
+    return _WORD.findall(text.lower())
+
+
 _DIGITS_TAIL = re.compile(r"(\d[\d\s-]*)$")
 # digit strings at least this long read as complete (a phone number, a card number)
 COMPLETE_DIGITS = 10
@@ -55,7 +62,7 @@ def sounds_unfinished(text: str) -> bool:
         digits = re.sub(r"\D", "", tail_digits.group(1))
         if 3 <= len(digits) < COMPLETE_DIGITS:
             return True
-    words = _WORD.findall(stripped.lower())
+    words = text_words(stripped)
     return bool(words) and (words[-1] in CONJUNCTIONS or words[-1] in FILLERS)
 
 
