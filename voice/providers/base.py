@@ -43,8 +43,6 @@ class STTEvent:
     # FINAL only: the provider also judged the speaker to have stopped (Deepgram speech_final)
     speech_final: bool = False
     confidence: float = 0.0
-    # audio seconds covered, for usage metering (FINAL only; 0 when unknown)
-    duration_s: float = 0.0
 
 
 class STTSession(Protocol):
@@ -134,6 +132,10 @@ class LLMProvider(Protocol):
         self, *, messages: Sequence[Message], tools: Sequence[ToolConfig]
     ) -> AsyncIterator[LLMChunk]:
         """Stream one reply. Cancelling the consumer (or ``aclose``) stops the request."""
+
+    async def aclose(self) -> None:
+        """Release what the provider holds for the call (HTTP connections); called once,
+        when the call ends."""
 
 
 # ---------------------------------------------------------------------------- TTS

@@ -36,12 +36,14 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from voice.config import AudioFormat, Encoding, TTSConfig
 from voice.providers.base import ProviderError
+from voice.providers.registry import Kind, spec
 from voice.tls import httpx_tls
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.cartesia.ai"
-DEFAULT_MODEL = "sonic-2"
+SPEC = spec(Kind.TTS, "cartesia")
+DEFAULT_BASE_URL = SPEC.default_base_url
+DEFAULT_MODEL = SPEC.default_model
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 _ENCODINGS = {Encoding.MULAW: "pcm_mulaw", Encoding.ALAW: "pcm_alaw", Encoding.PCM16: "pcm_s16le"}
 

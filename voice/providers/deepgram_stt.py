@@ -30,11 +30,13 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 
 from voice.config import AudioFormat, Encoding, STTConfig
 from voice.providers.base import ProviderError, STTEvent, STTEventKind
+from voice.providers.registry import Kind, spec
 from voice.tls import httpx_tls
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "wss://api.deepgram.com"
+SPEC = spec(Kind.STT, "deepgram")
+DEFAULT_BASE_URL = SPEC.default_base_url
 _ENCODINGS = {Encoding.MULAW: "mulaw", Encoding.ALAW: "alaw", Encoding.PCM16: "linear16"}
 
 
@@ -88,7 +90,7 @@ class DeepgramSTT:
             async with asyncio.timeout(self.connect_timeout_s):
                 conn = await stack.enter_async_context(
                     client.listen.v1.connect(
-                        model=self.config.model or "nova-3",
+                        model=self.config.model or SPEC.default_model,
                         language=self.config.language or "en-US",
                         encoding=_ENCODINGS[fmt.encoding],
                         sample_rate=fmt.sample_rate,
@@ -240,7 +242,6 @@ class _DeepgramSession:
                     text=text,
                     speech_final=bool(message.speech_final),
                     confidence=confidence,
-                    duration_s=message.duration,
                 )
             if not text:
                 return None

@@ -48,9 +48,10 @@ import numpy as np
 from voice.audio import Converter
 from voice.config import AudioFormat, Encoding, TTSConfig
 from voice.providers.base import ProviderError
+from voice.providers.registry import Kind, spec
 
 NAME = "espeak"
-DEFAULT_VOICE = "en-us"
+DEFAULT_VOICE = spec(Kind.TTS, "espeak").default_voice
 DEFAULT_WPM = 175  # eSpeak's own default rate
 MIN_WPM, MAX_WPM = 80, 450  # eSpeak's accepted range
 CHUNK_MS = 40

@@ -232,7 +232,6 @@ class PocketSphinxSession:
                             STTEventKind.FINAL,
                             text=text,
                             speech_final=item == _END,
-                            duration_s=fed / INPUT_FORMAT.bytes_for_ms(1000),
                         )
                     )
                 fed = 0
