@@ -103,6 +103,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 5.0
 INBOX_SIZE = 256
+FAILURES = frozenset({EndReason.ERROR, EndReason.PROVIDER_ERROR})
 
 
 class CallOver(Exception):
@@ -148,6 +149,7 @@ class Conversation:
         # The shell drains this at once; the bound only guards against a stuck shell.
         self._inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=INBOX_SIZE)
         self._hung_up = asyncio.Event()
+        self._gone: CallOver | None = None  # why the carrier side ended, once it has
         self._digits = DigitCollector()
         self._machine = Machine(config)
         self._history: list[Message] = []
@@ -189,7 +191,16 @@ class Conversation:
             self._speaker.mark_echoed(name, self._now())
 
     def caller_hung_up(self) -> None:
-        self._hung_up.set()
+        self._carrier_gone(CallOver(EndReason.CALLER_HANGUP))
+
+    def carrier_failed(self, detail: str) -> None:
+        """The carrier connection broke (say, a protocol error): the call ends as an error."""
+        self._carrier_gone(CallOver(EndReason.ERROR, detail))
+
+    def _carrier_gone(self, why: CallOver) -> None:
+        if self._gone is None:
+            self._gone = why
+            self._hung_up.set()
 
     @property
     def phase(self) -> Phase:
@@ -285,11 +296,22 @@ class Conversation:
         if isinstance(exc, CallOver):
             return exc
         if isinstance(exc, ProviderError):
+            log.warning(
+                "call %s: %s provider %s failed: %s",
+                self._config.call_id,
+                self._stage(exc.provider),
+                exc.provider,
+                exc.message,
+            )
             return CallOver(EndReason.PROVIDER_ERROR, str(exc))
         if isinstance(exc, TimeoutError):
             return CallOver(EndReason.ERROR, f"shutdown took over {SHUTDOWN_TIMEOUT_S:g} s")
         log.exception("call %s: engine error", self._config.call_id, exc_info=exc)
         return CallOver(EndReason.ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _stage(self, provider: str) -> str:
+        stages = ((self._stt, "stt"), (self._llm, "llm"), (self._tts, "tts"))
+        return next((stage for p, stage in stages if p.name == provider), "unknown")
 
     def _note_end(self, exc: BaseException) -> None:
         """The first reason wins; what fails while the call is shutting down is only noise."""
@@ -305,7 +327,7 @@ class Conversation:
             async with asyncio.timeout(CARRIER_TIMEOUT_S):
                 if end.reason is EndReason.TRANSFERRED:
                     await self._output.transfer(end.transfer_to)
-                elif end.reason is not EndReason.CALLER_HANGUP:
+                elif self._gone is None:  # the carrier side is still there
                     await self._output.hangup()
         except Exception as exc:
             log.warning("call %s: carrier hang-up failed: %r", self._config.call_id, exc)
@@ -318,7 +340,15 @@ class Conversation:
             transfer_to=end.transfer_to,
             dropped_frames=self._dropped_frames,
         )
-        log.info("call %s ended: %s", self._config.call_id, end.reason)
+        level = logging.WARNING if end.reason in FAILURES else logging.INFO
+        log.log(
+            level,
+            "call %s ended: reason=%s detail=%r duration_ms=%d",
+            self._config.call_id,
+            end.reason,
+            end.detail,
+            ended.duration_ms,
+        )
         self._sink.emit(ended)
         return ended
 
@@ -382,7 +412,8 @@ class Conversation:
 
     async def _watch_hangup(self) -> None:
         await self._hung_up.wait()
-        raise CallOver(EndReason.CALLER_HANGUP)
+        assert self._gone is not None
+        raise self._gone
 
     # ------------------------------------------------------------------ the shell
 

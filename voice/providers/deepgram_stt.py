@@ -29,7 +29,7 @@ from deepgram.listen.v1.types import (
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake
 
 from voice.config import AudioFormat, Encoding, STTConfig
-from voice.providers.base import ProviderError, STTEvent, STTEventKind
+from voice.providers.base import ProviderError, STTEvent, STTEventKind, owned_tasks
 from voice.providers.registry import Kind, spec
 from voice.tls import httpx_tls
 
@@ -121,17 +121,19 @@ class DeepgramSTT:
                 self.name, f"cannot connect to {env.production}/v1/listen: {detail}"
             ) from exc
         session = _DeepgramSession(self, conn)
-        await session.start()
-        try:
-            yield session
-        finally:
-            await session.close()
+        # The reader and keep-alive live in a task group this context owns.
+        async with owned_tasks() as tasks:
+            session.start(tasks)
             try:
-                # the SDK's exit runs the WebSocket closing handshake (up to 10 s)
-                async with asyncio.timeout(self.close_timeout_s):
-                    await stack.aclose()
-            except TimeoutError:
-                session.abort()
+                yield session
+            finally:
+                await session.close()
+                try:
+                    # the SDK's exit runs the WebSocket closing handshake (up to 10 s)
+                    async with asyncio.timeout(self.close_timeout_s):
+                        await stack.aclose()
+                except TimeoutError:
+                    session.abort()
 
 
 class _DeepgramSession:
@@ -147,10 +149,10 @@ class _DeepgramSession:
         self._closed = False
         self._error: ProviderError | None = None
 
-    async def start(self) -> None:
+    def start(self, tasks: asyncio.TaskGroup) -> None:
         self._last_sent = asyncio.get_running_loop().time()
-        self._reader = asyncio.create_task(self._read(), name="deepgram-reader")
-        self._keepalive = asyncio.create_task(self._keep_alive(), name="deepgram-keepalive")
+        self._reader = tasks.create_task(self._read(), name="deepgram-reader")
+        self._keepalive = tasks.create_task(self._keep_alive(), name="deepgram-keepalive")
 
     # ----------------------------------------------------------------- STTSession
 
