@@ -101,7 +101,10 @@ from voice.vad import SUPPORTED_RATES, VadEventKind, VoiceActivity
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+# From the moment the call is decided over to run() returning: the task group's children
+# each stop within PROVIDER_CLOSE_S (or CARRIER_TIMEOUT_S), then the carrier is told.
 SHUTDOWN_TIMEOUT_S = 5.0
+PROVIDER_CLOSE_S = 2.5
 INBOX_SIZE = 256
 FAILURES = frozenset({EndReason.ERROR, EndReason.PROVIDER_ERROR})
 
@@ -165,6 +168,8 @@ class Conversation:
         self._session: STTSession
         self._resources: dict[str, Any] = {}
         self._turns: dict[int, tuple[Turn, asyncio.Task[None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._straggler_timer: asyncio.TimerHandle | None = None
         self._mark_seq = 0
 
     # ------------------------------------------------------------------ inputs (sync)
@@ -238,15 +243,46 @@ class Conversation:
                 # STT and TTS connect side by side; the greeting waits only for TTS
                 stt_up, tts_up = asyncio.Event(), asyncio.Event()
                 session_cm = self._stt.session(stt_format)
-                tg.create_task(self._guard(self._hold("stt", self._stt.name, session_cm, stt_up)))
+                self._spawn(self._guard(self._hold("stt", self._stt.name, session_cm, stt_up)))
                 tts_cm = self._tts.connect(carrier)
-                tg.create_task(self._guard(self._hold("tts", self._tts.name, tts_cm, tts_up)))
+                self._spawn(self._guard(self._hold("tts", self._tts.name, tts_cm, tts_up)))
                 llm_cm = contextlib.aclosing(self._llm)
-                tg.create_task(self._guard(self._hold("llm", self._llm.name, llm_cm, None)))
-                tg.create_task(self._guard(self._shell(tts_up, runner)))
-                tg.create_task(self._guard(self._audio_loop(stt_up, stt_format)))
-                tg.create_task(self._guard(self._stt_loop(stt_up)))
-                tg.create_task(self._guard(self._watch_hangup()))
+                self._spawn(self._guard(self._hold("llm", self._llm.name, llm_cm, None)))
+                self._spawn(self._guard(self._shell(tts_up, runner)))
+                self._spawn(self._guard(self._audio_loop(stt_up, stt_format)))
+                self._spawn(self._guard(self._stt_loop(stt_up)))
+                self._spawn(self._guard(self._watch_hangup()))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task in the call's group, tracked so a stuck one can be cancelled again."""
+        task = self._tg.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _ending(self) -> None:
+        """The call is over. The task group cancels every child once and then waits for
+        all of them; a child whose cleanup awaits again (an SDK stream's close) would hold
+        the call for as long as that takes. So each gets ``PROVIDER_CLOSE_S``, then is
+        cancelled again, until none is left: the shutdown bound holds for real."""
+        if self._straggler_timer is None:
+            loop = asyncio.get_running_loop()
+            self._straggler_timer = loop.call_later(PROVIDER_CLOSE_S, self._cancel_stragglers)
+
+    def _cancel_stragglers(self) -> None:
+        stuck = [t for t in self._tasks if not t.done()]
+        if not stuck:
+            return
+        log.warning(
+            "call %s: %d task(s) still stopping after %g s; cancelling again",
+            self._config.call_id,
+            len(stuck),
+            PROVIDER_CLOSE_S,
+        )
+        for task in stuck:
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        self._straggler_timer = loop.call_later(PROVIDER_CLOSE_S, self._cancel_stragglers)
 
     async def _hold(
         self,
@@ -258,9 +294,12 @@ class Conversation:
         """Connect a provider, publish it, and hold it open until the call ends.
 
         The task that opens a provider's context also closes it, as SDKs built on anyio
-        require; closing is bounded by the shutdown deadline.
+        require. Closing gets ``PROVIDER_CLOSE_S``, then is abandoned with a warning: the
+        task group waits for every child, so one provider's hanging close would otherwise
+        hold the whole call past its shutdown bound.
         """
-        async with contextlib.AsyncExitStack() as stack:
+        stack = contextlib.AsyncExitStack()
+        try:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
                     resource = await stack.enter_async_context(cm)
@@ -270,6 +309,19 @@ class Conversation:
             if ready is not None:
                 ready.set()
             await asyncio.Event().wait()  # cancelled when the call ends
+        finally:
+            try:
+                async with asyncio.timeout(PROVIDER_CLOSE_S):
+                    await stack.aclose()
+            except TimeoutError:
+                log.warning(
+                    "call %s: %s did not close within %g s; abandoned",
+                    self._config.call_id,
+                    name,
+                    PROVIDER_CLOSE_S,
+                )
+            except Exception as exc:
+                log.debug("call %s: closing %s: %r", self._config.call_id, name, exc)
 
     async def _ready(self, event: asyncio.Event) -> None:
         # the holder raises ProviderError on its own timeout; this bound is a backstop
@@ -283,6 +335,10 @@ class Conversation:
         except Exception as exc:
             self._note_end(exc)
             self._deadline.reschedule(asyncio.get_running_loop().time() + SHUTDOWN_TIMEOUT_S)
+            self._ending()
+            raise
+        except asyncio.CancelledError:  # the task group (or whoever runs the call) stops it
+            self._ending()
             raise
 
     def _classify(self, exc: BaseException) -> CallOver:
@@ -475,7 +531,7 @@ class Conversation:
         )
         speaker = self._speaker
         produce = speaker.fixed_line(command.text, turn) if command.text else speaker.reply()
-        task = self._tg.create_task(self._run_turn(turn, produce))
+        task = self._spawn(self._run_turn(turn, produce))
         self._turns[turn.index] = (turn, task)
 
     async def _run_turn(self, turn: Turn, produce: Produce) -> None:
@@ -516,6 +572,9 @@ class Conversation:
         assert self._speaker is not None
         self._speaker.interrupt(turn, command.at_ms, barged_in=command.barged_in)
         task.cancel()
+        # a cleanup that awaits again after the cancel must not hold the next reply
+        loop = asyncio.get_running_loop()
+        loop.call_later(PROVIDER_CLOSE_S, _cancel_if_running, task)
         log.debug("call %s: turn %d interrupted", self._config.call_id, turn.index)
         if command.clear:
             try:
@@ -530,6 +589,11 @@ class Conversation:
                 await self._session.finalize()
         except TimeoutError:
             log.warning("call %s: STT finalize timed out", self._config.call_id)
+
+
+def _cancel_if_running(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        task.cancel()
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -61,10 +61,12 @@ Produce = Callable[[TTSContext, Turn, asyncio.TaskGroup], Awaitable[None]]
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    """Close a provider's stream, bounded: a cleanup that hangs must not hold the turn."""
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         with contextlib.suppress(Exception):
-            await aclose()
+            async with asyncio.timeout(CARRIER_TIMEOUT_S):
+                await aclose()
 
 
 class Speaker:
