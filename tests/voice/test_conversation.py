@@ -306,18 +306,29 @@ async def test_transfer_call_tool_transfers_after_speaking() -> None:
     assert call.out.log[-1] == ("transfer", "+15550001111")
 
 
-async def test_llm_failure_mid_reply_ends_with_provider_error_and_leaks_nothing() -> None:
+async def test_llm_failure_mid_reply_apologizes_retries_then_says_goodbye() -> None:
     script = [*words("Let me check"), 0.05, ProviderError("fake-llm", "stream reset")]
-    call = await start(stt=FakeSTT(["Question"]), llm=FakeLLM([script]))
+    again = [ProviderError("fake-llm", "stream reset again")]
+    call = await start(stt=FakeSTT(["Question"]), llm=FakeLLM([script, again]))
     await until(lambda: len(call.sink.timelines) == 1)
     await call.caller.speak(300)
     ended = await call.result()
 
+    # what was said stays said; the apology; one retry (no fallback); then the goodbye
     assert ended.reason is EndReason.PROVIDER_ERROR
-    assert "stream reset" in ended.detail
+    assert "stream reset again" in ended.detail
+    said = [e.text for e in call.sink.transcript if e.role is Role.ASSISTANT]
+    assert said[-2] == "Let me check Sorry, one moment please."
+    assert said[-1] == make_config().fallback.goodbye
+    assert call.sink.timelines[-1].kind is TurnKind.CLOSING
+    reply = call.sink.timelines[-2]
+    assert [(f["stage"], f["from"], f["to"]) for f in reply.fallbacks] == [
+        ("llm", "fake-llm (primary)", "fake-llm (primary)")
+    ]
+    assert ended.fallbacks == reply.fallbacks
     assert call.out.kinds()[-1] == "hangup"
     assert call.stt.sessions_open == 0 and call.tts.connections_open == 0
-    assert call.llm.closed == 1
+    assert call.llm.closed == 2 and call.llm.released == 1
     assert not leftover_tasks()
 
 
@@ -535,12 +546,24 @@ async def test_greeting_does_not_wait_for_stt_to_connect() -> None:
     assert stt.audio_bytes > 0
 
 
-async def test_provider_refusing_to_connect_ends_the_call() -> None:
+async def test_an_stt_refusing_to_connect_ends_the_call_after_a_spoken_goodbye() -> None:
     call = await start(stt=FakeSTT(refuse=True))
     ended = await call.result()
     assert ended.reason is EndReason.PROVIDER_ERROR
-    assert ended.detail == "fake-stt: 401 Unauthorized"
+    assert ended.detail == "speech-to-text unavailable: fake-stt: 401 Unauthorized"
+    # not a silent call: the caller hears why it ends
+    assert call.sink.transcript[-1].text == make_config().fallback.goodbye
+    assert call.out.kinds()[-1] == "hangup"
     assert call.tts.connections_open == 0
+    assert not leftover_tasks()
+
+
+async def test_a_tts_refusing_to_connect_ends_the_call() -> None:
+    call = await start(tts=FakeTTS(refuse=True))
+    ended = await call.result()
+    assert ended.reason is EndReason.PROVIDER_ERROR
+    assert ended.detail == "fake-tts: 401 Unauthorized"
+    assert call.stt.sessions_open == 0
     assert not leftover_tasks()
 
 
@@ -582,14 +605,16 @@ async def test_a_provider_whose_close_hangs_cannot_hold_the_call_past_its_shutdo
 ) -> None:
     from voice.conversation import SHUTDOWN_TIMEOUT_S
 
-    llm = FakeLLM([[TextDelta("Let me"), ProviderError("fake-llm", "stream reset")]])
+    failing = [TextDelta("Let me"), ProviderError("fake-llm", "stream reset")]
+    llm = FakeLLM([failing, list(failing)])
     stt = FakeSTT(["Hello?"])
     tts = FakeTTS(close_hangs_s=20.0)
     call = await start(make_config(first_message=""), stt=stt, llm=llm, tts=tts)
     loop = asyncio.get_running_loop()
     if ending == "llm-error":
-        await call.caller.speak(300)  # the reply's LLM stream fails
-        await until(lambda: llm.closed == 1)
+        await call.caller.speak(300)  # the reply's LLM fails twice: the goodbye, then the end
+        await until(lambda: bool(call.sink.timelines))
+        await until(lambda: call.sink.timelines[-1].kind is TurnKind.CLOSING)
     elif ending == "stt-error":
         stt.fail_after_ms = 100
         await call.caller.silence(200)
