@@ -90,6 +90,17 @@ def test_an_invitation_is_used_once_and_a_new_one_replaces_the_old(db: Any) -> N
         services.invitation_create(organization=org, email="a@x.test", role="member", actor=owner)
 
 
+def test_a_new_account_cannot_take_an_existing_username(db: Any) -> None:
+    org = make_organization()
+    owner = _member(org, Role.OWNER)
+    get_user_model().objects.create_user(username="u@x.test", email="other@x.test")
+    issued = services.invitation_create(
+        organization=org, email="U@x.test", role="member", actor=owner
+    )
+    with pytest.raises(ValidationError, match="log in to accept"):
+        services.invitation_accept(invitation=issued.invitation, password="long-pass-1234")
+
+
 def test_the_invitation_token_is_stored_only_as_a_hash(db: Any) -> None:
     org = make_organization()
     owner = _member(org, Role.OWNER)
