@@ -22,6 +22,7 @@ browser context per test, ``base_url`` set, so ``page.goto("/members/")`` works)
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import threading
@@ -128,6 +129,11 @@ class _ServerThread(threading.Thread):
         self.server.should_exit = True
         self.join(timeout=15)
         self.sock.close()
+        # Django renders error pages (403/404 raised in a view) in the event loop's
+        # default executor, whose threads' database connections no request_finished
+        # closes. The threads are gone now; collect their connections so the test
+        # database can be dropped.
+        gc.collect()
 
 
 @pytest.fixture(scope="session")
