@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from channels.routing import ProtocolTypeRouter
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIHandler
@@ -138,11 +139,13 @@ class _ServerThread(threading.Thread):
 
 @pytest.fixture(scope="session")
 def _dashboard_server(chromium_executable: str) -> Iterator[str]:
-    from glassbox.asgi import build_application
+    from glassbox.asgi import application
 
-    # Static files straight from the finders (no collectstatic), as in development.
+    # The project's own routing for everything but HTTP (WebSockets), and a Django handler
+    # built here, so its middleware sees the test settings: static files straight from
+    # the finders (no collectstatic), as in development.
     with override_settings(WHITENOISE_USE_FINDERS=True, WHITENOISE_AUTOREFRESH=True):
-        app = build_application(ASGIHandler())
+        app = ProtocolTypeRouter({**application.application_mapping, "http": ASGIHandler()})
         thread = _ServerThread(app)
         thread.start()
         deadline = time.monotonic() + 30
