@@ -162,7 +162,7 @@ class Conversation:
         self._stts: list[STTProvider] = [stt, *stt_fallbacks]
         self._llms: list[LLMProvider] = [llm, *llm_fallbacks]
         self._ttss: list[TTSProvider] = [tts, *tts_fallbacks]
-        self._stt_at = self._tts_at = 0
+        self._tts_at = 0  # the TTS in use
         self._fallbacks: list[Fallback] = []
         self._output = output
         self._sink = sink
