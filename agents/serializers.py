@@ -16,6 +16,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, Credential, CredentialProvider, Tool, ToolKind
 from glassbox.api.fields import SafeJSONObjectField, TenantPrimaryKeyRelatedField
+from glassbox.outbound import validate_outbound_url
 from voice.config import (
     CallConfig,
     IdleConfig,
@@ -204,7 +205,9 @@ class AgentInputSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=200), max_length=50, default=list
     )
     tools = TenantPrimaryKeyRelatedField(model=Tool, many=True, required=False)
-    webhook_url = serializers.URLField(max_length=2000, allow_blank=True, default="")
+    webhook_url = serializers.URLField(
+        max_length=2000, allow_blank=True, default="", validators=[validate_outbound_url]
+    )
     webhook_secret = serializers.CharField(
         max_length=500,
         allow_blank=True,
@@ -297,7 +300,9 @@ class ToolInputSerializer(serializers.Serializer):
         validators=[validate_json_schema],
         help_text="JSON Schema (type object) of the arguments the LLM supplies.",
     )
-    url = serializers.URLField(max_length=2000, allow_blank=True, default="")
+    url = serializers.URLField(
+        max_length=2000, allow_blank=True, default="", validators=[validate_outbound_url]
+    )
     method = serializers.ChoiceField(HTTP_METHODS, default=_TOOL.method)
     headers = serializers.DictField(
         child=serializers.CharField(max_length=2000, allow_blank=True),
@@ -411,6 +416,7 @@ class CredentialInputSerializer(serializers.Serializer):
         max_length=500,
         allow_blank=True,
         required=False,
+        validators=[validate_outbound_url],
         help_text="OpenAI only: an OpenAI-compatible server (Ollama, vLLM, Groq, ...).",
     )
 

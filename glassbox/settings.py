@@ -6,6 +6,7 @@ mode. Production is ``DEBUG=0``, and then a missing or insecure ``SECRET_KEY`` r
 start.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -177,6 +178,20 @@ OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1"
 CARTESIA_BASE_URL = env.str("CARTESIA_BASE_URL", default="https://api.cartesia.ai")
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+
+# Tenant-supplied URLs (HTTP tools, OpenAI-compatible base URLs, webhooks) may reach only
+# public addresses, checked when saved and again after DNS on every connection
+# (glassbox/outbound.py, voice/netguard.py). A self-hoster running Ollama or vLLM on a
+# private network allows exactly those networks: comma-separated CIDRs, e.g.
+# "10.0.0.0/8,127.0.0.1/32". The platform's own *_BASE_URL settings are trusted as given.
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+for _network in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"OUTBOUND_ALLOWED_NETWORKS: {_network!r} is not a network in CIDR form"
+        ) from exc
 
 # Calls. The media-stream token in the TwiML is single-use and short-lived: Twilio opens
 # the WebSocket within a second or two of our answer.
