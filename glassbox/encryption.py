@@ -121,3 +121,15 @@ class EncryptedJSONField(EncryptedTextField):
 
 def encrypted_fields(model: type[models.Model]) -> list[str]:
     return [f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+
+
+if __name__ == "__main__":
+    # `SECRET_KEY=... python -m glassbox.encryption`: the key that was derived from
+    # SECRET_KEY while ENCRYPTION_KEYS was unset, to list after a new key before rotating.
+    import os
+    import sys
+
+    secret = os.environ.get("SECRET_KEY", "")
+    if not secret:
+        sys.exit("Set SECRET_KEY to the value the secrets were stored under.")
+    print(_derived_key(secret).decode())

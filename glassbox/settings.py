@@ -1,9 +1,10 @@
 """Django settings, read from the environment (django-environ).
 
-Every variable is optional: with nothing set the platform runs on the embedded default
-(SQLite, in-memory channel layer, eager Celery, local speech providers) in development
-mode. Production is ``DEBUG=0``, and then a missing or insecure ``SECRET_KEY`` refuses to
-start.
+Every variable is optional for development: with ``DEBUG=1`` (``make run`` and the test
+suite set it) the platform runs on the embedded default (SQLite, in-memory channel layer,
+eager Celery, local speech providers). ``DEBUG`` defaults to off: production is the
+default, and then a missing or insecure ``SECRET_KEY`` or a missing ``ENCRYPTION_KEYS``
+refuses to start.
 """
 
 import ipaddress
@@ -20,7 +21,7 @@ if (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEV_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
-DEBUG = env.bool("DEBUG", default=True)
+DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY if DEBUG else "")
 if not DEBUG and (not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
     raise ImproperlyConfigured(
@@ -146,16 +147,21 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# The image runs collectstatic at build time: hashed names, compressed, cached forever.
+# Started without it (a bare `uvicorn` with DEBUG=0), WhiteNoise serves the files straight
+# from the apps through the finders, so /admin/ and /api/docs/ work either way.
+_MANIFEST = Path(STATIC_ROOT) / "staticfiles.json"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
+        if not DEBUG and _MANIFEST.is_file()
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+WHITENOISE_USE_FINDERS = DEBUG or not _MANIFEST.is_file()
 
 LOGIN_URL = "/admin/login/"
 CSRF_FAILURE_VIEW = "glassbox.api.errors.csrf_failure"
@@ -168,6 +174,15 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 # new key in front and keep the old ones until re-encryption has run. Without it, a key
 # is derived from SECRET_KEY (fine for the embedded default, not for production).
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+if not DEBUG and not [k for k in ENCRYPTION_KEYS if k.strip()]:
+    raise ImproperlyConfigured(
+        "ENCRYPTION_KEYS must be set when DEBUG=0: tenant secrets would otherwise be "
+        "encrypted with a key derived from SECRET_KEY, and lost when SECRET_KEY changes. "
+        "Generate one with: python -c 'from cryptography.fernet import Fernet; "
+        "print(Fernet.generate_key().decode())'. If secrets were already stored under the "
+        "derived key, list it after the new one (python -m glassbox.encryption prints it) "
+        "and run manage.py rotate_encryption_keys."
+    )
 
 # Platform default provider keys and endpoint overrides (tests point these at fakes).
 DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
@@ -203,7 +218,18 @@ CALL_ADMISSION_CHECKS = env.list("CALL_ADMISSION_CHECKS", default=[])
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    # The TLS-terminating proxy in front must set (and overwrite) X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS only (on in the Docker deploy): redirect http:// requests and send HSTS. Off by
+# default so a first start over plain http on a private network is not locked out.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# HSTS for every subdomain and the browsers' preload list bind the operator's whole domain
+# (and are hard to undo): their decision, made with the two settings above, not a default
+# that `check --deploy` should nag about.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 
 LOGGING = {
     "version": 1,
