@@ -20,6 +20,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from calls import services
 from calls.models import Call, CallStatus, PhoneNumber
+from glassbox.ratelimit import failure_record, failures_retry_after, too_many
 from tenants.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -52,10 +53,17 @@ def _signed(request: HttpRequest, auth_token: str | None) -> bool:
     return bool(valid and signature and auth_token)
 
 
-def _forged() -> HttpResponse:
+def _forged(request: HttpRequest) -> HttpResponse:
     # One answer for "unknown number", "unknown call", "unsigned" and "forged": a sweep
     # of unsigned requests must not tell which numbers are registered here.
+    failure_record(request, kind="twilio")
     return _plain(403, "Invalid X-Twilio-Signature.")
+
+
+def _throttled(request: HttpRequest) -> HttpResponse | None:
+    """429 for a client address that keeps sending unsigned or forged webhooks."""
+    wait = failures_retry_after(request, kind="twilio")
+    return too_many(wait) if wait is not None else None
 
 
 def _websocket_origin() -> str:
@@ -90,6 +98,8 @@ def _hang_up_with(message: str) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def voice(request: HttpRequest) -> HttpResponse:
+    if (throttled := _throttled(request)) is not None:
+        return throttled
     call_sid = request.POST.get("CallSid", "")
     to_number = request.POST.get("To", "")
     from_number = request.POST.get("From", "")
@@ -105,7 +115,7 @@ def voice(request: HttpRequest) -> HttpResponse:
     token = phone_number.credential.auth_token if phone_number is not None else None
     if not _signed(request, token) or phone_number is None:
         logger.warning("twilio voice webhook: unsigned, forged or unknown number %s", to_number)
-        return _forged()
+        return _forged(request)
     refusal = admission_refusal(phone_number.organization)
     if refusal:
         return _hang_up_with(refusal)
@@ -135,6 +145,8 @@ def voice(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def status(request: HttpRequest) -> HttpResponse:
+    if (throttled := _throttled(request)) is not None:
+        return throttled
     call_sid = request.POST.get("CallSid", "")
     new_status = request.POST.get("CallStatus", "")
     if not _SID.fullmatch(call_sid) or new_status not in CallStatus.values:
@@ -152,7 +164,7 @@ def status(request: HttpRequest) -> HttpResponse:
     token = phone_number.credential.auth_token if phone_number is not None else None
     if not _signed(request, token) or call is None:
         logger.warning("twilio status callback: unsigned, forged or unknown call %s", call_sid)
-        return _forged()
+        return _forged(request)
     services.call_status_update(
         call=call,
         status=new_status,

@@ -8,6 +8,7 @@ refuses to start.
 """
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -61,6 +63,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as django-axes asks: turns a locked-out login into its lockout response
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "glassbox.urls"
@@ -135,6 +139,28 @@ CELERY_BEAT_SCHEDULE = {
     "calls-sweep-abandoned": {"task": "calls.tasks.calls_sweep_abandoned", "schedule": 300.0},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
+
+# Every authenticate() (the admin's login, the dashboard's) goes through django-axes first:
+# failed logins are counted by client address and by account, and either one locks out
+# for a while with 429 + Retry-After (glassbox/ratelimit.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "glassbox.ratelimit.axes_client_address"
+AXES_LOCKOUT_CALLABLE = "glassbox.ratelimit.axes_lockout_response"
+
+# How the client address is found (throttles, login lockouts, logs): the socket's peer,
+# unless this many proxies of ours stand in front and append to X-Forwarded-For (then the
+# address the outermost one saw). 0 (the default) never trusts X-Forwarded-For.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Failed attempts without credentials (invalid API keys; unsigned or forged carrier
+# webhooks) allowed per client address; past it, 429 + Retry-After. Empty disables.
+AUTH_FAILURE_RATE = env.str("AUTH_FAILURE_RATE", default="20/minute")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

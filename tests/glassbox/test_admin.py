@@ -206,6 +206,19 @@ def _objects(model: Any) -> list[Any]:
         return [make_user()]
     if model is Group:
         return [Group.objects.create(name=f"group {org.pk}")]
+    if model._meta.app_label == "axes":  # django-axes' login records (read-only admin)
+        names = {f.name for f in model._meta.fields}
+        values = {
+            "user_agent": "ua",
+            "ip_address": "192.0.2.1",
+            "username": "someone",
+            "http_accept": "*/*",
+            "path_info": "/admin/login/",
+            "get_data": "",
+            "post_data": "username=someone&password=********",
+            "failures_since_start": 1,
+        }
+        return [model.objects.create(**{k: v for k, v in values.items() if k in names})]
     if model is Tool:
         return [
             make_tool(
