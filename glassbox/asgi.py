@@ -1,5 +1,8 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels routing."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels routing, and a
+lifespan that runs the in-process call sweep where there is no celery beat."""
 
+import asyncio
+import contextlib
 import logging
 import os
 from typing import Any
@@ -10,8 +13,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glassbox.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from calls.sweeper import calls_sweep_periodically  # noqa: E402
 from glassbox.routing import websocket_urlpatterns  # noqa: E402
 
 logger = logging.getLogger("glassbox.websocket")
@@ -30,8 +35,33 @@ async def websocket_not_found(scope: dict[str, Any], receive: Any, send: Any) ->
         await send({"type": "websocket.close", "code": 1008})
 
 
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Start and stop the process's background work with the server.
+
+    Only the call sweep, and only where no celery beat runs it (``CALLS_SWEEP_INTERVAL_S``
+    > 0, the embedded default). Django itself has no lifespan support; without this
+    handler the server must run with ``--lifespan off``.
+    """
+    sweep: asyncio.Task[None] | None = None
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            interval = float(settings.CALLS_SWEEP_INTERVAL_S)
+            if interval > 0:
+                sweep = asyncio.create_task(calls_sweep_periodically(interval_s=interval))
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if sweep is not None:
+                sweep.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweep
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 application = ProtocolTypeRouter(
     {
+        "lifespan": lifespan,
         "http": django_asgi_app,
         "websocket": URLRouter([*websocket_urlpatterns, re_path(r"", websocket_not_found)]),
     }

@@ -139,6 +139,9 @@ CELERY_BEAT_SCHEDULE = {
     "calls-sweep-abandoned": {"task": "calls.tasks.calls_sweep_abandoned", "schedule": 300.0},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
+# Without celery beat (no REDIS_URL) the web process sweeps abandoned calls itself, every
+# this many seconds (calls/sweeper.py, started by the ASGI lifespan); 0 turns it off.
+CALLS_SWEEP_INTERVAL_S = env.float("CALLS_SWEEP_INTERVAL_S", default=0.0 if REDIS_URL else 60.0)
 
 # Every authenticate() (the admin's login, the dashboard's) goes through django-axes first:
 # failed logins are counted by client address and by account, and either one locks out
