@@ -16,7 +16,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from calls.sweeper import calls_sweep_periodically  # noqa: E402
+from calls.sweeper import (  # noqa: E402
+    calls_spool_replay_periodically,
+    calls_sweep_periodically,
+)
 from glassbox.routing import websocket_urlpatterns  # noqa: E402
 
 logger = logging.getLogger("glassbox.websocket")
@@ -38,23 +41,28 @@ async def websocket_not_found(scope: dict[str, Any], receive: Any, send: Any) ->
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Start and stop the process's background work with the server.
 
-    Only the call sweep, and only where no celery beat runs it (``CALLS_SWEEP_INTERVAL_S``
-    > 0, the embedded default). Django itself has no lifespan support; without this
-    handler the server must run with ``--lifespan off``.
+    The replay of the call recorder's local spool, and the call sweep where no celery
+    beat runs it (``CALLS_SWEEP_INTERVAL_S`` > 0, the embedded default): calls/sweeper.py.
+    Django itself has no lifespan support; this handler is why the server can run with
+    ``--lifespan on``.
     """
-    sweep: asyncio.Task[None] | None = None
+    jobs: list[asyncio.Task[None]] = []
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            interval = float(settings.CALLS_SWEEP_INTERVAL_S)
-            if interval > 0:
-                sweep = asyncio.create_task(calls_sweep_periodically(interval_s=interval))
+            replay = float(settings.CALL_SPOOL_REPLAY_INTERVAL_S)
+            if replay > 0:
+                jobs.append(asyncio.create_task(calls_spool_replay_periodically(interval_s=replay)))
+            sweep = float(settings.CALLS_SWEEP_INTERVAL_S)
+            if sweep > 0:
+                jobs.append(asyncio.create_task(calls_sweep_periodically(interval_s=sweep)))
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            if sweep is not None:
-                sweep.cancel()
+            for job in jobs:
+                job.cancel()
+            for job in jobs:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+                    await job
             await send({"type": "lifespan.shutdown.complete"})
             return
 

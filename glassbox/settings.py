@@ -139,6 +139,15 @@ CELERY_BEAT_SCHEDULE = {
     "calls-sweep-abandoned": {"task": "calls.tasks.calls_sweep_abandoned", "schedule": 300.0},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
+# The call recorder bounds every database write; what it cannot write (a stalled or
+# failing database) is kept in CALL_SPOOL_DIR, on local disk, and replayed by the web
+# process (calls/recorder.py). A spool file without the call's end is replayed once
+# nothing has touched it for CALL_SPOOL_ORPHAN_AGE_S (its process died).
+RECORDER_WRITE_TIMEOUT_S = env.float("RECORDER_WRITE_TIMEOUT_S", default=5.0)
+RECORDER_WRITE_ATTEMPTS = env.int("RECORDER_WRITE_ATTEMPTS", default=3)
+CALL_SPOOL_DIR = env.path("CALL_SPOOL_DIR", default=VAR_DIR / "spool")
+CALL_SPOOL_ORPHAN_AGE_S = env.float("CALL_SPOOL_ORPHAN_AGE_S", default=3600.0)
+CALL_SPOOL_REPLAY_INTERVAL_S = env.float("CALL_SPOOL_REPLAY_INTERVAL_S", default=30.0)
 # Without celery beat (no REDIS_URL) the web process sweeps abandoned calls itself, every
 # this many seconds (calls/sweeper.py, started by the ASGI lifespan); 0 turns it off.
 CALLS_SWEEP_INTERVAL_S = env.float("CALLS_SWEEP_INTERVAL_S", default=0.0 if REDIS_URL else 60.0)

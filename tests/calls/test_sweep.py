@@ -150,7 +150,7 @@ async def test_with_beat_the_web_process_does_not_sweep(settings: Any) -> None:
 
     settings.CALLS_SWEEP_INTERVAL_S = 0
     task, inbox, outbox = await _lifespan(application)
-    assert not [t for t in asyncio.all_tasks() if "calls_sweep" in repr(t.get_coro())]
+    assert not [t for t in asyncio.all_tasks() if "calls_sweep_periodically" in repr(t.get_coro())]
     await inbox.put({"type": "lifespan.shutdown"})
     async with asyncio.timeout(10):
         assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
