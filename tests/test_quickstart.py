@@ -115,22 +115,10 @@ def test_real_asgi_server_serves_the_seeded_api(tmp_path: Path) -> None:
         text=True,
     )
     key = seed.stdout.strip().splitlines()[-1]
-    # The server and flags `make run` uses.
-    uvicorn = Path(sys.executable).with_name("uvicorn")
+    # The server and settings `make run` uses.
     server = subprocess.Popen(
-        [
-            str(uvicorn),
-            "glassbox.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--ws",
-            "websockets-sansio",
-        ],
-        env=env,
+        [sys.executable, "-m", "glassbox.serve"],
+        env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

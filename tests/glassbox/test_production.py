@@ -29,7 +29,7 @@ def documented_production_env() -> dict[str, str]:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     env.update({k: str(v) for k, v in compose["x-app"]["environment"].items()})
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^ENV DEBUG=0$", dockerfile, re.M)
+    assert re.search(r"^ENV DEBUG=0\b", dockerfile, re.M)
     env["DEBUG"] = "0"
     return env
 
