@@ -291,7 +291,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["glassbox.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "glassbox.api.pagination.Pagination",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["glassbox.api.filters.StrictFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "glassbox.api.schema.TenantAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["glassbox.api.throttling.ApiKeyRateThrottle"],
     "EXCEPTION_HANDLER": "glassbox.api.errors.exception_handler",
@@ -319,6 +319,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "glassbox.api.schema.add_error_responses",
+        "glassbox.api.schema.patch_merges_nested_objects",
+        "glassbox.api.schema.ids_are_positive",
     ],
     "ENUM_NAME_OVERRIDES": {
         "CredentialProviderEnum": "agents.models.CredentialProvider",

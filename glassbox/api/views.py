@@ -18,6 +18,7 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from glassbox.api.strict import type_errors
 from tenants.models import ApiKey, Organization
 
 
@@ -92,6 +93,9 @@ class TenantViewSet(viewsets.GenericViewSet):
             partial=partial,
             context=self.get_serializer_context(),
         )
+        errors = type_errors(serializer.fields, request.data)
+        if errors:
+            raise serializers.ValidationError(errors)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
