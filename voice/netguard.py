@@ -306,9 +306,11 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         limits: httpx.Limits = _HTTPX_LIMITS,
         resolver: Resolver = system_resolve,
     ) -> None:
-        super().__init__(verify=verify, trust_env=False, limits=limits)
+        ssl_context = (
+            verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+        )
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         self.policy = policy
-        ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context()
         # httpx has no network_backend argument: replace the pool it built with one that
         # connects through the guard (same TLS context and limits).
         self._pool = httpcore.AsyncConnectionPool(
@@ -334,9 +336,11 @@ class GuardedHttpx2Transport(httpx2.AsyncHTTPTransport):
         limits: httpx2.Limits = _HTTPX2_LIMITS,
         resolver: Resolver = system_resolve,
     ) -> None:
-        super().__init__(verify=verify, trust_env=False, limits=limits)
+        ssl_context = (
+            verify if isinstance(verify, ssl.SSLContext) else httpx2.create_ssl_context(verify)
+        )
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         self.policy = policy
-        ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx2.create_ssl_context()
         self._pool = httpcore2.AsyncConnectionPool(
             ssl_context=ssl_context,
             network_backend=_GuardedBackend(  # type: ignore[arg-type]
