@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from tests.fakes import FakeOpenAI, FakeReply
-from tests.voice.harness import make_config
+from tests.voice.doubles import FakeLLM, FakeSTT, words
+from tests.voice.harness import make_config, start, until
 from tests.voice.tool_server import tool_server
 from voice.config import LLMConfig, ToolConfig, ToolKind
 from voice.netguard import (
@@ -27,7 +28,7 @@ from voice.netguard import (
     resolve_checked,
     url_refusal,
 )
-from voice.providers.base import Message, ProviderError, ToolCall
+from voice.providers.base import Message, ProviderError, ToolCall, ToolCallsRequested
 from voice.providers.openai_llm import OpenAILLM
 from voice.tools import DigitCollector, ToolRunner
 
@@ -289,3 +290,19 @@ async def test_openai_llm_with_a_tenant_base_url_reaches_only_allowed_addresses(
         assert await _reply(_llm(fake.url, tenant=True, allowed=("127.0.0.0/8",))) == "Hello."
         assert await _reply(_llm(fake.url, tenant=False)) == "Hello."
     assert len(fake.requests) == 2
+
+
+async def test_a_call_cannot_reach_a_private_tool_url() -> None:
+    # Through the engine as it is: the conversation's own client, the call's policy.
+    async with tool_server() as server:
+        tool = ToolConfig("weather", "", ToolKind.HTTP, url=f"{server.base_url}/weather")
+        llm = FakeLLM([[ToolCallsRequested([ToolCall("a", "weather", "{}")])], words("Sorry.")])
+        config = make_config(tools=(tool,), allowed_networks=())
+        call = await start(config, stt=FakeSTT(["Weather please"]), llm=llm)
+        await until(lambda: len(call.sink.timelines) == 1)
+        await call.caller.speak(300)
+        await until(lambda: len(call.sink.timelines) == 2)
+        await call.hang_up()
+    results = [m.content for m in llm.requests[1] if m.role == "tool"]
+    assert results == ["Error: the weather tool could not be reached (address not allowed)."]
+    assert server.requests == []
