@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
@@ -99,6 +100,27 @@ def too_many(retry_after: int, message: str = "Too many failed attempts; try aga
     response = HttpResponse(message + "\n", status=429, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(retry_after)
     return response
+
+
+class LoginLockoutBackend(AxesStandaloneBackend):
+    """django-axes' check in front of every login that comes with a request.
+
+    A login over HTTP always does (Django's login views and forms pass it). Code that
+    calls ``authenticate()`` without one (Django's test client ``login()``, scripts) has
+    no client address to count and no one to lock out; axes would raise there, so those
+    calls pass through to the next backend unchecked.
+    """
+
+    def authenticate(  # type: ignore[override]
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)
 
 
 def axes_lockout_response(

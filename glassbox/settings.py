@@ -156,7 +156,7 @@ CALLS_SWEEP_INTERVAL_S = env.float("CALLS_SWEEP_INTERVAL_S", default=0.0 if REDI
 # failed logins are counted by client address and by account, and either one locks out
 # for a while with 429 + Retry-After (glassbox/ratelimit.py).
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "glassbox.ratelimit.LoginLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)

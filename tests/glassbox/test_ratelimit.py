@@ -147,3 +147,16 @@ def test_admin_logins_lock_out_by_account(settings: Any) -> None:
     response = _login(Client(REMOTE_ADDR=next(_addresses)), staff.username, "pw-x1!")
     assert response.status_code == 429
     assert int(response["Retry-After"]) == 15 * 60
+
+
+@pytest.mark.django_db
+def test_authenticate_without_a_request_still_works(settings: Any) -> None:
+    # The test client's login() and scripts call authenticate() without a request.
+    settings.AXES_FAILURE_LIMIT = 2
+    from django.contrib.auth import authenticate
+
+    staff = make_user()
+    for _ in range(3):
+        assert authenticate(username=staff.username, password="wrong") is None
+    assert authenticate(username=staff.username, password="pw-x1!") == staff
+    assert Client().login(username=staff.username, password="pw-x1!")
