@@ -53,8 +53,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
-import httpx
-
 from voice.audio import Converter
 from voice.config import AudioFormat, CallConfig, Encoding, TTSConfig
 from voice.events import (
@@ -92,6 +90,7 @@ from voice.machine import (
     VoiceEnded,
     VoiceStarted,
 )
+from voice.netguard import guarded_async_client
 from voice.playback import Playback
 from voice.providers.base import (
     LLMProvider,
@@ -257,7 +256,9 @@ class Conversation:
     async def _run_call(self) -> None:
         async with (
             asyncio.timeout(None) as self._deadline,
-            httpx.AsyncClient(verify=httpx_tls()) as http,
+            # tools are tenant URLs: public addresses only (plus the allowed networks),
+            # checked after DNS on every connection and redirect (voice/netguard.py)
+            guarded_async_client(self._config.allowed_networks, verify=httpx_tls()) as http,
         ):
             runner = ToolRunner(self._config, http=http, digits=self._digits, clock=self._now_s)
             self._speaker = Speaker(
