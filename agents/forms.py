@@ -1,0 +1,397 @@
+"""The dashboard's agent, tool and credential forms: layouts over the API's serializers
+(see glassbox/pageforms.py). Nothing here validates; labels, hints and grouping only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.http import QueryDict
+
+from agents.models import Agent, Credential, Tool
+from agents.serializers import (
+    AgentInputSerializer,
+    AgentOutputSerializer,
+    CredentialInputSerializer,
+    ToolInputSerializer,
+    ToolOutputSerializer,
+)
+from agents.services import CREDENTIAL_FOR
+from glassbox.pageforms import (
+    CHECKBOXES,
+    JSON,
+    SECRET,
+    TEXTAREA,
+    BoundField,
+    FormField,
+    PageForm,
+    Section,
+    serializer_field,
+)
+from tenants.models import Organization
+
+STAGES = ("stt", "llm", "tts")
+
+# Which of a stage's settings each provider reads (voice/providers/*); a provider not
+# listed shows them all. The engine's provider registry is to describe this, and this
+# table then goes.
+PROVIDER_SETTINGS: dict[str, dict[str, frozenset[str]]] = {
+    "stt": {
+        "deepgram": frozenset({"model", "language"}),
+        "pocketsphinx": frozenset({"language"}),
+    },
+    "llm": {
+        "openai": frozenset({"model", "temperature", "max_tokens"}),
+        "scripted": frozenset({"model", "max_tokens"}),
+    },
+    "tts": {
+        "cartesia": frozenset({"voice", "model", "speed", "language"}),
+        "espeak": frozenset({"voice", "speed"}),
+    },
+}
+
+STAGE_TITLES = {"stt": "Speech-to-text", "llm": "Language model", "tts": "Text-to-speech"}
+
+_AGENT_FIELDS = [
+    FormField("name", "Name"),
+    FormField("system_prompt", "System prompt", rows=10),
+    FormField("first_message", "First message", "What the agent says when it answers.", TEXTAREA),
+    FormField("first_message_interruptible", "Callers can interrupt the first message"),
+    FormField("stt.provider", "Speech-to-text provider"),
+    FormField("stt.model", "Model", "Blank: the provider's default model."),
+    FormField("stt.language", "Language", "A BCP-47 tag, e.g. en-US."),
+    FormField("stt_credential", "Credential", "Blank: the platform's key."),
+    FormField("llm.provider", "Language model provider"),
+    FormField("llm.model", "Model", "Blank: the provider's default model."),
+    FormField("llm.temperature", "Temperature", "From 0 to 2."),
+    FormField("llm.max_tokens", "Maximum tokens per reply"),
+    FormField("llm_credential", "Credential", "Blank: the platform's key."),
+    FormField("tts.provider", "Text-to-speech provider"),
+    FormField("tts.voice", "Voice", "The provider's voice id. Blank: its default voice."),
+    FormField("tts.model", "Model", "Blank: the provider's default model."),
+    FormField("tts.speed", "Speed", "1 is normal speed."),
+    FormField("tts.language", "Language"),
+    FormField("tts_credential", "Credential", "Blank: the platform's key."),
+    FormField(
+        "turn.min_wait_ms",
+        "Minimum wait (ms)",
+        "Silence after the caller's last word before the agent may answer.",
+    ),
+    FormField(
+        "turn.max_wait_ms",
+        "Maximum wait (ms)",
+        "The longest the agent waits when the caller sounds unfinished.",
+    ),
+    FormField("interruption.enabled", "Callers can interrupt the agent"),
+    FormField(
+        "interruption.min_speech_ms",
+        "Minimum speech to interrupt (ms)",
+    ),
+    FormField("interruption.min_words", "Minimum words to interrupt", "0: any speech."),
+    FormField("interruption.transcript_wait_ms", "Wait for a transcript (ms)"),
+    FormField(
+        "interruption.acknowledgements",
+        "Acknowledgements",
+        "One per line. Short phrases such as 'mhm' that never interrupt the agent.",
+    ),
+    FormField("idle.prompt", "Idle prompt", "Said when the caller is silent. Blank: none."),
+    FormField("idle.timeout_s", "Idle timeout (seconds)"),
+    FormField("idle.max_prompts", "Idle prompts before hanging up"),
+    FormField("idle.goodbye", "Idle goodbye"),
+    FormField("max_duration_s", "Maximum call length (seconds)"),
+    FormField("max_duration_message", "Message at the time limit", widget=TEXTAREA, rows=2),
+    FormField(
+        "end_call_phrases",
+        "End-call phrases",
+        "One per line. The call ends after the agent says one of these.",
+    ),
+    FormField("tools", "Tools", "Functions the language model may call.", CHECKBOXES),
+    FormField("webhook_url", "Webhook URL", "Call events are POSTed here. Blank: none."),
+    FormField(
+        "webhook_secret",
+        "Webhook secret",
+        "Signs webhook requests (HMAC-SHA256). Write-only: it is never shown again.",
+        SECRET,
+        removable=True,
+    ),
+    FormField("analysis.summary_prompt", "Summary prompt", "Blank: no summary.", rows=3),
+    FormField(
+        "analysis.structured_data_schema",
+        "Structured data schema",
+        "A JSON Schema of the data to extract from each call. Blank: none.",
+        JSON,
+    ),
+    FormField("analysis.success_rubric", "Success rubric", "Blank: no verdict.", rows=3),
+]
+
+
+def agent_sections() -> list[Section]:
+    return [
+        Section(
+            "Agent",
+            ["name", "system_prompt", "first_message", "first_message_interruptible"],
+            "basics",
+        ),
+        *(Section(STAGE_TITLES[s], [], s) for s in STAGES),  # drawn by stage_fields()
+        Section("Turn-taking", ["turn.min_wait_ms", "turn.max_wait_ms"], "turn"),
+        Section(
+            "Interruptions",
+            [
+                "interruption.enabled",
+                "interruption.min_speech_ms",
+                "interruption.min_words",
+                "interruption.transcript_wait_ms",
+                "interruption.acknowledgements",
+            ],
+            "interruption",
+        ),
+        Section(
+            "When the caller is silent",
+            ["idle.prompt", "idle.timeout_s", "idle.max_prompts", "idle.goodbye"],
+            "idle",
+        ),
+        Section(
+            "Ending the call",
+            ["max_duration_s", "max_duration_message", "end_call_phrases"],
+            "ending",
+        ),
+        Section("Tools", ["tools"], "tools"),
+        Section("Webhook", ["webhook_url", "webhook_secret"], "webhook"),
+        Section(
+            "After the call",
+            [
+                "analysis.summary_prompt",
+                "analysis.structured_data_schema",
+                "analysis.success_rubric",
+            ],
+            "analysis",
+        ),
+    ]
+
+
+class AgentForm(PageForm):
+    """The agent form. Each stage's settings depend on its chosen provider: only the
+    settings that provider reads are shown, and only credentials it can use offered."""
+
+    def stage_provider(self, stage: str) -> str:
+        value = self.value(f"{stage}.provider")
+        return str(value) if isinstance(value, str) else ""
+
+    def stage_fields(self, stage: str) -> list[str]:
+        provider = self.stage_provider(stage)
+        settings = PROVIDER_SETTINGS[stage].get(provider)
+        nested = serializer_field(self._schema, stage).fields
+        paths = [f"{stage}.provider"]
+        paths += [
+            f"{stage}.{name}"
+            for name in nested
+            if name != "provider" and (settings is None or name in settings)
+        ]
+        if self._takes_credential(stage):
+            paths.append(f"{stage}_credential")
+        return paths
+
+    def layout(self) -> list[tuple[Section, list[BoundField]]]:
+        """The page's fieldsets with their fields, a stage's depending on its provider."""
+        return [
+            (s, self.bound_fields(self.stage_fields(s.key) if s.key in STAGES else s.paths))
+            for s in agent_sections()
+        ]
+
+    def _takes_credential(self, stage: str) -> bool:
+        provider = self.stage_provider(stage)
+        known = provider in PROVIDER_SETTINGS[stage]
+        return not known or CREDENTIAL_FOR[stage].get(provider) is not None
+
+    def api_data(self) -> dict[str, Any]:
+        data = super().api_data()
+        # A provider that takes no credential has no picker on the page: it means none
+        # (else a credential left from the previous provider would be refused, unseen).
+        for stage in STAGES:
+            if not self._takes_credential(stage) and f"{stage}.provider" in (self.data or {}):
+                data[f"{stage}_credential"] = None
+        return data
+
+
+def _credential_choices(organization: Organization, kind: str | None) -> list[tuple[str, str]]:
+    credentials = Credential.objects.for_org(organization)
+    if kind is not None:
+        credentials = credentials.filter(provider=kind)
+    return [(str(c.pk), _credential_label(c)) for c in credentials]
+
+
+def _credential_label(credential: Credential) -> str:
+    hint = f" …{credential.hint}" if credential.hint else ""
+    return f"{credential.name} ({credential.provider}{hint})"
+
+
+def agent_form(
+    *,
+    organization: Organization,
+    agent: Agent | None = None,
+    initial: Mapping[str, Any] | None = None,
+    data: QueryDict | None = None,
+) -> AgentForm:
+    if agent is not None and initial is None:
+        initial = AgentOutputSerializer(agent).data
+    form = AgentForm(
+        serializer_class=AgentInputSerializer,
+        fields=_AGENT_FIELDS,
+        context={"organization": organization},
+        instance=agent,
+        initial=initial,
+        data=data,
+        stored_secrets=["webhook_secret"] if agent is not None and agent.webhook_secret else [],
+    )
+    # Credential pickers offer only the kind the chosen provider takes.
+    for stage in STAGES:
+        kind = CREDENTIAL_FOR[stage].get(form.stage_provider(stage))
+        form.fields[f"{stage}_credential"].choices = _credential_choices(organization, kind)
+    return form
+
+
+# --- tools --------------------------------------------------------------------------------
+
+# Which settings each tool kind reads; the rest are hidden for that kind.
+TOOL_KIND_SETTINGS = {
+    "http": ["url", "method", "headers", "timeout_s", "filler", "filler_after_s"],
+    "end_call": [],
+    "transfer_call": ["transfer_to"],
+    "collect_digits": ["max_digits", "terminator", "digit_timeout_s"],
+}
+
+_TOOL_FIELDS = [
+    FormField("name", "Name", "The function name the language model sees."),
+    FormField("kind", "Kind"),
+    FormField("description", "Description", "Tells the language model when to call it.", rows=3),
+    FormField(
+        "parameters",
+        "Parameters",
+        'A JSON Schema ("type": "object") of the arguments the model supplies. Blank: none.',
+    ),
+    FormField("url", "URL"),
+    FormField("method", "Method"),
+    FormField(
+        "headers",
+        "Headers",
+        "One 'Name: value' per line, sent with every request. Write-only: stored encrypted and "
+        "never shown again; blank keeps the stored headers.",
+        SECRET,
+        rows=3,
+    ),
+    FormField("timeout_s", "Timeout (seconds)"),
+    FormField("filler", "Filler", "What the agent says while a slow tool runs."),
+    FormField("filler_after_s", "Filler after (seconds)"),
+    FormField("transfer_to", "Transfer to", "E.164, e.g. +14155550123."),
+    FormField("max_digits", "Maximum digits"),
+    FormField("terminator", "Terminator key", "Ends the input early."),
+    FormField("digit_timeout_s", "Digit timeout (seconds)"),
+]
+
+
+class ToolForm(PageForm):
+    def kind(self) -> str:
+        value = self.value("kind")
+        return str(value) if isinstance(value, str) else ""
+
+    def kind_fields(self) -> list[str]:
+        settings = TOOL_KIND_SETTINGS.get(self.kind())
+        if settings is None:
+            return [f.path for f in _TOOL_FIELDS[4:]]
+        return settings
+
+    def api_data(self) -> dict[str, Any]:
+        data = super().api_data()
+        assert self.data is not None
+        raw = self.data.get("headers", "")
+        # Headers are "Name: value" lines on the page and an object in the API.
+        if raw.strip():
+            headers: dict[str, str] = {}
+            for line in raw.splitlines():
+                if line.strip():
+                    name, _, value = line.partition(":")
+                    headers[name.strip()] = value.strip()
+            data["headers"] = headers
+        return data
+
+
+def tool_form(
+    *,
+    organization: Organization,
+    tool: Tool | None = None,
+    data: QueryDict | None = None,
+) -> ToolForm:
+    initial = ToolOutputSerializer(tool).data if tool is not None else None
+    return ToolForm(
+        serializer_class=ToolInputSerializer,
+        fields=_TOOL_FIELDS,
+        context={"organization": organization},
+        instance=tool,
+        initial=initial,
+        data=data,
+        stored_secrets=["headers"] if tool is not None and tool.headers else [],
+    )
+
+
+# --- credentials ---------------------------------------------------------------------------
+
+# Which secret fields each provider takes.
+CREDENTIAL_PROVIDER_FIELDS = {"twilio": ["account_sid", "auth_token"]}
+CREDENTIAL_DEFAULT_FIELDS = ["api_key"]
+
+_CREDENTIAL_FIELDS = [
+    FormField("name", "Name"),
+    FormField("provider", "Provider"),
+    FormField("api_key", "API key", "Write-only: stored encrypted and never shown again."),
+    FormField("account_sid", "Account SID", "'AC' followed by 32 hex digits. Write-only."),
+    FormField("auth_token", "Auth token", "Write-only: stored encrypted and never shown again."),
+    FormField(
+        "base_url",
+        "Base URL",
+        "Only for an OpenAI-compatible server (Ollama, vLLM, Groq, ...). Blank: OpenAI.",
+    ),
+]
+
+
+class CredentialForm(PageForm):
+    def provider(self) -> str:
+        if self.instance is not None:
+            return str(self.instance.provider)
+        value = self.value("provider")
+        return str(value) if isinstance(value, str) else ""
+
+    def provider_fields(self) -> list[str]:
+        provider = self.provider()
+        paths = list(CREDENTIAL_PROVIDER_FIELDS.get(provider, CREDENTIAL_DEFAULT_FIELDS))
+        if provider == "openai" or not provider:
+            paths.append("base_url")
+        return paths
+
+
+def credential_form(
+    *,
+    organization: Organization,
+    credential: Credential | None = None,
+    data: QueryDict | None = None,
+) -> CredentialForm:
+    fields = [f for f in _CREDENTIAL_FIELDS if credential is None or f.path != "provider"]
+    if credential is not None:
+        fields = [
+            f
+            if f.path not in ("api_key", "account_sid", "auth_token")
+            else FormField(f.path, f.label, f.hint + " Blank keeps the stored value.", SECRET)
+            for f in fields
+        ]
+    initial = {"name": credential.name, "base_url": credential.base_url} if credential else None
+    secrets = []
+    if credential is not None:
+        secrets = [p for p in ("api_key", "account_sid", "auth_token") if getattr(credential, p)]
+    return CredentialForm(
+        serializer_class=CredentialInputSerializer,
+        fields=fields,
+        context={"organization": organization},
+        instance=credential,
+        initial=initial,
+        data=data,
+        stored_secrets=secrets,
+    )
