@@ -60,18 +60,18 @@ _AGENT_FIELDS = [
     FormField("stt.provider", "Speech-to-text provider"),
     FormField("stt.model", "Model", "Blank: the provider's default model."),
     FormField("stt.language", "Language", "A BCP-47 tag, e.g. en-US."),
-    FormField("stt_credential", "Credential", "Blank: the platform's key."),
+    FormField("stt_credential", "Credential", blank_label="The platform's key"),
     FormField("llm.provider", "Language model provider"),
     FormField("llm.model", "Model", "Blank: the provider's default model."),
     FormField("llm.temperature", "Temperature", "From 0 to 2."),
     FormField("llm.max_tokens", "Maximum tokens per reply"),
-    FormField("llm_credential", "Credential", "Blank: the platform's key."),
+    FormField("llm_credential", "Credential", blank_label="The platform's key"),
     FormField("tts.provider", "Text-to-speech provider"),
     FormField("tts.voice", "Voice", "The provider's voice id. Blank: its default voice."),
     FormField("tts.model", "Model", "Blank: the provider's default model."),
     FormField("tts.speed", "Speed", "1 is normal speed."),
     FormField("tts.language", "Language"),
-    FormField("tts_credential", "Credential", "Blank: the platform's key."),
+    FormField("tts_credential", "Credential", blank_label="The platform's key"),
     FormField(
         "turn.min_wait_ms",
         "Minimum wait (ms)",
@@ -300,6 +300,14 @@ class ToolForm(PageForm):
             return [f.path for f in _TOOL_FIELDS[4:]]
         return settings
 
+    @property
+    def bound_kind_fields(self) -> list[BoundField]:
+        return self.bound_fields(self.kind_fields())
+
+    @property
+    def bound_all_fields(self) -> list[BoundField]:
+        return self.bound_fields(["name", "kind", "description", "parameters", *self.kind_fields()])
+
     def api_data(self) -> dict[str, Any]:
         data = super().api_data()
         assert self.data is not None
@@ -366,6 +374,10 @@ class CredentialForm(PageForm):
         if provider == "openai" or not provider:
             paths.append("base_url")
         return paths
+
+    @property
+    def bound_provider_fields(self) -> list[BoundField]:
+        return self.bound_fields(self.provider_fields())
 
 
 def credential_form(

@@ -57,6 +57,8 @@ class FormField:
     choices: Sequence[tuple[str, str]] | None = None
     # Secrets: offer a "remove" box when one is stored.
     removable: bool = False
+    # Selects: what the empty choice reads ("None" for optional ones).
+    blank_label: str = ""
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class BoundField:
     has_value: bool = False  # secrets: one is stored
     remove_name: str = ""
     allow_blank_choice: bool = False
+    blank_label: str = ""
 
     @property
     def hint_id(self) -> str:
@@ -199,6 +202,8 @@ def _widget(fld: serializers.Field) -> str:
         return LINES
     if isinstance(fld, serializers.JSONField):
         return JSON
+    if isinstance(fld, serializers.URLField):
+        return TEXT
     if isinstance(fld, serializers.CharField) and fld.write_only:
         return SECRET
     if isinstance(fld, serializers.CharField) and (fld.max_length or 0) > 500:
@@ -333,9 +338,9 @@ class PageForm:
         if self.data is not None and path in self.data:
             return self.data.get(path)
         found = _lookup(self.initial, path)
-        if found is not empty:
-            return found
-        return _field_default(serializer_field(self._schema, path))
+        if found is empty:
+            found = _field_default(serializer_field(self._schema, path))
+        return None if found is empty else found
 
     def __getitem__(self, path: str) -> BoundField:
         spec = self.fields[path]
@@ -364,9 +369,12 @@ class PageForm:
         elif widget == SELECT:
             current = self.value(path)
             current = "" if current in (None, empty) else str(current)
-            bound.allow_blank_choice = bool(getattr(fld, "allow_null", False)) or (
+            optional = bool(getattr(fld, "allow_null", False)) or (
                 isinstance(fld, serializers.ChoiceField) and fld.allow_blank
             )
+            # A required choice not made yet shows as such, not as its first option.
+            bound.allow_blank_choice = optional or current == ""
+            bound.blank_label = spec.blank_label or ("None" if optional else "Choose one")
             bound.choices = [(v, label, v == current) for v, label in self._choices(spec, fld)]
             bound.value = current
         elif widget == CHECKBOX:
