@@ -274,8 +274,8 @@ _TOOL_FIELDS = [
     FormField(
         "headers",
         "Headers",
-        "One 'Name: value' per line, sent with every request. Write-only: stored encrypted and "
-        "never shown again; blank keeps the stored headers.",
+        "One 'Name: value' per line, sent with every request. Write-only: stored encrypted, "
+        "never shown again.",
         SECRET,
         rows=3,
     ),
@@ -391,7 +391,7 @@ def credential_form(
         fields = [
             f
             if f.path not in ("api_key", "account_sid", "auth_token")
-            else FormField(f.path, f.label, f.hint + " Blank keeps the stored value.", SECRET)
+            else FormField(f.path, f.label, f.hint, SECRET)
             for f in fields
         ]
     initial = {"name": credential.name, "base_url": credential.base_url} if credential else None
