@@ -278,6 +278,7 @@ _TOOL_FIELDS = [
         "never shown again.",
         SECRET,
         rows=3,
+        removable=True,
     ),
     FormField("timeout_s", "Timeout (seconds)"),
     FormField("filler", "Filler", "What the agent says while a slow tool runs."),
@@ -296,8 +297,8 @@ class ToolForm(PageForm):
 
     def kind_fields(self) -> list[str]:
         settings = TOOL_KIND_SETTINGS.get(self.kind())
-        if settings is None:
-            return [f.path for f in _TOOL_FIELDS[4:]]
+        if settings is None:  # no kind chosen yet: every kind's settings
+            return list(dict.fromkeys(p for paths in TOOL_KIND_SETTINGS.values() for p in paths))
         return settings
 
     @property

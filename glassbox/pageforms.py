@@ -272,7 +272,7 @@ class PageForm:
             fld = serializer_field(self._schema, path)
             widget = spec.widget or _widget(fld)
             if widget == SECRET and self.data.get(path + SECRET_REMOVE_SUFFIX) == "true":
-                _put(out, path, "")
+                _put(out, path, {} if isinstance(fld, serializers.DictField) else "")
                 continue
             if path not in self.data:
                 continue
