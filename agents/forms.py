@@ -8,6 +8,7 @@ from typing import Any
 
 from django.http import QueryDict
 
+from agents import selectors
 from agents.models import Agent, Credential, Tool
 from agents.serializers import (
     AgentInputSerializer,
@@ -214,7 +215,7 @@ class AgentForm(PageForm):
 
 
 def _credential_choices(organization: Organization, kind: str | None) -> list[tuple[str, str]]:
-    credentials = Credential.objects.for_org(organization)
+    credentials = selectors.credential_list(organization=organization)
     if kind is not None:
         credentials = credentials.filter(provider=kind)
     return [(str(c.pk), _credential_label(c)) for c in credentials]

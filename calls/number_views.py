@@ -10,7 +10,8 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 
-from agents.models import Credential, CredentialProvider
+from agents import selectors as agents_selectors
+from agents.models import CredentialProvider
 from agents.views import page_of
 from calls import selectors, services
 from calls.filters import PhoneNumberFilter
@@ -30,7 +31,9 @@ def phone_number_form(
     data: QueryDict | None = None,
 ) -> PageForm:
     # Only Twilio credentials can carry a number; the service says so too.
-    twilio = Credential.objects.for_org(organization).filter(provider=CredentialProvider.TWILIO)
+    twilio = agents_selectors.credential_list(organization=organization).filter(
+        provider=CredentialProvider.TWILIO
+    )
     fields = [
         FormField("number", "Number", "E.164, e.g. +14155550123."),
         FormField("name", "Name", "Your own label for it."),

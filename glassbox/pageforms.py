@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -253,7 +253,8 @@ class PageForm:
         self.data = data
         self.stored_secrets = set(stored_secrets)
         self._schema = serializer_class(context=self.context)
-        self.fields = {f.path: f for f in fields}
+        # Copies: a view may tailor a field (its choices) for one request and organization.
+        self.fields = {f.path: replace(f) for f in fields}
         self.errors: dict[str, list[str]] = {}
         self.validated_data: dict[str, Any] | None = None
 

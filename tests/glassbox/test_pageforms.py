@@ -260,3 +260,12 @@ def test_credential_form_is_write_only(tenant_a: Tenant) -> None:
     )
     assert not form.is_valid()
     assert form.errors == {"api_key": ["Required for deepgram."]}
+
+
+def test_tailored_choices_stay_with_their_form(tenant_a: Tenant, tenant_b: Tenant) -> None:
+    # One organization's credentials must never show up in another's form.
+    ours = make_credential(tenant_a.organization, "deepgram")
+    mine = agent_form(organization=tenant_a.organization, data=post(BASIC))
+    theirs = agent_form(organization=tenant_b.organization, data=post(BASIC))
+    assert theirs["stt_credential"].choices == []
+    assert [v for v, _, _ in mine["stt_credential"].choices] == [str(ours.pk)]
