@@ -12,6 +12,7 @@ from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
@@ -214,7 +215,11 @@ def invitation_accept(
         raise ValidationError("This invitation has expired, was revoked or was already used.")
     user_model = get_user_model()
     if user is None:
-        if user_model.objects.filter(email__iexact=invitation.email).exists():
+        # Usernames are emails too: either match means the account exists.
+        taken = user_model.objects.filter(
+            Q(email__iexact=invitation.email) | Q(username__iexact=invitation.email)
+        )
+        if taken.exists():
             raise ValidationError("An account with this email exists: log in to accept.")
         user = user_model.objects.create_user(
             username=invitation.email, email=invitation.email, password=password

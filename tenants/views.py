@@ -21,6 +21,7 @@ from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from glassbox.encryption import decrypt_str, encrypt_str
 from tenants import selectors, services
 from tenants.forms import ApiKeyForm, InviteForm, LoginForm, NewAccountPasswordForm, RoleForm
 from tenants.models import Membership, Role
@@ -263,14 +264,20 @@ def _joined(request: HttpRequest, membership: Membership) -> HttpResponse:
 # --- API keys -----------------------------------------------------------------------------
 
 
+NEW_KEY_SESSION = "dashboard_new_api_key"
+
+
 @org_required(min_role=Role.ADMIN)
 def api_key_list(request: HttpRequest) -> HttpResponse:
-    """List and create keys. A new key is rendered in this response only (never stored,
-    never put in the session), with caching off."""
+    """List and create keys.
+
+    A created key is shown on the page the POST redirects to, once: it waits in the
+    session encrypted (the same rotatable keys as tenant secrets) and is popped by that
+    GET, so a reload neither shows it again nor creates a second key.
+    """
     membership: Membership = request.membership  # type: ignore[attr-defined]
     organization = membership.organization
     form = ApiKeyForm(request.POST if request.method == "POST" else None)
-    issued = None
     if request.method == "POST" and form.is_valid():
         issued = services.api_key_create(
             organization=organization,
@@ -278,14 +285,22 @@ def api_key_list(request: HttpRequest) -> HttpResponse:
             scope=form.cleaned_data["scope"],
             created_by=membership.user,
         )
-        form = ApiKeyForm()
+        request.session[NEW_KEY_SESSION] = {
+            "id": issued.api_key.pk,
+            "organization": organization.pk,
+            "key": encrypt_str(issued.raw_key),
+        }
+        return redirect("tenants:api-key-list")
+    new_key = None
+    pending = request.session.pop(NEW_KEY_SESSION, None) if request.method == "GET" else None
+    if isinstance(pending, dict) and pending.get("organization") == organization.pk:
+        new_key = decrypt_str(str(pending.get("key", "")))
     context = {
         "keys": selectors.api_key_list(organization=organization).select_related("created_by"),
         "form": form,
-        "issued": issued,
+        "new_key": new_key,
     }
-    status = 201 if issued else (400 if form.errors else 200)
-    response = render(request, "tenants/api_keys.html", context, status=status)
+    response = render(request, "tenants/api_keys.html", context, status=400 if form.errors else 200)
     response["Cache-Control"] = "no-store"
     return response
 

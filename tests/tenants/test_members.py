@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from tenants import services
 from tenants.models import ApiKey, Invitation, Membership, Organization, Role
+from tenants.services import hash_api_key
 from tests.factories import make_api_key, make_invitation, make_organization, make_user
 
 
@@ -87,6 +88,17 @@ def test_an_invitation_is_used_once_and_a_new_one_replaces_the_old(db: Any) -> N
         services.invitation_accept(invitation=second.invitation, password="pw-long-123")
     with pytest.raises(ValidationError, match="already a member"):
         services.invitation_create(organization=org, email="a@x.test", role="member", actor=owner)
+
+
+def test_a_new_account_cannot_take_an_existing_username(db: Any) -> None:
+    org = make_organization()
+    owner = _member(org, Role.OWNER)
+    get_user_model().objects.create_user(username="u@x.test", email="other@x.test")
+    issued = services.invitation_create(
+        organization=org, email="U@x.test", role="member", actor=owner
+    )
+    with pytest.raises(ValidationError, match="log in to accept"):
+        services.invitation_accept(invitation=issued.invitation, password="long-pass-1234")
 
 
 def test_the_invitation_token_is_stored_only_as_a_hash(db: Any) -> None:
@@ -229,13 +241,31 @@ def test_a_new_api_key_is_shown_once(db: Any) -> None:
     admin = _member(org, Role.ADMIN)
     client = _client(admin)
     response = client.post("/api-keys/", {"name": "CI", "scope": "read_only"})
-    assert response.status_code == 201 and response["Cache-Control"] == "no-store"
-    raw_key = response.context["issued"].raw_key
-    assert raw_key in response.content.decode()
+    assert response.status_code == 302 and response["Location"] == "/api-keys/"
     key = ApiKey.objects.for_org(org).get(name="CI")
     assert key.scope == "read_only" and key.created_by == admin.user
+    # Waiting in the session, encrypted: never the raw key at rest.
+    stored = str(dict(client.session.items()))
+    shown = client.get("/api-keys/")
+    assert shown["Cache-Control"] == "no-store"
+    raw_key = shown.context["new_key"]
+    assert raw_key.startswith("gb_") and raw_key not in stored
+    assert raw_key in shown.content.decode()
+    assert ApiKey.objects.for_org(org).get(pk=key.pk).hashed_key == hash_api_key(raw_key)
     listing = client.get("/api-keys/").content.decode()
     assert raw_key not in listing and key.masked in listing and "Read only" in listing
+
+
+def test_a_new_key_is_not_shown_in_another_organization(db: Any) -> None:
+    org = make_organization()
+    owner = _member(org, Role.OWNER)
+    other = make_organization()
+    services.membership_create(organization=other, user=owner.user, role=Role.OWNER)
+    client = _client(owner)
+    client.post("/organizations/switch/", {"organization": org.pk})
+    client.post("/api-keys/", {"name": "mine", "scope": "full"})
+    client.post("/organizations/switch/", {"organization": other.pk})
+    assert client.get("/api-keys/").context["new_key"] is None
 
 
 def test_revoking_an_api_key_from_the_page(db: Any) -> None:
