@@ -106,7 +106,9 @@ _AGENT_FIELDS = [
         "End-call phrases",
         "One per line. The call ends after the agent says one of these.",
     ),
-    FormField("tools", "Tools", "Functions the language model may call.", CHECKBOXES),
+    FormField(
+        "tools", "Tools this agent may call", "Functions its language model may call.", CHECKBOXES
+    ),
     FormField("webhook_url", "Webhook URL", "Call events are POSTed here. Blank: none."),
     FormField(
         "webhook_secret",

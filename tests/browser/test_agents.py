@@ -144,3 +144,31 @@ def test_credentials_and_numbers_pages(page: Page, login_as: Any) -> None:
     expect(page.get_by_role("link", name="+14155550100")).to_be_visible()
     expect(page.get_by_role("link", name="Reception")).to_be_visible()
     assert agent.phone_numbers.count() == 1
+
+
+def test_provider_fields_without_javascript(
+    browser: Any, dashboard_url: str, page: Page, login_as: Any
+) -> None:
+    member = login_as("member")
+    cookies = page.context.cookies()
+    context = browser.new_context(base_url=dashboard_url, java_script_enabled=False)
+    try:
+        context.add_cookies(cookies)
+        tab = context.new_page()
+        tab.goto("/agents/new/")
+        tab.get_by_label("Name", exact=True).fill("No script")
+        tab.get_by_label("Text-to-speech provider").select_option("espeak")
+        # The <noscript> button beside the picker redraws the page for that provider.
+        tab.locator("#stage-tts").get_by_role("button").click()
+        expect(tab.get_by_label("Voice")).to_be_visible()
+        expect(tab.locator("#stage-tts").get_by_label("Model")).to_have_count(0)
+        expect(tab.get_by_label("Name", exact=True)).to_have_value("No script")
+        assert not Agent.objects.for_org(member.organization).exists()
+        tab.get_by_label("Speech-to-text provider").select_option("pocketsphinx")
+        tab.get_by_label("Language model provider").select_option("scripted")
+        tab.get_by_role("button", name="Create agent").click()
+        expect(tab.get_by_role("status")).to_contain_text("Agent “No script” created.")
+        agent = Agent.objects.for_org(member.organization).get()
+        assert agent.tts["provider"] == "espeak" and agent.stt["provider"] == "pocketsphinx"
+    finally:
+        context.close()
