@@ -1,11 +1,33 @@
+import json
+from typing import Any
+
 from django.contrib import admin
 
 from agents.models import Agent, Credential, Tool
-from tenants.admin import TenantModelAdmin
+from agents.serializers import NESTED
+from tenants.admin import TenantAdminForm, TenantModelAdmin
+
+
+class AgentAdminForm(TenantAdminForm):
+    """The admin edits the nested settings as raw JSON; hold them to the API's rules.
+    (No Meta: the admin builds the model form's fields itself, tenant-scoped.)"""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean()
+        for name, serializer_class in NESTED.items():
+            if name not in cleaned:
+                continue  # the field itself was invalid (not JSON): already reported
+            serializer = serializer_class(data=cleaned[name])
+            if serializer.is_valid():
+                cleaned[name] = dict(serializer.validated_data)
+            else:
+                self.add_error(name, json.dumps(serializer.errors))
+        return cleaned
 
 
 @admin.register(Agent)
 class AgentAdmin(TenantModelAdmin):
+    form = AgentAdminForm
     list_display = ("name", "organization", "created", "updated")
     search_fields = ("name", "organization__name")
     # The webhook secret is never displayed; set it through the API.

@@ -7,53 +7,47 @@ later step can build a ``voice.config.CallConfig`` from an Agent field by field.
 
 from __future__ import annotations
 
-import json
-
-from django.core.exceptions import ValidationError
 from django.db import models
 
 from glassbox.encryption import EncryptedJSONField, EncryptedTextField
 from tenants.scoping import TenantModel
-from voice.config import IdleConfig, InterruptionConfig, TurnConfig
+from voice.config import (
+    CallConfig,
+    IdleConfig,
+    InterruptionConfig,
+    ToolConfig,
+    TurnConfig,
+    field_defaults,
+    to_plain,
+)
+from voice.providers.registry import credential_kinds
+
+_CALL = field_defaults(CallConfig)
+_TOOL = field_defaults(ToolConfig)
 
 
-# Column defaults mirror voice.config so rows created outside the API (commands, admin,
+# Column defaults are voice.config's, so rows created outside the API (commands, admin,
 # tests) are complete too. Callables, so no two rows share one mutable dict.
-def default_turn() -> dict[str, int]:
-    turn = TurnConfig()
-    return {"min_wait_ms": turn.min_wait_ms, "max_wait_ms": turn.max_wait_ms}
+def default_turn() -> dict[str, object]:
+    return to_plain(TurnConfig())
 
 
 def default_interruption() -> dict[str, object]:
-    i = InterruptionConfig()
-    return {
-        "enabled": i.enabled,
-        "min_speech_ms": i.min_speech_ms,
-        "min_words": i.min_words,
-        "transcript_wait_ms": i.transcript_wait_ms,
-        "acknowledgements": list(i.acknowledgements),
-    }
+    return to_plain(InterruptionConfig())
 
 
 def default_idle() -> dict[str, object]:
-    idle = IdleConfig()
-    return {
-        "prompt": idle.prompt,
-        "timeout_s": idle.timeout_s,
-        "max_prompts": idle.max_prompts,
-        "goodbye": idle.goodbye,
-    }
+    return to_plain(IdleConfig())
 
 
 def default_analysis() -> dict[str, object]:
     return {"summary_prompt": "", "structured_data_schema": {}, "success_rubric": ""}
 
 
-class CredentialProvider(models.TextChoices):
-    DEEPGRAM = "deepgram"
-    OPENAI = "openai"
-    CARTESIA = "cartesia"
-    TWILIO = "twilio"
+# The provider credential kinds come from the engine's provider registry; carriers after.
+CredentialProvider = models.TextChoices(  # type: ignore[misc]
+    "CredentialProvider", [(kind.upper(), kind) for kind in (*credential_kinds(), "twilio")]
+)
 
 
 class Credential(TenantModel):
@@ -95,20 +89,20 @@ class Tool(TenantModel):
     parameters = models.JSONField(default=dict, blank=True)
     # http
     url = models.URLField(max_length=2000, blank=True)
-    method = models.CharField(max_length=8, default="POST")
+    method = models.CharField(max_length=8, default=_TOOL["method"])
     # Often credentials for the tenant's tool server: encrypted, write-only in the API,
     # and kept out of call snapshots (resolved when a call starts, like other secrets).
     headers = EncryptedJSONField(default=dict, blank=True)
-    timeout_s = models.FloatField(default=10.0)
+    timeout_s = models.FloatField(default=_TOOL["timeout_s"])
     # transfer_call
     transfer_to = models.CharField(max_length=32, blank=True)
     # collect_digits
-    max_digits = models.PositiveSmallIntegerField(default=16)
-    terminator = models.CharField(max_length=1, default="#", blank=True)
-    digit_timeout_s = models.FloatField(default=10.0)
+    max_digits = models.PositiveSmallIntegerField(default=_TOOL["max_digits"])
+    terminator = models.CharField(max_length=1, default=_TOOL["terminator"], blank=True)
+    digit_timeout_s = models.FloatField(default=_TOOL["digit_timeout_s"])
     # what the agent says while a slow tool runs
     filler = models.CharField(max_length=500, blank=True)
-    filler_after_s = models.FloatField(default=1.0)
+    filler_after_s = models.FloatField(default=_TOOL["filler_after_s"])
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -126,7 +120,7 @@ class Agent(TenantModel):
     name = models.CharField(max_length=200)
     system_prompt = models.TextField(blank=True)
     first_message = models.TextField(blank=True)
-    first_message_interruptible = models.BooleanField(default=True)
+    first_message_interruptible = models.BooleanField(default=_CALL["first_message_interruptible"])
     stt = models.JSONField(default=dict)
     llm = models.JSONField(default=dict)
     tts = models.JSONField(default=dict)
@@ -142,10 +136,8 @@ class Agent(TenantModel):
     turn = models.JSONField(default=default_turn)
     interruption = models.JSONField(default=default_interruption)
     idle = models.JSONField(default=default_idle)
-    max_duration_s = models.FloatField(default=1800.0)
-    max_duration_message = models.TextField(
-        blank=True, default="We've reached the time limit for this call. Goodbye."
-    )
+    max_duration_s = models.FloatField(default=_CALL["max_duration_s"])
+    max_duration_message = models.TextField(blank=True, default=_CALL["max_duration_message"])
     end_call_phrases = models.JSONField(default=list, blank=True)
     tools = models.ManyToManyField(Tool, blank=True, related_name="agents")
     webhook_url = models.URLField(max_length=2000, blank=True)
@@ -163,18 +155,3 @@ class Agent(TenantModel):
     @property
     def has_webhook_secret(self) -> bool:
         return bool(self.webhook_secret)
-
-    def clean(self) -> None:
-        # The admin edits the nested settings as raw JSON; hold them to the API's rules.
-        from agents.serializers import NESTED  # the serializers module imports this one
-
-        super().clean()
-        errors: dict[str, str] = {}
-        for name, serializer_class in NESTED.items():
-            serializer = serializer_class(data=getattr(self, name))
-            if serializer.is_valid():
-                setattr(self, name, dict(serializer.validated_data))
-            else:
-                errors[name] = json.dumps(serializer.errors)
-        if errors:
-            raise ValidationError(errors)

@@ -25,15 +25,23 @@ from voice.config import (
     ToolConfig,
     TTSConfig,
     TurnConfig,
+    field_defaults,
 )
+from voice.providers import registry
 
-STT_PROVIDERS = ("deepgram", "pocketsphinx")
-LLM_PROVIDERS = ("openai", "scripted")
-TTS_PROVIDERS = ("cartesia", "espeak")
-_CALL = CallConfig(
-    call_id="", system_prompt="", stt=STTConfig("x"), llm=LLMConfig("x"), tts=TTSConfig("x")
-)
-_TOOL = ToolConfig(name="", description="", kind=ToolKind.END_CALL)  # type: ignore[arg-type]
+# Provider choices and every default below come from the engine (voice.config and the
+# provider registry): one copy, which the model columns and the call snapshot read too.
+STT_PROVIDERS = registry.choices(registry.Kind.STT)
+LLM_PROVIDERS = registry.choices(registry.Kind.LLM)
+TTS_PROVIDERS = registry.choices(registry.Kind.TTS)
+_CALL = field_defaults(CallConfig)
+_STT = field_defaults(STTConfig)
+_LLM = field_defaults(LLMConfig)
+_TTS = field_defaults(TTSConfig)
+_TURN = field_defaults(TurnConfig)
+_INTERRUPTION = field_defaults(InterruptionConfig)
+_IDLE = field_defaults(IdleConfig)
+_TOOL = field_defaults(ToolConfig)
 
 
 def validate_json_schema(value: dict[str, Any]) -> dict[str, Any]:
@@ -68,35 +76,31 @@ def e164(value: str) -> str:
 
 class STTSerializer(serializers.Serializer):
     provider = serializers.ChoiceField(STT_PROVIDERS)
-    model = serializers.CharField(max_length=100, allow_blank=True, default=STTConfig("x").model)
-    language = serializers.CharField(max_length=35, default=STTConfig("x").language)
+    model = serializers.CharField(max_length=100, allow_blank=True, default=_STT["model"])
+    language = serializers.CharField(max_length=35, default=_STT["language"])
 
 
 class LLMSerializer(serializers.Serializer):
     provider = serializers.ChoiceField(LLM_PROVIDERS)
-    model = serializers.CharField(max_length=100, allow_blank=True, default=LLMConfig("x").model)
-    temperature = serializers.FloatField(
-        min_value=0.0, max_value=2.0, default=LLMConfig("x").temperature
-    )
-    max_tokens = serializers.IntegerField(
-        min_value=1, max_value=32768, default=LLMConfig("x").max_tokens
-    )
+    model = serializers.CharField(max_length=100, allow_blank=True, default=_LLM["model"])
+    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, default=_LLM["temperature"])
+    max_tokens = serializers.IntegerField(min_value=1, max_value=32768, default=_LLM["max_tokens"])
 
 
 class TTSSerializer(serializers.Serializer):
     provider = serializers.ChoiceField(TTS_PROVIDERS)
-    voice = serializers.CharField(max_length=100, allow_blank=True, default=TTSConfig("x").voice)
-    model = serializers.CharField(max_length=100, allow_blank=True, default=TTSConfig("x").model)
-    speed = serializers.FloatField(min_value=0.25, max_value=4.0, default=TTSConfig("x").speed)
-    language = serializers.CharField(max_length=35, default=TTSConfig("x").language)
+    voice = serializers.CharField(max_length=100, allow_blank=True, default=_TTS["voice"])
+    model = serializers.CharField(max_length=100, allow_blank=True, default=_TTS["model"])
+    speed = serializers.FloatField(min_value=0.25, max_value=4.0, default=_TTS["speed"])
+    language = serializers.CharField(max_length=35, default=_TTS["language"])
 
 
 class TurnSerializer(serializers.Serializer):
     min_wait_ms = serializers.IntegerField(
-        min_value=0, max_value=10_000, default=TurnConfig().min_wait_ms
+        min_value=0, max_value=10_000, default=_TURN["min_wait_ms"]
     )
     max_wait_ms = serializers.IntegerField(
-        min_value=0, max_value=30_000, default=TurnConfig().max_wait_ms
+        min_value=0, max_value=30_000, default=_TURN["max_wait_ms"]
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -110,17 +114,17 @@ class TurnSerializer(serializers.Serializer):
 
 
 class InterruptionSerializer(serializers.Serializer):
-    enabled = serializers.BooleanField(default=InterruptionConfig().enabled)
+    enabled = serializers.BooleanField(default=_INTERRUPTION["enabled"])
     min_speech_ms = serializers.IntegerField(
-        min_value=0, max_value=5_000, default=InterruptionConfig().min_speech_ms
+        min_value=0, max_value=5_000, default=_INTERRUPTION["min_speech_ms"]
     )
     min_words = serializers.IntegerField(
-        min_value=0, max_value=50, default=InterruptionConfig().min_words
+        min_value=0, max_value=50, default=_INTERRUPTION["min_words"]
     )
     transcript_wait_ms = serializers.IntegerField(
         min_value=0,
         max_value=5_000,
-        default=InterruptionConfig().transcript_wait_ms,
+        default=_INTERRUPTION["transcript_wait_ms"],
         help_text=(
             "Speech not yet transcribed interrupts only after min_speech_ms plus this long, "
             "so a backchannel ('mhm') whose transcript arrives late does not cut the agent off."
@@ -129,20 +133,16 @@ class InterruptionSerializer(serializers.Serializer):
     acknowledgements = serializers.ListField(
         child=serializers.CharField(max_length=50),
         max_length=50,
-        default=list(InterruptionConfig().acknowledgements),
+        default=list(_INTERRUPTION["acknowledgements"]),
         help_text="Short phrases that never interrupt the agent (backchannels).",
     )
 
 
 class IdleSerializer(serializers.Serializer):
-    prompt = serializers.CharField(max_length=1000, allow_blank=True, default=IdleConfig().prompt)
-    timeout_s = serializers.FloatField(
-        min_value=1.0, max_value=600.0, default=IdleConfig().timeout_s
-    )
-    max_prompts = serializers.IntegerField(
-        min_value=0, max_value=10, default=IdleConfig().max_prompts
-    )
-    goodbye = serializers.CharField(max_length=1000, allow_blank=True, default=IdleConfig().goodbye)
+    prompt = serializers.CharField(max_length=1000, allow_blank=True, default=_IDLE["prompt"])
+    timeout_s = serializers.FloatField(min_value=1.0, max_value=600.0, default=_IDLE["timeout_s"])
+    max_prompts = serializers.IntegerField(min_value=0, max_value=10, default=_IDLE["max_prompts"])
+    goodbye = serializers.CharField(max_length=1000, allow_blank=True, default=_IDLE["goodbye"])
 
 
 class AnalysisSerializer(serializers.Serializer):
@@ -183,7 +183,7 @@ class AgentInputSerializer(serializers.Serializer):
     system_prompt = serializers.CharField(max_length=50_000, allow_blank=True, default="")
     first_message = serializers.CharField(max_length=2000, allow_blank=True, default="")
     first_message_interruptible = serializers.BooleanField(
-        default=_CALL.first_message_interruptible
+        default=_CALL["first_message_interruptible"]
     )
     stt = STTSerializer()
     llm = LLMSerializer()
@@ -195,10 +195,10 @@ class AgentInputSerializer(serializers.Serializer):
     interruption = InterruptionSerializer(required=False)
     idle = IdleSerializer(required=False)
     max_duration_s = serializers.FloatField(
-        min_value=10.0, max_value=4 * 3600.0, default=_CALL.max_duration_s
+        min_value=10.0, max_value=4 * 3600.0, default=_CALL["max_duration_s"]
     )
     max_duration_message = serializers.CharField(
-        max_length=1000, allow_blank=True, default=_CALL.max_duration_message
+        max_length=1000, allow_blank=True, default=_CALL["max_duration_message"]
     )
     end_call_phrases = serializers.ListField(
         child=serializers.CharField(max_length=200), max_length=50, default=list
@@ -298,7 +298,7 @@ class ToolInputSerializer(serializers.Serializer):
         help_text="JSON Schema (type object) of the arguments the LLM supplies.",
     )
     url = serializers.URLField(max_length=2000, allow_blank=True, default="")
-    method = serializers.ChoiceField(HTTP_METHODS, default=_TOOL.method)
+    method = serializers.ChoiceField(HTTP_METHODS, default=_TOOL["method"])
     headers = serializers.DictField(
         child=serializers.CharField(max_length=2000, allow_blank=True),
         default=dict,
@@ -308,16 +308,16 @@ class ToolInputSerializer(serializers.Serializer):
             "encrypted; responses list only the names (header_names)."
         ),
     )
-    timeout_s = serializers.FloatField(min_value=0.5, max_value=60.0, default=_TOOL.timeout_s)
+    timeout_s = serializers.FloatField(min_value=0.5, max_value=60.0, default=_TOOL["timeout_s"])
     transfer_to = serializers.CharField(max_length=32, allow_blank=True, default="")
-    max_digits = serializers.IntegerField(min_value=1, max_value=64, default=_TOOL.max_digits)
-    terminator = serializers.ChoiceField(("#", "*", ""), default=_TOOL.terminator)
+    max_digits = serializers.IntegerField(min_value=1, max_value=64, default=_TOOL["max_digits"])
+    terminator = serializers.ChoiceField(("#", "*", ""), default=_TOOL["terminator"])
     digit_timeout_s = serializers.FloatField(
-        min_value=1.0, max_value=60.0, default=_TOOL.digit_timeout_s
+        min_value=1.0, max_value=60.0, default=_TOOL["digit_timeout_s"]
     )
     filler = serializers.CharField(max_length=500, allow_blank=True, default="")
     filler_after_s = serializers.FloatField(
-        min_value=0.0, max_value=30.0, default=_TOOL.filler_after_s
+        min_value=0.0, max_value=30.0, default=_TOOL["filler_after_s"]
     )
 
     def validate_parameters(self, value: dict[str, Any]) -> dict[str, Any]:

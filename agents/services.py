@@ -10,13 +10,7 @@ from django.db import IntegrityError, transaction
 
 from agents.models import Agent, Credential, CredentialProvider, Tool
 from tenants.models import Organization
-
-# Which credential provider each speech/LLM provider takes. Local providers take none.
-CREDENTIAL_FOR = {
-    "stt": {"deepgram": CredentialProvider.DEEPGRAM},
-    "llm": {"openai": CredentialProvider.OPENAI},
-    "tts": {"cartesia": CredentialProvider.CARTESIA},
-}
+from voice.providers import registry
 
 
 def _hint(secret: str) -> str:
@@ -108,13 +102,13 @@ def _check_agent_refs(organization: Organization, agent: Agent, tools: list[Tool
     if tools is not None:
         _assert_same_org(organization, *tools)
     errors: dict[str, str] = {}
-    for stage in ("stt", "llm", "tts"):
+    for stage in registry.Kind:
         credential = getattr(agent, f"{stage}_credential")
         if credential is None:
             continue
         provider = getattr(agent, stage).get("provider")
-        wanted = CREDENTIAL_FOR[stage].get(provider)
-        if wanted is None:
+        wanted = registry.spec(stage, provider).credential
+        if not wanted:
             errors[f"{stage}_credential"] = f"The {provider} provider takes no credential."
         elif credential.provider != wanted:
             errors[f"{stage}_credential"] = f"Expected a {wanted} credential."

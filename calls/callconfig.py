@@ -6,7 +6,8 @@ Two steps, at two moments:
   plain JSON, stored on the Call. No secrets, only credential ids.
 - ``call_config_build(call)`` when the media stream starts: the snapshot plus secrets
   resolved from the tenant's credentials (else the platform's env keys) and endpoint
-  overrides from settings. The result goes to the engine and is never stored.
+  overrides from settings. The result goes to the engine and is never stored. Defaults
+  for anything the snapshot lacks are voice.config's own (``from_plain``): no copies here.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from voice.config import (
     ToolKind,
     TTSConfig,
     TurnConfig,
+    from_plain,
 )
+from voice.providers.registry import Kind, spec
 
 SNAPSHOT_VERSION = 1
 
@@ -87,21 +90,20 @@ def _credential(call: Call, credential_id: int | None) -> Credential | None:
     return Credential.objects.for_org(call.organization).filter(pk=credential_id).first()
 
 
-def _platform_defaults(provider: str) -> tuple[str, str]:
-    return {
-        "deepgram": (settings.DEEPGRAM_API_KEY, settings.DEEPGRAM_BASE_URL),
-        "openai": (settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL),
-        "cartesia": (settings.CARTESIA_API_KEY, settings.CARTESIA_BASE_URL),
-    }.get(provider, ("", ""))
-
-
-def _endpoint(call: Call, provider: str, credential_id: int | None) -> tuple[str, str]:
-    api_key, base_url = _platform_defaults(provider)
+def _endpoint(call: Call, kind: Kind, provider: str, credential_id: int | None) -> dict[str, str]:
+    """The API key and base URL for a provider: the tenant's credential, else the
+    platform's ``<CREDENTIAL>_API_KEY`` / ``<CREDENTIAL>_BASE_URL`` settings."""
+    wanted = spec(kind, provider).credential
+    if not wanted:
+        return {}
+    prefix = wanted.upper()
+    api_key = getattr(settings, f"{prefix}_API_KEY", "")
+    base_url = getattr(settings, f"{prefix}_BASE_URL", "")
     credential = _credential(call, credential_id)
-    if credential is not None and credential.provider == provider:
+    if credential is not None and credential.provider == wanted:
         api_key = credential.api_key or api_key
         base_url = credential.base_url or base_url
-    return api_key, base_url
+    return {"api_key": api_key, "base_url": base_url}
 
 
 def _tool_headers(call: Call, snapshot_tools: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
@@ -113,87 +115,39 @@ def _tool_headers(call: Call, snapshot_tools: list[dict[str, Any]]) -> dict[int,
 
 
 def _tool_config(raw: dict[str, Any], headers: dict[str, str]) -> ToolConfig:
-    return ToolConfig(
-        name=raw["name"],
-        description=raw.get("description", ""),
+    return from_plain(
+        ToolConfig,
+        raw,
         kind=ToolKind(raw["kind"]),
         parameters=raw.get("parameters") or {},
-        url=raw.get("url", ""),
-        method=raw.get("method", "POST"),
         headers=tuple(sorted(headers.items())),
-        timeout_s=raw.get("timeout_s", 10.0),
-        transfer_to=raw.get("transfer_to", ""),
-        max_digits=raw.get("max_digits", 16),
-        terminator=raw.get("terminator", "#"),
-        digit_timeout_s=raw.get("digit_timeout_s", 10.0),
-        filler=raw.get("filler", ""),
-        filler_after_s=raw.get("filler_after_s", 1.0),
     )
 
 
 def call_config_build(call: Call) -> CallConfig:
     snap = call.agent_snapshot
-    stt, llm, tts = snap["stt"], snap["llm"], snap["tts"]
-    stt_key, stt_url = _endpoint(call, stt["provider"], snap.get("stt_credential_id"))
-    llm_key, llm_url = _endpoint(call, llm["provider"], snap.get("llm_credential_id"))
-    tts_key, tts_url = _endpoint(call, tts["provider"], snap.get("tts_credential_id"))
-    interruption = snap.get("interruption") or {}
-    idle = snap.get("idle") or {}
-    turn = snap.get("turn") or {}
     tools = list(snap.get("tools", ()))
     headers = _tool_headers(call, tools)
     webhook_secret = ""
     if call.agent_id is not None:
         agent = Agent.objects.for_org(call.organization).filter(pk=call.agent_id).first()
         webhook_secret = agent.webhook_secret if agent is not None else ""
-    defaults = CallConfig("", "", STTConfig(""), LLMConfig(""), TTSConfig(""))
-    return CallConfig(
+    providers = {}
+    for kind, cls in ((Kind.STT, STTConfig), (Kind.LLM, LLMConfig), (Kind.TTS, TTSConfig)):
+        raw = snap[kind]
+        endpoint = _endpoint(call, kind, raw["provider"], snap.get(f"{kind}_credential_id"))
+        providers[kind] = from_plain(cls, raw, **endpoint)
+    return from_plain(
+        CallConfig,
+        snap,
         call_id=str(call.pk),
         system_prompt=snap.get("system_prompt", ""),
-        first_message=snap.get("first_message", ""),
-        first_message_interruptible=snap.get("first_message_interruptible", True),
-        stt=STTConfig(
-            provider=stt["provider"],
-            model=stt.get("model", ""),
-            language=stt.get("language", "en-US"),
-            api_key=stt_key,
-            base_url=stt_url,
-        ),
-        llm=LLMConfig(
-            provider=llm["provider"],
-            model=llm.get("model", ""),
-            temperature=llm.get("temperature", 0.7),
-            max_tokens=llm.get("max_tokens", 512),
-            api_key=llm_key,
-            base_url=llm_url,
-        ),
-        tts=TTSConfig(
-            provider=tts["provider"],
-            voice=tts.get("voice", ""),
-            model=tts.get("model", ""),
-            speed=tts.get("speed", 1.0),
-            language=tts.get("language", "en"),
-            api_key=tts_key,
-            base_url=tts_url,
-        ),
-        turn=TurnConfig(**{k: turn[k] for k in ("min_wait_ms", "max_wait_ms") if k in turn}),
-        interruption=InterruptionConfig(
-            **{
-                k: interruption[k]
-                for k in ("enabled", "min_speech_ms", "min_words", "transcript_wait_ms")
-                if k in interruption
-            },
-            acknowledgements=tuple(
-                interruption.get("acknowledgements", InterruptionConfig().acknowledgements)
-            ),
-        ),
-        idle=IdleConfig(
-            **{k: idle[k] for k in ("prompt", "timeout_s", "max_prompts", "goodbye") if k in idle}
-        ),
-        max_duration_s=snap.get("max_duration_s", defaults.max_duration_s),
-        max_duration_message=snap.get("max_duration_message", defaults.max_duration_message),
-        end_call_phrases=tuple(snap.get("end_call_phrases", ())),
+        stt=providers[Kind.STT],
+        llm=providers[Kind.LLM],
+        tts=providers[Kind.TTS],
+        turn=from_plain(TurnConfig, snap.get("turn") or {}),
+        interruption=from_plain(InterruptionConfig, snap.get("interruption") or {}),
+        idle=from_plain(IdleConfig, snap.get("idle") or {}),
         tools=tuple(_tool_config(t, headers.get(t.get("id"), {})) for t in tools),
         webhook_secret=webhook_secret,
-        labels=(("organization", str(call.organization_id)), ("agent", str(call.agent_id))),
     )

@@ -29,15 +29,15 @@ from calls.callconfig import call_config_build
 from calls.models import Call
 from calls.recorder import CallRecorder
 from voice.carriers.twilio import (
-    Connected,
     Dtmf,
+    InboundStream,
     Mark,
+    MarkStatus,
     Media,
     ProtocolError,
     Start,
     Stop,
     TwilioOutput,
-    parse_inbound,
 )
 from voice.carriers.twilio_rest import TwilioRestClient, TwilioRestError
 from voice.config import CallConfig
@@ -48,7 +48,7 @@ from voice.providers.registry import build_llm, build_stt, build_tts
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
-SHUTDOWN_TIMEOUT_S = 10.0
+RECORDER_DRAIN_S = 10.0  # after the engine ended: the recorder's last writes
 MAX_IGNORED_ERRORS = 50
 
 CLOSE_NORMAL = 1000
@@ -58,6 +58,10 @@ CLOSE_TIMEOUT = 4408
 CLOSE_INTERNAL = 4500
 
 ASGIMessage = dict[str, Any]
+
+
+def _protocol_detail(exc: ProtocolError) -> str:
+    return f"stream closed with {CLOSE_PROTOCOL}: {exc}"
 
 
 class _Closed(Exception):
@@ -141,6 +145,7 @@ class MediaSession:
     def __init__(self, call: Call, socket: _Socket) -> None:
         self.call = call
         self.socket = socket
+        self.stream = InboundStream()  # the one parser: frames, order and stream SID
         self.ignored_errors = 0
         self.output: TwilioOutput | None = None
 
@@ -157,7 +162,8 @@ class MediaSession:
             )
             return
         except ProtocolError as exc:
-            await self._abort(recorder, CLOSE_PROTOCOL, str(exc), EndReason.ERROR)
+            detail = _protocol_detail(exc)
+            await self._abort(recorder, CLOSE_PROTOCOL, str(exc), EndReason.ERROR, detail=detail)
             return
         if start.call_sid != self.call.carrier_call_sid:
             await self._abort(recorder, CLOSE_PROTOCOL, "start names another call", EndReason.ERROR)
@@ -190,21 +196,18 @@ class MediaSession:
             if rest is not None:
                 await rest.aclose()
             if not recorder.ended:
-                await recorder.drain(SHUTDOWN_TIMEOUT_S)
+                await recorder.drain(RECORDER_DRAIN_S)
 
     async def _await_start(self) -> Start:
+        """``connected`` may come first; anything else before ``start`` is fatal."""
         while True:
             event = self._parse(await self.socket.receive_text())
             if isinstance(event, Start):
                 return event
-            if isinstance(event, Stop):
-                raise _Closed
-            if event is not None and not isinstance(event, Connected):
-                self._ignore(ProtocolError(f"{type(event).__name__} before start", fatal=False))
 
     def _parse(self, frame: str | bytes) -> Any:
         try:
-            return parse_inbound(frame)
+            return self.stream.parse(frame)
         except ProtocolError as exc:
             if exc.fatal:
                 raise
@@ -287,19 +290,20 @@ class MediaSession:
                     if event.track == "inbound" or not event.track:
                         conversation.feed_audio(event.payload)
                 elif isinstance(event, Mark):
-                    self.output.mark_echoed(event.name)
-                    conversation.mark_played(event.name)
+                    # a mark echoed because of our clear was not played
+                    if self.output.mark_echoed(event.name) is not MarkStatus.CLEARED:
+                        conversation.mark_played(event.name)
                 elif isinstance(event, Dtmf):
                     conversation.feed_dtmf(event.digit)
                 elif isinstance(event, Stop):
                     break
-                elif isinstance(event, Start):
-                    self._ignore(ProtocolError("second start event", fatal=False))
         except _Closed:
             pass
         except ProtocolError as exc:
             logger.warning("call %s: closing stream: %s", self.call.pk, exc)
             await self.socket.close(CLOSE_PROTOCOL, str(exc))
+            conversation.carrier_failed(_protocol_detail(exc))
+            return
         conversation.caller_hung_up()
 
     async def _abort(

@@ -21,6 +21,7 @@ from calls.models import (
     TranscriptEntry,
     TurnMetric,
 )
+from calls.signals import call_ended, call_finalized
 from tenants.models import Organization
 from voice.events import CallEnded, EndReason, ToolCallRecord, TurnTimeline
 from voice.events import TranscriptEntry as TranscriptEntryEvent
@@ -305,18 +306,12 @@ def call_end(*, call: Call, ended: CallEnded) -> Call:
 
 
 def call_finalize_later(*, call: Call) -> None:
-    from calls.tasks import call_finalize
-
-    organization_id, call_id = call.organization_id, call.pk
-    transaction.on_commit(
-        lambda: call_finalize.delay(organization_id=organization_id, call_id=call_id)
-    )
+    """Finalize once the current transaction commits (``calls.tasks`` does it)."""
+    call_ended.send(sender=Call, call=call)
 
 
 def call_finalize(*, call: Call) -> Call:
     """Totals and duration, once, then the post-call hooks (analysis, webhooks, billing)."""
-    from calls.signals import call_finalized
-
     with transaction.atomic():
         call = _call_locked(call)
         if call.finalized_at is not None:

@@ -1,9 +1,14 @@
-"""Post-call hooks. Receivers get ``call`` (finalized: duration and totals set).
+"""Call lifecycle signals. Receivers get ``call``.
 
-Post-call analysis, outbound webhooks and usage billing connect here, each in its own
-app, so finalization does not need to know about them.
+- ``call_ended``: the call is over (engine, status callback or sweep) and due to be
+  finalized; ``calls.tasks`` schedules that once the transaction commits, so services
+  never import the task module.
+- ``call_finalized``: duration and totals are set. Post-call analysis, outbound webhooks
+  and usage billing connect here, each in its own app, so finalization does not need to
+  know about them.
 """
 
 from django.dispatch import Signal
 
+call_ended = Signal()
 call_finalized = Signal()

@@ -7,9 +7,10 @@ safely by the tasks of a call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 
 class Encoding(StrEnum):
@@ -143,5 +144,44 @@ class CallConfig:
     # signs HTTP tool requests (HMAC-SHA256 over timestamp + body)
     webhook_secret: str = ""
     carrier_format: AudioFormat = TWILIO_FORMAT
-    # free-form labels echoed into logs (agent id, organization id); never secrets
-    labels: tuple[tuple[str, str], ...] = ()
+
+
+# -- the platform's view of these dataclasses ----------------------------------------------
+# Agents store their settings as JSON objects. These three functions are the only bridge,
+# so the defaults above are written once: the API, the model columns and the call snapshot
+# read them from here.
+
+_Config = TypeVar("_Config")
+
+
+def field_defaults(cls: type[Any]) -> dict[str, Any]:
+    """Each field's default value (fields without one are left out)."""
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def to_plain(obj: Any) -> dict[str, Any]:
+    """A flat config dataclass as JSON values (tuples become lists)."""
+    return {
+        f.name: list(v) if isinstance(v := getattr(obj, f.name), tuple) else v for f in fields(obj)
+    }
+
+
+def from_plain(cls: type[_Config], raw: Mapping[str, Any], **given: Any) -> _Config:
+    """Build a flat config dataclass from stored JSON: unknown keys are ignored, missing
+    ones take the default, lists become tuples where the field's default is a tuple."""
+    defaults = field_defaults(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in given or f.name not in raw:
+            continue
+        value = raw[f.name]
+        if isinstance(defaults.get(f.name), tuple) and isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values, **given)

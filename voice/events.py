@@ -137,6 +137,8 @@ class CallEnded:
     duration_ms: float = 0.0
     usage: Usage = field(default_factory=Usage)
     transfer_to: str = ""
+    # caller audio dropped because the engine fell behind (see voice.conversation)
+    dropped_frames: int = 0
 
 
 Event = TranscriptEntry | TurnTimeline | ToolCallRecord | CallEnded

@@ -1,7 +1,13 @@
 """Speaking one assistant turn: LLM rounds and tools -> chunker -> one TTS context ->
 carrier audio and marks.
 
-:meth:`Speaker.speak` runs a turn to the end of its playback. Text comes from a *producer*:
+The :class:`Speaker` is the one writer of the :class:`~voice.turn_state.Turn` in flight:
+its timeline marks after end-of-turn, its playback bookkeeping (marks sent and echoed),
+its messages and tool records, and whether it was interrupted. The conversation only
+asks (:meth:`Speaker.interrupt`, :meth:`Speaker.mark_echoed`) and reads the settled turn.
+
+:meth:`Speaker.speak` runs a turn to the end of its playback, its pump and tool tasks in a
+task group of the turn's own. Text comes from a *producer*:
 :meth:`Speaker.fixed_line` (greeting, idle prompt, closing) or :meth:`Speaker.reply` (LLM
 with tools: stream a round, speak its text clause by clause as it arrives, run the tools it
 asked for — side by side, with the tool's filler line if one is slow — and ask again with
@@ -20,12 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from voice.chunker import TextChunker
 from voice.config import CallConfig
-from voice.events import Sink, Usage
+from voice.events import Usage
 from voice.playback import Piece
 from voice.providers.base import (
     LLMProvider,
@@ -50,7 +56,8 @@ TTS_STALL_S = 15.0  # longest silence from TTS once all text is in
 MARK_SLACK_S = 2.0  # beyond the unplayed audio, how long to wait for the final mark
 MAX_TOOL_ROUNDS = 5
 
-Produce = Callable[[TTSContext, Turn], Awaitable[None]]
+# Text for one turn, pushed to its TTS context; tool tasks go in the turn's task group.
+Produce = Callable[[TTSContext, Turn, asyncio.TaskGroup], Awaitable[None]]
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
@@ -71,46 +78,64 @@ class Speaker:
         tts_name: str,
         connection: TTSConnection,
         output: CarrierOutput,
-        sink: Sink,
         tools: ToolRunner,
-        task_group: asyncio.TaskGroup,
         usage: Usage,
-        history: list[Message],
+        history: Sequence[Message],
         now: Callable[[], float],
+        on_audible: Callable[[Turn], None],
     ) -> None:
         self._config = config
         self._llm = llm
         self._tts_name = tts_name
         self._connection = connection
         self._output = output
-        self._sink = sink
         self._tools = tools
-        self._tg = task_group
         self._usage = usage
-        self._history = history  # the call's, appended to by the conversation
+        self._history = history  # the call's; read here, extended by the conversation
         self._now = now
+        self._on_audible = on_audible
+        self.turn: Turn | None = None  # the turn in flight
+
+    def interrupt(self, turn: Turn, now_ms: float, *, barged_in: bool) -> None:
+        """Stop counting what the caller hears of ``turn`` (its task is being cancelled)."""
+        turn.interrupt(now_ms)
+        turn.barged_in = turn.barged_in or barged_in
+
+    def mark_echoed(self, name: str, now_ms: float) -> None:
+        turn = self.turn
+        if turn is None or turn.interrupted:
+            return
+        if turn.playback.echoed(name, now_ms) and not turn.playback_done.is_set():
+            turn.timeline.playback_finished_ms = now_ms
+            turn.playback_done.set()
 
     async def speak(self, turn: Turn, produce: Produce) -> None:
-        """Run one turn until its audio has played (final mark echoed, or bounded wait)."""
+        """Run one turn until its audio has played (final mark echoed, or bounded wait).
+
+        Cancelling it (barge-in, end of call) or a failure marks the turn interrupted at
+        that moment, so what was heard is kept; the pump and tools stop with it.
+        """
+        self.turn = turn
         ctx = self._connection.context()
-        pump = self._tg.create_task(self._pump(ctx, turn))
-        completed = False
         try:
-            await produce(ctx, turn)
-            turn.input_done = True
-            await ctx.end_input()
-            await pump
+            async with asyncio.TaskGroup() as tg:
+                pump = tg.create_task(self._pump(ctx, turn))
+                await produce(ctx, turn, tg)
+                turn.input_done = True
+                await ctx.end_input()
+                await pump
             unplayed = turn.playback.unplayed_ms(self._now()) / 1000
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(unplayed + MARK_SLACK_S):
                     await turn.playback_done.wait()
-            completed = True
+        except BaseException:
+            turn.interrupt(self._now())
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CARRIER_TIMEOUT_S):
+                    await ctx.cancel()
+            raise
         finally:
-            if not completed:
-                pump.cancel()
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CARRIER_TIMEOUT_S):
-                        await ctx.cancel()
+            self.turn = None
 
     async def _pump(self, ctx: TTSContext, turn: Turn) -> None:
         """TTS audio -> carrier, with a mark at each text boundary and at the end."""
@@ -137,6 +162,7 @@ class Speaker:
                 await self._output.send_audio(chunk)
                 if playback.first_audio_sent_ms is None:
                     playback.first_audio_sent_ms = timeline.first_audio_sent_ms = self._now()
+                    self._on_audible(turn)
         finally:
             await _aclose(audio)
         mark = playback.end()
@@ -157,7 +183,7 @@ class Speaker:
         """A fixed line (greeting, idle prompt, closing)."""
         turn.messages.append(Message("assistant", text))
 
-        async def produce(ctx: TTSContext, turn: Turn) -> None:
+        async def produce(ctx: TTSContext, turn: Turn, _tg: asyncio.TaskGroup) -> None:
             chunker = TextChunker()
             for chunk in [*chunker.push(text), *chunker.flush()]:
                 await self._push(ctx, turn, Piece(chunk, 0))
@@ -165,12 +191,12 @@ class Speaker:
         return produce
 
     def reply(self) -> Produce:
-        async def produce(ctx: TTSContext, turn: Turn) -> None:
+        async def produce(ctx: TTSContext, turn: Turn, tg: asyncio.TaskGroup) -> None:
             for _ in range(MAX_TOOL_ROUNDS):
                 calls = await self._llm_round(ctx, turn)
                 if not calls:
                     return
-                await self._run_tools(ctx, turn, calls)
+                await self._run_tools(ctx, turn, calls, tg)
                 if turn.end_call or turn.transfer_to:
                     return
             log.warning("call %s: tool rounds exhausted", self._config.call_id)
@@ -228,11 +254,13 @@ class Speaker:
         message.tool_calls = calls
         return calls
 
-    async def _run_tools(self, ctx: TTSContext, turn: Turn, calls: list[ToolCall]) -> None:
+    async def _run_tools(
+        self, ctx: TTSContext, turn: Turn, calls: list[ToolCall], tg: asyncio.TaskGroup
+    ) -> None:
         runner = self._tools
         index = len(turn.messages) - 1
         turn.timeline.tool_calls += len(calls)
-        tasks = [self._tg.create_task(runner.run(c, turn_index=turn.index)) for c in calls]
+        tasks = [tg.create_task(runner.run(c, turn_index=turn.index)) for c in calls]
         try:
             fillers = [t for c in calls if (t := runner.tool(c.name)) is not None and t.filler]
             if fillers:
@@ -245,7 +273,7 @@ class Speaker:
                 task.cancel()
         outcomes: list[ToolOutcome] = [t.result() for t in tasks]
         for outcome in outcomes:
-            self._sink.emit(outcome.record)
+            turn.tool_records.append(outcome.record)
             turn.messages.append(
                 Message(
                     "tool", outcome.result, tool_call_id=outcome.call.id, name=outcome.call.name

@@ -1,5 +1,7 @@
 """One assistant turn in flight, and how it is settled into history and events.
 
+Written only by the :class:`voice.speaking.Speaker` that runs it.
+
 A turn owns its :class:`~voice.events.TurnTimeline`, its :class:`~voice.playback.Playback`
 and the messages it produced (an assistant message per LLM round, tool results between).
 When it ends — played out, interrupted, or cut by the end of the call — :func:`settle`
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from voice.events import Role, TranscriptEntry, TurnKind, TurnTimeline
+from voice.events import Role, ToolCallRecord, TranscriptEntry, TurnKind, TurnTimeline
 from voice.playback import Heard, Piece, Playback
 from voice.providers.base import Message
 from voice.turns import UserTurn
@@ -37,7 +39,7 @@ class Turn:
     transfer_to: str = ""
     input_done: bool = False
     playback_done: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    tool_records: list[ToolCallRecord] = field(default_factory=list)
 
     @property
     def audible(self) -> bool:

@@ -186,11 +186,6 @@ def test_webhook_secret_comes_from_the_agent_decrypted(tenant_a: Tenant) -> None
     call = _call_for(tenant_a, webhook_secret="whsec-live-0123456789")
     config = call_config_build(call)
     assert config.webhook_secret == "whsec-live-0123456789"
-    assert "whsec" not in repr(config.labels)
-    assert dict(config.labels) == {
-        "organization": str(tenant_a.organization.pk),
-        "agent": str(call.agent_id),
-    }
 
 
 def test_the_snapshot_not_the_edited_agent_drives_the_call(tenant_a: Tenant) -> None:
@@ -254,7 +249,6 @@ def test_missing_snapshot_keys_take_the_engines_defaults(
         stt=STTConfig("pocketsphinx"),
         llm=LLMConfig("scripted"),
         tts=TTSConfig("espeak"),
-        labels=config.labels,
     )
     assert config == engine
 

@@ -215,9 +215,11 @@ async def test_malformed_frames_are_survived_or_closed_and_harm_no_other_call(
         code = await _close_code(ws)
     assert code == 4400
     call = await live.finished_call(call_sid)
-    assert call.status == "failed" or call.end_reason in ("caller-hangup", "error")
-    detail = await live.api_get(f"/api/v1/calls/{call.pk}/")
-    assert detail["end_reason"]  # recorded, whatever ended it
+    # recorded as what it was, not as the caller hanging up
+    assert call.status == "failed"
+    assert call.end_reason == "error"
+    assert call.end_detail.startswith("stream closed with 4400: ")
+    assert "JSON" in call.end_detail or "json" in call.end_detail
     other = await healthy
     assert other.errors == []
     assert other.ended_by == "caller"
@@ -310,3 +312,50 @@ async def test_a_call_whose_number_was_deleted_mid_setup_still_ends_cleanly(
         r for r in caplog.records if r.levelno >= logging.ERROR and r.name != "websockets.server"
     ]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+def _media(stream_sid: str, n: int) -> str:
+    return twilio.encode_inbound_media(
+        stream_sid=stream_sid, payload=b"\xff" * 160, chunk=n, timestamp=20 * n, sequence_number=n
+    )
+
+
+# Each case: what to send after a good start (or instead of it), and a word of the reason.
+FATAL_FRAMES: dict[str, tuple[bool, list[str | bytes], str]] = {
+    "not json": (True, ["{nope"], "JSON"),
+    "binary frame": (True, [b"\x00\x01binary"], "binary"),
+    "oversized frame": (True, ["x" * (twilio.MAX_FRAME_CHARS + 1)], "exceeds"),
+    "too many malformed frames": (
+        True,
+        [json.dumps({"event": "telepathy"})] * (60),
+        "too many malformed frames",
+    ),
+    "media before start": (False, [_media("MZ" + "0" * 32, 1)], "before start"),
+    "media for another stream": (True, [_media("MZ" + "f" * 32, 1)], "for stream"),
+    "a second start": (True, ["SECOND_START"], "second start"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FATAL_FRAMES))
+async def test_a_stream_closed_for_a_protocol_error_is_recorded_as_one(
+    live: Platform, case: str
+) -> None:
+    started, frames, word = FATAL_FRAMES[case]
+    call_sid = _sid()
+    url = await answer(live, call_sid)
+    async with connect(url, max_size=None) as ws:
+        if started:
+            stream_sid = await _start_stream(ws, live, call_sid)
+            await ws.send(_media(stream_sid, 1))
+        for frame in frames:
+            if frame == "SECOND_START":
+                await _start_stream(ws, live, call_sid)
+                continue
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(frame)
+        code = await _close_code(ws)
+    assert code == 4400
+    call = await live.finished_call(call_sid)
+    assert (call.status, call.end_reason) == ("failed", "error")
+    assert call.end_detail.startswith("stream closed with 4400: "), call.end_detail
+    assert word.lower() in call.end_detail.lower(), call.end_detail

@@ -128,12 +128,7 @@ class FakeSTTSession:
         else:
             self.silent_ms += FRAME_MS
             if self.current is not None and self.silent_ms >= owner.final_after_silence_ms:
-                duration = self.voiced_ms / 1000
-                self.queue.put_nowait(
-                    STTEvent(
-                        STTEventKind.FINAL, self.current, speech_final=True, duration_s=duration
-                    )
-                )
+                self.queue.put_nowait(STTEvent(STTEventKind.FINAL, self.current, speech_final=True))
                 self.queue.put_nowait(STTEvent(STTEventKind.UTTERANCE_END))
                 self.current = None
                 self.voiced_ms = 0
@@ -141,8 +136,7 @@ class FakeSTTSession:
     async def finalize(self) -> None:
         self.owner.finalize_calls += 1
         if self.current:
-            duration = self.voiced_ms / 1000
-            self.queue.put_nowait(STTEvent(STTEventKind.FINAL, self.current, duration_s=duration))
+            self.queue.put_nowait(STTEvent(STTEventKind.FINAL, self.current))
             self.current = None
             self.voiced_ms = 0
 
@@ -172,7 +166,8 @@ class FakeLLM:
     name: str = "fake-llm"
     requests: list[list[Message]] = field(default_factory=list)
     tools_seen: list[Sequence[ToolConfig]] = field(default_factory=list)
-    closed: int = 0
+    closed: int = 0  # streams closed
+    released: int = 0  # aclose() calls (the call ended)
 
     async def stream(
         self, *, messages: Sequence[Message], tools: Sequence[ToolConfig]
@@ -195,6 +190,9 @@ class FakeLLM:
                     yield step
         finally:
             self.closed += 1
+
+    async def aclose(self) -> None:
+        self.released += 1
 
 
 def words(text: str, delay: float = 0.0) -> list[Step]:

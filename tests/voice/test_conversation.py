@@ -1,4 +1,7 @@
-"""The conversation end to end, with in-memory provider doubles and a real-time carrier."""
+"""The conversation end to end, with in-memory provider doubles and a carrier that plays
+audio in (loop) time. The tests run on a virtual clock (looptime): the loop's time jumps to
+the next timer whenever nothing is ready, so a call's seconds take milliseconds and every
+run sees the same times."""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ LONG_REPLY = (
     "We are closed on Sundays and on public holidays. "
     "You can also reach us by email at any time of the day."
 )
+
+pytestmark = pytest.mark.looptime
 
 TIMELINE_ORDER = (
     "end_of_turn_ms",
@@ -514,8 +519,8 @@ async def test_full_audio_queue_drops_the_oldest_frames() -> None:
     # the loop has not run the call yet: everything fed now waits in the bounded queue
     for _ in range(130):
         conv.feed_audio(b"\xff" * 160)
-    assert conv.dropped_frames == 30
-    await call.hang_up()
+    ended = await call.hang_up()
+    assert ended.dropped_frames == 30
 
 
 async def test_greeting_does_not_wait_for_stt_to_connect() -> None:

@@ -106,6 +106,8 @@ async def test_closing_the_connection_ends_a_reply_in_progress() -> None:
         audio = ctx.audio()
         await ctx.push(LONG)
         await asyncio.wait_for(anext(audio), HANG_GUARD_S)
+    # closing waited for the reply's task: nothing of the connection is left running
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "espeak-context"]
     after = await asyncio.wait_for(drain_iter(audio), HANG_GUARD_S)  # ends, no end_input
 
     assert after == []

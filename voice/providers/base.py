@@ -8,6 +8,8 @@ clear reason.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -43,8 +45,6 @@ class STTEvent:
     # FINAL only: the provider also judged the speaker to have stopped (Deepgram speech_final)
     speech_final: bool = False
     confidence: float = 0.0
-    # audio seconds covered, for usage metering (FINAL only; 0 when unknown)
-    duration_s: float = 0.0
 
 
 class STTSession(Protocol):
@@ -135,6 +135,10 @@ class LLMProvider(Protocol):
     ) -> AsyncIterator[LLMChunk]:
         """Stream one reply. Cancelling the consumer (or ``aclose``) stops the request."""
 
+    async def aclose(self) -> None:
+        """Release what the provider holds for the call (HTTP connections); called once,
+        when the call ends."""
+
 
 # ---------------------------------------------------------------------------- TTS
 
@@ -170,3 +174,20 @@ class TTSProvider(Protocol):
 
     def connect(self, fmt: AudioFormat) -> AbstractAsyncContextManager[TTSConnection]:
         """A connection for one call, producing audio in ``fmt``; closed on exit."""
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+@contextlib.asynccontextmanager
+async def owned_tasks() -> AsyncIterator[asyncio.TaskGroup]:
+    """A task group for the tasks a provider's context starts (readers, pumps, keep-alives),
+    so none outlives the context. A lone error comes out as itself, not as a group: callers
+    and tests see the provider's ``ProviderError``, as they would without the group."""
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            yield tasks
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -35,13 +35,15 @@ from cartesia.types.voice_specifier_param import TTSRequestVoiceObject
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from voice.config import AudioFormat, Encoding, TTSConfig
-from voice.providers.base import ProviderError
+from voice.providers.base import ProviderError, owned_tasks
+from voice.providers.registry import Kind, spec
 from voice.tls import httpx_tls
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.cartesia.ai"
-DEFAULT_MODEL = "sonic-2"
+SPEC = spec(Kind.TTS, "cartesia")
+DEFAULT_BASE_URL = SPEC.default_base_url
+DEFAULT_MODEL = SPEC.default_model
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 _ENCODINGS = {Encoding.MULAW: "pcm_mulaw", Encoding.ALAW: "pcm_alaw", Encoding.PCM16: "pcm_s16le"}
 
@@ -83,8 +85,9 @@ class CartesiaTTS:
             # the default client would load the CA bundle on every call (voice/tls.py)
             http_client=DefaultAsyncHttpxClient(verify=httpx_tls()),
         )
-        async with client:
-            connection = _CartesiaConnection(self, client, fmt)
+        # The socket watcher and each reply's pump live in a task group this context owns.
+        async with client, owned_tasks() as tasks:
+            connection = _CartesiaConnection(self, client, fmt, tasks)
             await connection.open()
             try:
                 yield connection
@@ -95,9 +98,16 @@ class CartesiaTTS:
 class _CartesiaConnection:
     """The TTSConnection: one socket, re-opened for the next reply if it drops."""
 
-    def __init__(self, provider: CartesiaTTS, client: AsyncCartesia, fmt: AudioFormat) -> None:
+    def __init__(
+        self,
+        provider: CartesiaTTS,
+        client: AsyncCartesia,
+        fmt: AudioFormat,
+        tasks: asyncio.TaskGroup,
+    ) -> None:
         self.provider = provider
         self._client = client
+        self.tasks = tasks
         self.output_format: dict[str, Any] = {
             "container": "raw",
             "encoding": _ENCODINGS[fmt.encoding],
@@ -132,7 +142,7 @@ class _CartesiaConnection:
             detail = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
             raise ProviderError(self.provider.name, f"cannot connect: {detail}") from exc
         self._stack, self._conn, self._lost = stack, conn, None
-        self._watcher = asyncio.create_task(self._watch(conn), name="cartesia-watch")
+        self._watcher = self.tasks.create_task(self._watch(conn), name="cartesia-watch")
 
     async def sdk_connection(self) -> AsyncTTSResourceConnection:
         async with self._lock:
@@ -256,7 +266,7 @@ class _CartesiaContext:
             **generation,
         )
         owner.live.add(self)
-        self._pump = asyncio.create_task(self._drain(self._sdk), name="cartesia-context")
+        self._pump = owner.tasks.create_task(self._drain(self._sdk), name="cartesia-context")
 
     async def _drain(self, sdk: AsyncWebSocketContext) -> None:
         try:

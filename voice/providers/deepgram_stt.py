@@ -29,12 +29,14 @@ from deepgram.listen.v1.types import (
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake
 
 from voice.config import AudioFormat, Encoding, STTConfig
-from voice.providers.base import ProviderError, STTEvent, STTEventKind
+from voice.providers.base import ProviderError, STTEvent, STTEventKind, owned_tasks
+from voice.providers.registry import Kind, spec
 from voice.tls import httpx_tls
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "wss://api.deepgram.com"
+SPEC = spec(Kind.STT, "deepgram")
+DEFAULT_BASE_URL = SPEC.default_base_url
 _ENCODINGS = {Encoding.MULAW: "mulaw", Encoding.ALAW: "alaw", Encoding.PCM16: "linear16"}
 
 
@@ -88,7 +90,7 @@ class DeepgramSTT:
             async with asyncio.timeout(self.connect_timeout_s):
                 conn = await stack.enter_async_context(
                     client.listen.v1.connect(
-                        model=self.config.model or "nova-3",
+                        model=self.config.model or SPEC.default_model,
                         language=self.config.language or "en-US",
                         encoding=_ENCODINGS[fmt.encoding],
                         sample_rate=fmt.sample_rate,
@@ -119,17 +121,19 @@ class DeepgramSTT:
                 self.name, f"cannot connect to {env.production}/v1/listen: {detail}"
             ) from exc
         session = _DeepgramSession(self, conn)
-        await session.start()
-        try:
-            yield session
-        finally:
-            await session.close()
+        # The reader and keep-alive live in a task group this context owns.
+        async with owned_tasks() as tasks:
+            session.start(tasks)
             try:
-                # the SDK's exit runs the WebSocket closing handshake (up to 10 s)
-                async with asyncio.timeout(self.close_timeout_s):
-                    await stack.aclose()
-            except TimeoutError:
-                session.abort()
+                yield session
+            finally:
+                await session.close()
+                try:
+                    # the SDK's exit runs the WebSocket closing handshake (up to 10 s)
+                    async with asyncio.timeout(self.close_timeout_s):
+                        await stack.aclose()
+                except TimeoutError:
+                    session.abort()
 
 
 class _DeepgramSession:
@@ -145,10 +149,10 @@ class _DeepgramSession:
         self._closed = False
         self._error: ProviderError | None = None
 
-    async def start(self) -> None:
+    def start(self, tasks: asyncio.TaskGroup) -> None:
         self._last_sent = asyncio.get_running_loop().time()
-        self._reader = asyncio.create_task(self._read(), name="deepgram-reader")
-        self._keepalive = asyncio.create_task(self._keep_alive(), name="deepgram-keepalive")
+        self._reader = tasks.create_task(self._read(), name="deepgram-reader")
+        self._keepalive = tasks.create_task(self._keep_alive(), name="deepgram-keepalive")
 
     # ----------------------------------------------------------------- STTSession
 
@@ -240,7 +244,6 @@ class _DeepgramSession:
                     text=text,
                     speech_final=bool(message.speech_final),
                     confidence=confidence,
-                    duration_s=message.duration,
                 )
             if not text:
                 return None

@@ -47,10 +47,11 @@ import numpy as np
 
 from voice.audio import Converter
 from voice.config import AudioFormat, Encoding, TTSConfig
-from voice.providers.base import ProviderError
+from voice.providers.base import ProviderError, owned_tasks
+from voice.providers.registry import Kind, spec
 
 NAME = "espeak"
-DEFAULT_VOICE = "en-us"
+DEFAULT_VOICE = spec(Kind.TTS, "espeak").default_voice
 DEFAULT_WPM = 175  # eSpeak's own default rate
 MIN_WPM, MAX_WPM = 80, 450  # eSpeak's accepted range
 CHUNK_MS = 40
@@ -182,7 +183,14 @@ class _Done:
 class EspeakContext:
     """One reply. Clauses are synthesized in push order by a task of this context."""
 
-    def __init__(self, engine: _Engine, fmt: AudioFormat, voice: str, wpm: int) -> None:
+    def __init__(
+        self,
+        engine: _Engine,
+        fmt: AudioFormat,
+        voice: str,
+        wpm: int,
+        tasks: asyncio.TaskGroup,
+    ) -> None:
         self._engine = engine
         self._fmt = fmt
         self._native = AudioFormat(Encoding.PCM16, engine.sample_rate)
@@ -193,7 +201,7 @@ class EspeakContext:
         self._out: asyncio.Queue[bytes | _Done] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.create_task(self._run(), name="espeak-context")
+        self._task = tasks.create_task(self._run(), name="espeak-context")
 
     async def push(self, text: str) -> None:
         if text.strip() and not self._cancelled.is_set():
@@ -263,16 +271,19 @@ class EspeakContext:
 
 
 class EspeakConnection:
-    def __init__(self, engine: _Engine, fmt: AudioFormat, voice: str, wpm: int) -> None:
+    def __init__(
+        self, engine: _Engine, fmt: AudioFormat, voice: str, wpm: int, tasks: asyncio.TaskGroup
+    ) -> None:
         self._engine = engine
         self._fmt = fmt
         self._voice = voice
         self._wpm = wpm
+        self._tasks = tasks
         self._contexts: list[EspeakContext] = []
 
     def context(self) -> EspeakContext:
         self._contexts = [c for c in self._contexts if not c._task.done()]
-        ctx = EspeakContext(self._engine, self._fmt, self._voice, self._wpm)
+        ctx = EspeakContext(self._engine, self._fmt, self._voice, self._wpm, self._tasks)
         self._contexts.append(ctx)
         return ctx
 
@@ -295,8 +306,11 @@ class EspeakTTS:
             raise ProviderError(NAME, "only mono output is supported")
         engine = await asyncio.to_thread(_get_engine)
         await engine.check_voice(self._voice)
-        connection = EspeakConnection(engine, fmt, self._voice, self._wpm)
-        try:
-            yield connection
-        finally:
-            connection.close()
+        # Each reply's task lives in a task group this context owns: closing cancels them
+        # and waits for them (a thread mid-clause stops at its next chunk).
+        async with owned_tasks() as tasks:
+            connection = EspeakConnection(engine, fmt, self._voice, self._wpm, tasks)
+            try:
+                yield connection
+            finally:
+                connection.close()

@@ -26,9 +26,11 @@ from voice.providers.base import (
     ToolCall,
     ToolCallsRequested,
 )
+from voice.providers.registry import Kind, spec
 from voice.tls import httpx2_tls
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+SPEC = spec(Kind.LLM, "openai")
+DEFAULT_BASE_URL = SPEC.default_base_url
 
 
 @dataclass(slots=True)
@@ -81,7 +83,7 @@ class OpenAILLM:
         self, *, messages: Sequence[Message], tools: Sequence[ToolConfig]
     ) -> AsyncIterator[LLMChunk]:
         request: dict[str, Any] = {
-            "model": self.config.model or "gpt-4o-mini",
+            "model": self.config.model or SPEC.default_model,
             "messages": [m.to_openai() for m in messages],
             "temperature": self.config.temperature,
             token_limit_field(self.config.base_url): self.config.max_tokens,

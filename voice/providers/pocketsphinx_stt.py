@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from voice.config import AudioFormat, Encoding, STTConfig
-from voice.providers.base import ProviderError, STTEvent, STTEventKind
+from voice.providers.base import ProviderError, STTEvent, STTEventKind, owned_tasks
 
 NAME = "pocketsphinx"
 SAMPLE_RATE = 16000
@@ -161,7 +161,7 @@ class _Worker:
 
 
 class PocketSphinxSession:
-    def __init__(self, worker: _Worker) -> None:
+    def __init__(self, worker: _Worker, tasks: asyncio.TaskGroup) -> None:
         from pocketsphinx import Endpointer
 
         self._endpointer = Endpointer(sample_rate=SAMPLE_RATE)
@@ -170,7 +170,7 @@ class PocketSphinxSession:
         self._work: asyncio.Queue[bytes | str] = asyncio.Queue()
         self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
         self._worker = worker
-        self._task = asyncio.create_task(self._run(), name="pocketsphinx-session")
+        self._task = tasks.create_task(self._run(), name="pocketsphinx-session")
 
     async def send_audio(self, audio: bytes) -> None:
         self._buffer.extend(audio)
@@ -232,7 +232,6 @@ class PocketSphinxSession:
                             STTEventKind.FINAL,
                             text=text,
                             speech_final=item == _END,
-                            duration_s=fed / INPUT_FORMAT.bytes_for_ms(1000),
                         )
                     )
                 fed = 0
@@ -272,12 +271,14 @@ class PocketSphinxSTT:
         if fmt != INPUT_FORMAT:
             raise ProviderError(NAME, f"expects {INPUT_FORMAT}, got {fmt}")
         worker = await _Worker.start(self._cmn)
-        try:
-            session = PocketSphinxSession(worker)
-        except BaseException:
-            await worker.stop()
-            raise
-        try:
-            yield session
-        finally:
-            await session._close()
+        # The session's task lives in a task group this context owns: it ends with it.
+        async with owned_tasks() as tasks:
+            try:
+                session = PocketSphinxSession(worker, tasks)
+            except BaseException:
+                await worker.stop()
+                raise
+            try:
+                yield session
+            finally:
+                await session._close()

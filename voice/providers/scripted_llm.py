@@ -117,6 +117,9 @@ class ScriptedLLM:
         )
         yield LLMUsage(prompt_tokens=prompt, completion_tokens=len(words))
 
+    async def aclose(self) -> None:
+        """Nothing to release: the script runs in memory."""
+
     def _respond(
         self, messages: Sequence[Message], tools: Sequence[ToolConfig]
     ) -> tuple[str, list[ToolCall]]:

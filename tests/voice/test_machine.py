@@ -1,0 +1,256 @@
+"""The call's state machine as a pure reducer: events in, commands out, times chosen by the
+test. No sockets, no tasks, no clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from voice.config import (
+    CallConfig,
+    IdleConfig,
+    InterruptionConfig,
+    LLMConfig,
+    STTConfig,
+    TTSConfig,
+    TurnConfig,
+)
+from voice.events import EndReason, TurnKind
+from voice.machine import (
+    End,
+    Final,
+    FinalizeStt,
+    FlushUser,
+    Interim,
+    Interrupt,
+    Machine,
+    Phase,
+    Start,
+    StartTurn,
+    TimerDue,
+    TurnAudible,
+    TurnFinished,
+    Voiced,
+    VoiceEnded,
+    VoiceStarted,
+)
+from voice.turns import UserTurn
+
+
+def config(**overrides: Any) -> CallConfig:
+    base = CallConfig(
+        call_id="m",
+        system_prompt="",
+        stt=STTConfig("fake"),
+        llm=LLMConfig("fake"),
+        tts=TTSConfig("fake"),
+        first_message="Hello.",
+        turn=TurnConfig(min_wait_ms=100, max_wait_ms=600),
+        interruption=InterruptionConfig(min_speech_ms=200, transcript_wait_ms=300),
+        idle=IdleConfig(timeout_s=8.0, max_prompts=1, goodbye="Bye now."),
+        max_duration_s=600.0,
+        end_call_phrases=("have a nice day",),
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+def greeted(cfg: CallConfig | None = None) -> Machine:
+    """A machine whose greeting has played out at t=1000."""
+    m = Machine(cfg or config())
+    [greeting] = m.step(Start(), 0)
+    assert isinstance(greeting, StartTurn) and greeting.kind is TurnKind.GREETING
+    assert m.step(TurnAudible(greeting.index), 100) == []
+    assert m.phase is Phase.SPEAKING
+    assert m.step(TurnFinished(greeting.index), 1000) == []
+    assert m.phase is Phase.LISTENING
+    return m
+
+
+def user_says(m: Machine, text: str, *, start: float, end: float) -> list[Any]:
+    """VAD start/end and a speech_final final; returns what the final produced."""
+    assert m.step(VoiceStarted(start), start) == []
+    m.step(VoiceEnded(end), end)
+    return m.step(Final(text, speech_final=True), end + 50)
+
+
+def test_start_greets_only_with_a_first_message() -> None:
+    m = Machine(config(first_message=""))
+    assert m.phase is Phase.GREETING and m.deadline() is None
+    assert m.step(Start(), 0) == []
+    assert m.phase is Phase.LISTENING
+    assert m.deadline() == 8000  # the idle prompt
+
+
+def test_a_finished_sentence_is_answered_min_wait_after_the_voice_ends() -> None:
+    m = greeted()
+    assert user_says(m, "What are your hours?", start=2000, end=3000) == []
+    assert m.deadline() == 3100  # voice end + min_wait (the provider said speech_final)
+    assert m.step(TimerDue(), 3099.9) == []
+    [reply] = m.step(TimerDue(), 3100)
+    assert isinstance(reply, StartTurn) and reply.kind is TurnKind.REPLY
+    assert reply.user is not None and reply.user.text == "What are your hours?"
+    assert reply.user.speech_start_ms == 2000 and reply.user.speech_end_ms == 3000
+    assert m.phase is Phase.THINKING
+    assert m.deadline() == 600_000  # only the max duration while a turn is in flight
+
+
+def test_an_unfinished_sentence_waits_max_wait() -> None:
+    m = greeted()
+    user_says(m, "I'd like to book a table and", start=2000, end=3000)
+    assert m.deadline() == 3600
+
+
+def test_barge_in_waits_for_min_speech_and_the_transcript_wait() -> None:
+    m = greeted()
+    user_says(m, "Tell me more", start=2000, end=3000)
+    [reply] = m.step(TimerDue(), 3100)
+    m.step(TurnAudible(reply.index), 3500)
+    assert m.phase is Phase.SPEAKING and m.barge_in_possible
+    m.step(VoiceStarted(4000), 4000)
+    assert m.step(Voiced(199), 4199) == []  # below min_speech_ms
+    assert m.step(Voiced(499), 4499) == []  # no transcript yet: could be an "mhm"
+    [cut] = m.step(Voiced(500), 4500)
+    assert cut == Interrupt(reply.index, 4500, barged_in=True, clear=True)
+    assert m.phase is Phase.LISTENING and not m.barge_in_possible
+    # the interrupted turn is still in flight until it is settled: nothing new starts
+    m.step(VoiceEnded(5000), 5000)
+    assert m.step(Final("wait, stop", speech_final=True), 5050) == []
+    assert m.step(TimerDue(), 9000) == []
+    [next_reply] = m.step(TurnFinished(reply.index, interrupted=True), 9000)
+    assert isinstance(next_reply, StartTurn) and next_reply.user is not None
+    assert next_reply.user.text == "wait, stop"
+
+
+def test_words_interrupt_at_once_but_acknowledgements_never() -> None:
+    m = greeted()
+    user_says(m, "Tell me more", start=2000, end=3000)
+    [reply] = m.step(TimerDue(), 3100)
+    m.step(TurnAudible(reply.index), 3500)
+    m.step(VoiceStarted(4000), 4000)
+    assert m.step(Interim("mhm"), 4100) == []
+    assert m.step(Voiced(2000), 6000) == []  # long, but only an acknowledgement
+    m.step(VoiceEnded(6000), 6000)
+    assert m.step(Final("mhm", speech_final=True), 6050) == []
+    assert m.step(TimerDue(), 7000) == []  # the backchannel is not a turn either
+    m.step(VoiceStarted(7000), 7000)
+    m.step(Interim("wait"), 7100)
+    [cut] = m.step(Voiced(200), 7200)  # a real word: min_speech_ms is enough
+    assert isinstance(cut, Interrupt) and cut.barged_in
+
+
+def test_min_words_needs_that_many_words() -> None:
+    cfg = config(interruption=InterruptionConfig(min_speech_ms=200, min_words=2))
+    m = greeted(cfg)
+    user_says(m, "Tell me more", start=2000, end=3000)
+    [reply] = m.step(TimerDue(), 3100)
+    m.step(VoiceStarted(4000), 4000)
+    m.step(Interim("no"), 4100)
+    assert m.step(Voiced(900), 4900) == []
+    [cut] = m.step(Interim("no thanks"), 5000)
+    assert isinstance(cut, Interrupt)
+    assert not cut.clear  # nothing was audible yet: no clear for the carrier
+    assert reply.index == cut.index
+
+
+def test_a_reply_cancelled_before_anything_was_heard_is_merged_with_what_follows() -> None:
+    m = greeted()
+    user_says(m, "I need a table", start=2000, end=3000)
+    [reply] = m.step(TimerDue(), 3100)
+    assert reply.user is not None
+    m.step(VoiceStarted(3200), 3200)
+    m.step(Interim("for four"), 3300)
+    [cut] = m.step(Voiced(300), 3500)
+    assert isinstance(cut, Interrupt) and not cut.clear
+    m.step(TurnFinished(reply.index, interrupted=True, restore=reply.user), 3510)
+    m.step(VoiceEnded(3800), 3800)
+    m.step(Final("for four", speech_final=True), 3850)
+    [merged] = m.step(TimerDue(), 3900)
+    assert isinstance(merged, StartTurn) and merged.user is not None
+    assert merged.user.text == "I need a table for four"
+    assert merged.user.speech_start_ms == 2000
+
+
+def test_finalize_when_only_interim_text_arrives() -> None:
+    m = greeted()
+    m.step(VoiceStarted(2000), 2000)
+    m.step(Interim("are you open"), 2200)
+    m.step(VoiceEnded(2500), 2500)
+    assert m.deadline() == 3100  # max(voice end, interim) + max_wait
+    assert m.step(TimerDue(), 3100) == [FinalizeStt()]
+    assert m.step(TimerDue(), 3101) == []  # asked once
+
+
+def test_idle_prompt_then_goodbye_then_end() -> None:
+    m = greeted()
+    assert m.deadline() == 9000  # greeting settled at 1000, + idle timeout
+    [prompt] = m.step(TimerDue(), 9000)
+    assert isinstance(prompt, StartTurn) and prompt.kind is TurnKind.IDLE_PROMPT
+    assert prompt.text == "Are you still there?"
+    m.step(TurnFinished(prompt.index), 10_000)
+    [goodbye] = m.step(TimerDue(), 18_000)
+    assert isinstance(goodbye, StartTurn) and goodbye.kind is TurnKind.CLOSING
+    assert not goodbye.interruptible and goodbye.text == "Bye now."
+    assert m.phase is Phase.CLOSING
+    assert m.step(TurnFinished(goodbye.index), 19_000) == [End(EndReason.SILENCE_TIMEOUT)]
+    assert m.phase is Phase.ENDED
+    assert m.step(TimerDue(), 20_000) == []
+
+
+def test_the_caller_speaking_resets_the_idle_timer() -> None:
+    m = greeted()
+    m.step(VoiceStarted(8000), 8000)
+    assert m.deadline() is None or m.deadline() == 600_000
+    m.step(VoiceEnded(8400), 8400)
+    assert m.deadline() == 16_400
+
+
+def test_max_duration_cuts_the_turn_then_says_the_closing_line() -> None:
+    m = greeted(config(max_duration_s=20.0))
+    user_says(m, "Tell me a long story", start=2000, end=3000)
+    [reply] = m.step(TimerDue(), 3100)
+    m.step(TurnAudible(reply.index), 3500)
+    m.step(VoiceStarted(19_000), 19_000)
+    m.step(Final("and then", speech_final=False), 19_500)
+    [cut] = m.step(TimerDue(), 20_000)
+    assert cut == Interrupt(reply.index, 20_000, barged_in=False, clear=True)
+    flush, closing = m.step(TurnFinished(reply.index, interrupted=True), 20_010)
+    assert isinstance(flush, FlushUser) and flush.user.text == "and then"
+    assert isinstance(closing, StartTurn) and closing.kind is TurnKind.CLOSING
+    assert m.step(TurnFinished(closing.index), 23_000) == [End(EndReason.MAX_DURATION)]
+
+
+def test_reply_outcomes_end_the_call() -> None:
+    for finished, expected in (
+        (TurnFinished(1, end_call=True), End(EndReason.ASSISTANT_HANGUP, "end_call tool")),
+        (TurnFinished(1, transfer_to="+15550100"), End(EndReason.TRANSFERRED, "", "+15550100")),
+        (
+            TurnFinished(1, spoken="Thanks for calling, have a nice day!"),
+            End(EndReason.ASSISTANT_HANGUP, "end-call phrase 'have a nice day'"),
+        ),
+    ):
+        m = greeted()
+        user_says(m, "That's all", start=2000, end=3000)
+        [reply] = m.step(TimerDue(), 3100)
+        assert reply.index == 1
+        assert m.step(finished, 4000) == [expected]
+
+
+def test_an_interrupted_reply_never_ends_the_call() -> None:
+    m = greeted()
+    user_says(m, "That's all", start=2000, end=3000)
+    [reply] = m.step(TimerDue(), 3100)
+    finished = TurnFinished(reply.index, interrupted=True, end_call=True, spoken="")
+    assert m.step(finished, 4000) == []
+    assert m.phase is Phase.LISTENING
+
+
+def test_restored_words_keep_their_marks() -> None:
+    m = greeted()
+    words = UserTurn("hello", speech_start_ms=2000, speech_end_ms=2500, stt_final_ms=2550)
+    user_says(m, "first", start=2000, end=2500)
+    [reply] = m.step(TimerDue(), 2600)
+    m.step(TurnFinished(reply.index, interrupted=True, restore=words), 2700)
+    deadline = m.deadline()
+    assert deadline is not None
+    [again] = m.step(TimerDue(), deadline)
+    assert isinstance(again, StartTurn) and again.user == words
