@@ -17,7 +17,6 @@ from agents.serializers import (
     ToolInputSerializer,
     ToolOutputSerializer,
 )
-from agents.services import CREDENTIAL_FOR
 from glassbox.pageforms import (
     CHECKBOXES,
     JSON,
@@ -30,12 +29,13 @@ from glassbox.pageforms import (
     serializer_field,
 )
 from tenants.models import Organization
+from voice.providers import registry
 
-STAGES = ("stt", "llm", "tts")
+STAGES = tuple(str(kind) for kind in registry.Kind)
 
 # Which of a stage's settings each provider reads (voice/providers/*); a provider not
-# listed shows them all. The engine's provider registry is to describe this, and this
-# table then goes.
+# listed shows them all. The provider registry names each provider, its credential and
+# its defaults, but not this; if it learns to, this table goes.
 PROVIDER_SETTINGS: dict[str, dict[str, frozenset[str]]] = {
     "stt": {
         "deepgram": frozenset({"model", "language"}),
@@ -50,6 +50,14 @@ PROVIDER_SETTINGS: dict[str, dict[str, frozenset[str]]] = {
         "espeak": frozenset({"voice", "speed"}),
     },
 }
+
+
+def provider_spec(stage: str, provider: str) -> registry.ProviderSpec | None:
+    try:
+        return registry.spec(registry.Kind(stage), provider)
+    except registry.UnknownProvider:
+        return None
+
 
 STAGE_TITLES = {"stt": "Speech-to-text", "llm": "Language model", "tts": "Text-to-speech"}
 
@@ -68,7 +76,7 @@ _AGENT_FIELDS = [
     FormField("llm.max_tokens", "Maximum tokens per reply"),
     FormField("llm_credential", "Credential", blank_label="The platform's key"),
     FormField("tts.provider", "Text-to-speech provider"),
-    FormField("tts.voice", "Voice", "The provider's voice id. Blank: its default voice."),
+    FormField("tts.voice", "Voice", "The provider's voice id."),
     FormField("tts.model", "Model", "Blank: the provider's default model."),
     FormField("tts.speed", "Speed", "1 is normal speed."),
     FormField("tts.language", "Language"),
@@ -202,9 +210,8 @@ class AgentForm(PageForm):
         ]
 
     def _takes_credential(self, stage: str) -> bool:
-        provider = self.stage_provider(stage)
-        known = provider in PROVIDER_SETTINGS[stage]
-        return not known or CREDENTIAL_FOR[stage].get(provider) is not None
+        spec = provider_spec(stage, self.stage_provider(stage))
+        return spec is None or bool(spec.credential)
 
     def api_data(self) -> dict[str, Any]:
         data = super().api_data()
@@ -246,10 +253,16 @@ def agent_form(
         data=data,
         stored_secrets=["webhook_secret"] if agent is not None and agent.webhook_secret else [],
     )
-    # Credential pickers offer only the kind the chosen provider takes.
     for stage in STAGES:
-        kind = CREDENTIAL_FOR[stage].get(form.stage_provider(stage))
+        spec = provider_spec(stage, form.stage_provider(stage))
+        # Credential pickers offer only the kind the chosen provider takes.
+        kind = spec.credential if spec is not None else None
         form.fields[f"{stage}_credential"].choices = _credential_choices(organization, kind)
+        # "Blank" means the provider's own default: say which.
+        if spec is not None and spec.default_model:
+            form.fields[f"{stage}.model"].hint = f"Blank: {spec.default_model}."
+        if spec is not None and stage == "tts" and spec.default_voice:
+            form.fields["tts.voice"].hint = f"Blank: {spec.default_voice}."
     return form
 
 
@@ -375,7 +388,8 @@ class CredentialForm(PageForm):
     def provider_fields(self) -> list[str]:
         provider = self.provider()
         paths = list(CREDENTIAL_PROVIDER_FIELDS.get(provider, CREDENTIAL_DEFAULT_FIELDS))
-        if provider == "openai" or not provider:
+        custom = {p.credential for p in registry.PROVIDERS if p.custom_base_url}
+        if provider in custom or not provider:
             paths.append("base_url")
         return paths
 

@@ -11,6 +11,7 @@ from agents.forms import agent_form, credential_form, tool_form
 from glassbox.pageforms import flatten_errors, html_id
 from tests.conftest import Tenant
 from tests.factories import make_agent, make_credential, make_tool
+from voice.providers import registry
 
 
 def post(pairs: list[tuple[str, str]]) -> QueryDict:
@@ -269,3 +270,16 @@ def test_tailored_choices_stay_with_their_form(tenant_a: Tenant, tenant_b: Tenan
     theirs = agent_form(organization=tenant_b.organization, data=post(BASIC))
     assert theirs["stt_credential"].choices == []
     assert [v for v, _, _ in mine["stt_credential"].choices] == [str(ours.pk)]
+
+
+def test_pickers_and_hints_come_from_the_provider_registry(tenant_a: Tenant) -> None:
+    form = agent_form(organization=tenant_a.organization, data=post(BASIC))
+    labels = {v: label for v, label, _ in form["llm.provider"].choices}
+    assert labels == dict(registry.choices(registry.Kind.LLM))
+    deepgram = registry.spec(registry.Kind.STT, "deepgram")
+    assert form["stt.model"].hint == f"Blank: {deepgram.default_model}."
+    espeak = agent_form(organization=tenant_a.organization, data=post([("tts.provider", "espeak")]))
+    assert (
+        espeak["tts.voice"].hint
+        == f"Blank: {registry.spec(registry.Kind.TTS, 'espeak').default_voice}."
+    )
