@@ -21,6 +21,7 @@ from glassbox.pageforms import (
     CHECKBOXES,
     JSON,
     SECRET,
+    SECRET_REMOVE_SUFFIX,
     TEXTAREA,
     BoundField,
     FormField,
@@ -329,8 +330,9 @@ class ToolForm(PageForm):
         data = super().api_data()
         assert self.data is not None
         raw = self.data.get("headers", "")
+        removed = self.data.get("headers" + SECRET_REMOVE_SUFFIX) == "true"
         # Headers are "Name: value" lines on the page and an object in the API.
-        if raw.strip():
+        if raw.strip() and not removed:
             headers: dict[str, str] = {}
             for line in raw.splitlines():
                 if line.strip():

@@ -258,10 +258,6 @@ class PageForm:
         self.errors: dict[str, list[str]] = {}
         self.validated_data: dict[str, Any] | None = None
 
-    @property
-    def is_bound(self) -> bool:
-        return self.data is not None
-
     # --- POST -> the API's input ----------------------------------------------------------
 
     def api_data(self) -> dict[str, Any]:
