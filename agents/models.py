@@ -13,6 +13,7 @@ from glassbox.encryption import EncryptedJSONField, EncryptedTextField
 from tenants.scoping import TenantModel
 from voice.config import (
     CallConfig,
+    FallbackConfig,
     IdleConfig,
     InterruptionConfig,
     ToolConfig,
@@ -38,6 +39,11 @@ def default_interruption() -> dict[str, object]:
 
 def default_idle() -> dict[str, object]:
     return to_plain(IdleConfig())
+
+
+def default_fallback() -> dict[str, object]:
+    """voice.config.FallbackConfig's settings, and no fallback providers."""
+    return {**to_plain(FallbackConfig()), "stt": [], "llm": [], "tts": []}
 
 
 def default_analysis() -> dict[str, object]:
@@ -143,6 +149,9 @@ class Agent(TenantModel):
     webhook_url = models.URLField(max_length=2000, blank=True)
     webhook_secret = EncryptedTextField(blank=True)
     analysis = models.JSONField(default=default_analysis)
+    # When providers are late or fail: FallbackConfig's settings plus, per stage, the
+    # providers to try next ({"provider", ..., "credential": id or null}).
+    fallback = models.JSONField(default=default_fallback)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -14,10 +14,18 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from rest_framework import serializers
 
-from agents.models import Agent, Credential, CredentialProvider, Tool, ToolKind
+from agents.models import (
+    Agent,
+    Credential,
+    CredentialProvider,
+    Tool,
+    ToolKind,
+    default_fallback,
+)
 from glassbox.api.fields import SafeJSONObjectField, TenantPrimaryKeyRelatedField
 from voice.config import (
     CallConfig,
+    FallbackConfig,
     IdleConfig,
     InterruptionConfig,
     LLMConfig,
@@ -42,6 +50,8 @@ _TURN = field_defaults(TurnConfig)
 _INTERRUPTION = field_defaults(InterruptionConfig)
 _IDLE = field_defaults(IdleConfig)
 _TOOL = field_defaults(ToolConfig)
+_FALLBACK = field_defaults(FallbackConfig)
+MAX_FALLBACKS = 3  # per stage
 
 
 def validate_json_schema(value: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +165,87 @@ class AnalysisSerializer(serializers.Serializer):
     success_rubric = serializers.CharField(max_length=5000, allow_blank=True, default="")
 
 
+def _with_credential(base: type[serializers.Serializer], *, output: bool) -> type:
+    """A provider's settings plus the credential it uses (an id of this organization)."""
+    credential: serializers.Field
+    if output:
+        credential = serializers.IntegerField(allow_null=True)
+    else:
+        credential = TenantPrimaryKeyRelatedField(
+            model=Credential, allow_null=True, required=False, default=None
+        )
+    name = base.__name__.removesuffix("Serializer") + ("FallbackOut" if output else "Fallback")
+    return type(f"{name}Serializer", (base,), {"credential": credential})
+
+
+class FallbackSerializer(serializers.Serializer):
+    """What a call does when a provider is late or fails (voice.config.FallbackConfig),
+    and the providers each stage falls back to, in order."""
+
+    first_token_timeout_s = serializers.FloatField(
+        min_value=0.5,
+        max_value=30.0,
+        default=_FALLBACK["first_token_timeout_s"],
+        help_text="An LLM silent this long after a request counts as failed.",
+    )
+    apology = serializers.CharField(
+        max_length=500,
+        allow_blank=True,
+        default=_FALLBACK["apology"],
+        help_text="Said when a provider is late or replaced; '' for none.",
+    )
+    goodbye = serializers.CharField(
+        max_length=1000,
+        allow_blank=True,
+        default=_FALLBACK["goodbye"],
+        help_text="Said before the call ends because every option of a stage failed.",
+    )
+    stt = serializers.ListField(
+        child=_with_credential(STTSerializer, output=False)(),
+        max_length=MAX_FALLBACKS,
+        default=list,
+    )
+    llm = serializers.ListField(
+        child=_with_credential(LLMSerializer, output=False)(),
+        max_length=MAX_FALLBACKS,
+        default=list,
+    )
+    tts = serializers.ListField(
+        child=_with_credential(TTSSerializer, output=False)(),
+        max_length=MAX_FALLBACKS,
+        default=list,
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, str] = {}
+        for stage in registry.Kind:
+            if stage not in attrs:  # a PATCH that leaves this chain as it is
+                continue
+            entries = []
+            for n, entry in enumerate(attrs[stage]):
+                credential = entry.get("credential")
+                wanted = registry.spec(stage, entry["provider"]).credential
+                if credential is not None and credential.provider != wanted:
+                    what = f"a {wanted} credential" if wanted else "no credential"
+                    errors[stage] = (
+                        f"Fallback {n + 1}: the {entry['provider']} provider takes {what}."
+                    )
+                entries.append({**entry, "credential": credential.pk if credential else None})
+            attrs[stage] = entries
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class FallbackOutputSerializer(serializers.Serializer):
+    first_token_timeout_s = serializers.FloatField()
+    apology = serializers.CharField()
+    goodbye = serializers.CharField()
+    stt = serializers.ListField(child=_with_credential(STTSerializer, output=True)())
+    llm = serializers.ListField(child=_with_credential(LLMSerializer, output=True)())
+    tts = serializers.ListField(child=_with_credential(TTSSerializer, output=True)())
+
+
 NESTED = {
     "stt": STTSerializer,
     "llm": LLMSerializer,
@@ -213,6 +304,7 @@ class AgentInputSerializer(serializers.Serializer):
         help_text="Signs event webhooks (HMAC-SHA256). Write-only; '' removes it.",
     )
     analysis = AnalysisSerializer(required=False)
+    fallback = FallbackSerializer(required=False)
 
     def validate_tools(self, value: list[Tool]) -> list[Tool]:
         if len(value) > 64:
@@ -227,6 +319,9 @@ class AgentInputSerializer(serializers.Serializer):
             stored = getattr(instance, name) if instance is not None else {}
             if name in attrs or instance is None:
                 attrs[name] = _full(name, {**stored, **attrs.get(name, {})})
+        if "fallback" in attrs:  # a PATCH replaces the keys it names
+            stored = instance.fallback if instance is not None else default_fallback()
+            attrs["fallback"] = {**default_fallback(), **stored, **attrs["fallback"]}
         return attrs
 
 
@@ -239,6 +334,7 @@ class AgentOutputSerializer(serializers.ModelSerializer):
     interruption = InterruptionSerializer()
     idle = IdleSerializer()
     analysis = AnalysisSerializer()
+    fallback = FallbackOutputSerializer()
     tools = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     end_call_phrases = serializers.ListField(child=serializers.CharField())
     has_webhook_secret = serializers.BooleanField(read_only=True)
@@ -268,6 +364,7 @@ class AgentOutputSerializer(serializers.ModelSerializer):
             "webhook_url",
             "has_webhook_secret",
             "analysis",
+            "fallback",
             "created",
             "updated",
         )

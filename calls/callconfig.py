@@ -20,6 +20,7 @@ from agents.models import Agent, Credential, Tool
 from calls.models import Call
 from voice.config import (
     CallConfig,
+    FallbackConfig,
     IdleConfig,
     InterruptionConfig,
     LLMConfig,
@@ -79,6 +80,7 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
         "tools": [_tool_snapshot(t) for t in agent.tools.all().order_by("name")],
         "webhook_url": agent.webhook_url,
         "analysis": dict(agent.analysis),
+        "fallback": dict(agent.fallback),
     }
 
 
@@ -132,11 +134,19 @@ def call_config_build(call: Call) -> CallConfig:
     if call.agent_id is not None:
         agent = Agent.objects.for_org(call.organization).filter(pk=call.agent_id).first()
         webhook_secret = agent.webhook_secret if agent is not None else ""
-    providers = {}
+    fallback = snap.get("fallback") or {}
+    providers: dict[Kind, Any] = {}
+    fallbacks: dict[Kind, tuple[Any, ...]] = {}
     for kind, cls in ((Kind.STT, STTConfig), (Kind.LLM, LLMConfig), (Kind.TTS, TTSConfig)):
         raw = snap[kind]
         endpoint = _endpoint(call, kind, raw["provider"], snap.get(f"{kind}_credential_id"))
         providers[kind] = from_plain(cls, raw, **endpoint)
+        fallbacks[kind] = tuple(
+            from_plain(
+                cls, entry, **_endpoint(call, kind, entry["provider"], entry.get("credential"))
+            )
+            for entry in fallback.get(kind, ())
+        )
     return from_plain(
         CallConfig,
         snap,
@@ -150,4 +160,8 @@ def call_config_build(call: Call) -> CallConfig:
         idle=from_plain(IdleConfig, snap.get("idle") or {}),
         tools=tuple(_tool_config(t, headers.get(t.get("id"), {})) for t in tools),
         webhook_secret=webhook_secret,
+        stt_fallbacks=fallbacks[Kind.STT],
+        llm_fallbacks=fallbacks[Kind.LLM],
+        tts_fallbacks=fallbacks[Kind.TTS],
+        fallback=from_plain(FallbackConfig, fallback),
     )

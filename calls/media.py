@@ -274,6 +274,9 @@ class MediaSession:
             tts=build_tts(config.tts),
             output=self.output,
             sink=recorder,
+            stt_fallbacks=[build_stt(c) for c in config.stt_fallbacks],
+            llm_fallbacks=[build_llm(c) for c in config.llm_fallbacks],
+            tts_fallbacks=[build_tts(c) for c in config.tts_fallbacks],
         )
 
     async def _engine(self, conversation: Conversation) -> CallEnded:

@@ -100,6 +100,8 @@ class Call(TenantModel):
     llm_prompt_tokens = models.PositiveIntegerField(default=0)
     llm_completion_tokens = models.PositiveIntegerField(default=0)
     tts_characters = models.PositiveIntegerField(default=0)
+    # providers replaced during the call, in order: {stage, from, to, reason, at_ms}
+    fallbacks = models.JSONField(default=list, blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

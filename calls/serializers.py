@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema_serializer
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from agents.models import Agent, Credential
@@ -49,9 +51,27 @@ class TranscriptEntrySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class FallbackEventSerializer(serializers.Serializer):
+    """A provider replaced by the next in its chain (or retried, when it has none)."""
+
+    stage = serializers.ChoiceField(("stt", "llm", "tts"))
+    # "from" is a Python keyword: declared below
+    to = serializers.CharField(help_text="e.g. 'openai (fallback 1)'")
+    reason = serializers.CharField()
+    at_ms = serializers.FloatField(help_text="ms since the call started")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["from"] = serializers.CharField(help_text="e.g. 'openai (primary)'")
+        return fields
+
+
 class TurnMetricSerializer(serializers.ModelSerializer):
     timeline = serializers.SerializerMethodField(
         help_text="Raw marks of the turn, in ms since the call started (null: did not happen)."
+    )
+    fallbacks = serializers.SerializerMethodField(
+        help_text="Providers replaced during this turn (a late first token, an error)."
     )
 
     class Meta:
@@ -62,11 +82,16 @@ class TurnMetricSerializer(serializers.ModelSerializer):
             "interrupted",
             *TURN_STAGES,
             "timeline",
+            "fallbacks",
         )
         read_only_fields = fields
 
     def get_timeline(self, obj: TurnMetric) -> dict[str, float | None]:
         return {k: v for k, v in obj.timeline.items() if k.endswith("_ms") and k not in TURN_STAGES}
+
+    @extend_schema_field(FallbackEventSerializer(many=True))
+    def get_fallbacks(self, obj: TurnMetric) -> list[dict[str, Any]]:
+        return list(obj.timeline.get("fallbacks") or [])
 
 
 class ToolInvocationSerializer(serializers.ModelSerializer):
@@ -97,22 +122,38 @@ _CALL_FIELDS = (
     "llm_prompt_tokens",
     "llm_completion_tokens",
     "tts_characters",
+    "fallback_count",
 )
 
 
 class CallOutputSerializer(serializers.ModelSerializer):
+    fallback_count = serializers.SerializerMethodField(
+        help_text="How many times a provider was replaced during the call (see fallbacks)."
+    )
+
     class Meta:
         model = Call
         fields = _CALL_FIELDS
         read_only_fields = fields
 
+    def get_fallback_count(self, obj: Call) -> int:
+        return len(obj.fallbacks or [])
 
-class CallDetailSerializer(serializers.ModelSerializer):
+
+class CallDetailSerializer(CallOutputSerializer):
+    fallbacks = FallbackEventSerializer(many=True, read_only=True)
     transcript = TranscriptEntrySerializer(many=True, read_only=True)
     metrics = TurnMetricSerializer(source="turns", many=True, read_only=True)
     tool_calls = ToolInvocationSerializer(source="tool_invocations", many=True, read_only=True)
 
     class Meta:
         model = Call
-        fields = (*_CALL_FIELDS, "agent_snapshot", "transcript", "metrics", "tool_calls")
+        fields = (
+            *_CALL_FIELDS,
+            "fallbacks",
+            "agent_snapshot",
+            "transcript",
+            "metrics",
+            "tool_calls",
+        )
         read_only_fields = fields

@@ -283,6 +283,7 @@ def call_end(*, call: Call, ended: CallEnded) -> Call:
         call.llm_prompt_tokens = ended.usage.llm_prompt_tokens
         call.llm_completion_tokens = ended.usage.llm_completion_tokens
         call.tts_characters = ended.usage.tts_characters
+        call.fallbacks = list(ended.fallbacks)
         if call.ended_at is None:
             call.ended_at = timezone.now()
         if call.status not in TERMINAL_STATUSES:
@@ -297,6 +298,7 @@ def call_end(*, call: Call, ended: CallEnded) -> Call:
                 "llm_prompt_tokens",
                 "llm_completion_tokens",
                 "tts_characters",
+                "fallbacks",
                 "ended_at",
                 "status",
             ]

@@ -95,6 +95,25 @@ class IdleConfig:
     goodbye: str = "I haven't heard from you, so I'll end the call now. Goodbye."
 
 
+@dataclass(frozen=True, slots=True)
+class FallbackConfig:
+    """What the call does when a provider is late or fails (see voice.conversation).
+
+    An LLM that has not produced its first token ``first_token_timeout_s`` after a request
+    is treated as failed: the caller hears ``apology`` (once per turn) and the request
+    goes to the next LLM in the chain, or once more to the same one when there is no
+    fallback. When every option of a stage has failed the call ends, after ``goodbye``
+    where a TTS still works.
+    """
+
+    first_token_timeout_s: float = 4.0
+    apology: str = "Sorry, one moment please."
+    goodbye: str = (
+        "I'm sorry, I'm having technical difficulties and have to end the call. "
+        "Please call back later. Goodbye."
+    )
+
+
 class ToolKind(StrEnum):
     HTTP = "http"
     END_CALL = "end_call"
@@ -141,6 +160,11 @@ class CallConfig:
     max_duration_message: str = "We've reached the time limit for this call. Goodbye."
     end_call_phrases: tuple[str, ...] = ()
     tools: tuple[ToolConfig, ...] = ()
+    # tried in order after the primary fails to connect, errors or stalls
+    stt_fallbacks: tuple[STTConfig, ...] = ()
+    llm_fallbacks: tuple[LLMConfig, ...] = ()
+    tts_fallbacks: tuple[TTSConfig, ...] = ()
+    fallback: FallbackConfig = FallbackConfig()
     # signs HTTP tool requests (HMAC-SHA256 over timestamp + body)
     webhook_secret: str = ""
     carrier_format: AudioFormat = TWILIO_FORMAT

@@ -48,15 +48,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from voice.audio import Converter
 from voice.config import AudioFormat, CallConfig, Encoding
-from voice.events import CallEnded, EndReason, Sink, TranscriptEntry, TurnTimeline, Usage
+from voice.events import (
+    CallEnded,
+    EndReason,
+    Fallback,
+    Sink,
+    TranscriptEntry,
+    TurnTimeline,
+    Usage,
+)
 from voice.events import Role as _Role
 from voice.machine import (
     Command,
@@ -69,6 +77,8 @@ from voice.machine import (
     Interrupt,
     Machine,
     Phase,
+    ProvidersDown,
+    ProviderSwitched,
     Start,
     StartTurn,
     SttActivity,
@@ -88,6 +98,7 @@ from voice.providers.base import (
     STTEventKind,
     STTProvider,
     STTSession,
+    TTSConnection,
     TTSProvider,
 )
 from voice.speaking import CARRIER_TIMEOUT_S, Produce, Speaker
@@ -99,9 +110,13 @@ from voice.turns import UserTurn
 from voice.vad import SUPPORTED_RATES, VadEventKind, VoiceActivity
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 CONNECT_TIMEOUT_S = 10.0
+# From the moment the call is decided over to run() returning: the task group's children
+# each stop within PROVIDER_CLOSE_S (or CARRIER_TIMEOUT_S), then the carrier is told.
 SHUTDOWN_TIMEOUT_S = 5.0
+PROVIDER_CLOSE_S = 2.5
 INBOX_SIZE = 256
 FAILURES = frozenset({EndReason.ERROR, EndReason.PROVIDER_ERROR})
 
@@ -134,13 +149,19 @@ class Conversation:
         tts: TTSProvider,
         output: CarrierOutput,
         sink: Sink,
+        stt_fallbacks: Sequence[STTProvider] = (),
+        llm_fallbacks: Sequence[LLMProvider] = (),
+        tts_fallbacks: Sequence[TTSProvider] = (),
         clock: Callable[[], float] | None = None,
         audio_queue_frames: int = 100,
     ) -> None:
         self._config = config
-        self._stt = stt
-        self._llm = llm
-        self._tts = tts
+        # each stage: the primary, then its fallbacks in order
+        self._stts: list[STTProvider] = [stt, *stt_fallbacks]
+        self._llms: list[LLMProvider] = [llm, *llm_fallbacks]
+        self._ttss: list[TTSProvider] = [tts, *tts_fallbacks]
+        self._stt_at = self._tts_at = 0
+        self._fallbacks: list[Fallback] = []
         self._output = output
         self._sink = sink
         self._clock = clock
@@ -162,9 +183,15 @@ class Conversation:
         self._tg: asyncio.TaskGroup
         self._deadline: asyncio.Timeout
         self._speaker: Speaker | None = None
-        self._session: STTSession
-        self._resources: dict[str, Any] = {}
+        self._session: STTSession | None = None  # None while none is connected
+        self._stt_format: AudioFormat | None = None
+        self._tts_connection: TTSConnection | None = None
+        self._tts_failed = asyncio.Event()
+        self._tts_error: ProviderError | None = None
+        self._stt_settled = asyncio.Event()  # a session is up, or none can be
         self._turns: dict[int, tuple[Turn, asyncio.Task[None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._straggler_timer: asyncio.TimerHandle | None = None
         self._mark_seq = 0
 
     # ------------------------------------------------------------------ inputs (sync)
@@ -226,8 +253,6 @@ class Conversation:
         return await self._finish()
 
     async def _run_call(self) -> None:
-        carrier = self._config.carrier_format
-        stt_format = self._stt.input_format(carrier)
         async with (
             asyncio.timeout(None) as self._deadline,
             httpx.AsyncClient(verify=httpx_tls()) as http,
@@ -236,40 +261,156 @@ class Conversation:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 # STT and TTS connect side by side; the greeting waits only for TTS
-                stt_up, tts_up = asyncio.Event(), asyncio.Event()
-                session_cm = self._stt.session(stt_format)
-                tg.create_task(self._guard(self._hold("stt", self._stt.name, session_cm, stt_up)))
-                tts_cm = self._tts.connect(carrier)
-                tg.create_task(self._guard(self._hold("tts", self._tts.name, tts_cm, tts_up)))
-                llm_cm = contextlib.aclosing(self._llm)
-                tg.create_task(self._guard(self._hold("llm", self._llm.name, llm_cm, None)))
-                tg.create_task(self._guard(self._shell(tts_up, runner)))
-                tg.create_task(self._guard(self._audio_loop(stt_up, stt_format)))
-                tg.create_task(self._guard(self._stt_loop(stt_up)))
-                tg.create_task(self._guard(self._watch_hangup()))
+                tts_up = asyncio.Event()
+                self._spawn(self._guard(self._stt_supervisor()))
+                self._spawn(self._guard(self._tts_supervisor(tts_up)))
+                for llm in {id(llm): llm for llm in self._llms}.values():  # released at the end
+                    self._spawn(self._guard(self._hold(llm)))
+                self._spawn(self._guard(self._shell(tts_up, runner)))
+                self._spawn(self._guard(self._audio_loop()))
+                self._spawn(self._guard(self._watch_hangup()))
 
-    async def _hold(
-        self,
-        key: str,
-        name: str,
-        cm: AbstractAsyncContextManager[Any],
-        ready: asyncio.Event | None,
-    ) -> None:
-        """Connect a provider, publish it, and hold it open until the call ends.
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task in the call's group, tracked so a stuck one can be cancelled again."""
+        task = self._tg.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _ending(self) -> None:
+        """The call is over. The task group cancels every child once and then waits for
+        all of them; a child whose cleanup awaits again (an SDK stream's close) would hold
+        the call for as long as that takes. So each gets ``PROVIDER_CLOSE_S``, then is
+        cancelled again, until none is left: the shutdown bound holds for real."""
+        if self._straggler_timer is None:
+            loop = asyncio.get_running_loop()
+            self._straggler_timer = loop.call_later(PROVIDER_CLOSE_S, self._cancel_stragglers)
+
+    def _cancel_stragglers(self) -> None:
+        stuck = [t for t in self._tasks if not t.done()]
+        if not stuck:
+            return
+        log.warning(
+            "call %s: %d task(s) still stopping after %g s; cancelling again",
+            self._config.call_id,
+            len(stuck),
+            PROVIDER_CLOSE_S,
+        )
+        for task in stuck:
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        self._straggler_timer = loop.call_later(PROVIDER_CLOSE_S, self._cancel_stragglers)
+
+    @contextlib.asynccontextmanager
+    async def _opened(self, cm: AbstractAsyncContextManager[R], name: str) -> AsyncIterator[R]:
+        """A provider's context, entered within ``CONNECT_TIMEOUT_S`` and closed within
+        ``PROVIDER_CLOSE_S`` (then abandoned with a warning: the task group waits for every
+        child, so one provider's hanging close would otherwise hold the whole call).
 
         The task that opens a provider's context also closes it, as SDKs built on anyio
-        require; closing is bounded by the shutdown deadline.
-        """
-        async with contextlib.AsyncExitStack() as stack:
+        require."""
+        stack = contextlib.AsyncExitStack()
+        try:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
                     resource = await stack.enter_async_context(cm)
             except TimeoutError:
                 raise ProviderError(name, f"no connection within {CONNECT_TIMEOUT_S:g} s") from None
-            self._resources[key] = resource
-            if ready is not None:
-                ready.set()
+            yield resource
+        finally:
+            try:
+                async with asyncio.timeout(PROVIDER_CLOSE_S):
+                    await stack.aclose()
+            except TimeoutError:
+                log.warning(
+                    "call %s: %s did not close within %g s; abandoned",
+                    self._config.call_id,
+                    name,
+                    PROVIDER_CLOSE_S,
+                )
+            except Exception as exc:
+                log.debug("call %s: closing %s: %r", self._config.call_id, name, exc)
+
+    async def _hold(self, llm: LLMProvider) -> None:
+        """Release an LLM's connections when the call ends."""
+        async with self._opened(contextlib.aclosing(llm), llm.name):
             await asyncio.Event().wait()  # cancelled when the call ends
+
+    def _label(self, providers: Sequence[STTProvider | TTSProvider], at: int) -> str:
+        name = providers[at].name
+        return f"{name} (primary)" if at == 0 else f"{name} (fallback {at})"
+
+    def _record_fallback(self, switch: Fallback) -> None:
+        self._fallbacks.append(switch)
+
+    def _switch(
+        self, stage: str, providers: Sequence[STTProvider | TTSProvider], at: int, exc: Exception
+    ) -> None:
+        reason = exc.message if isinstance(exc, ProviderError) else repr(exc)
+        switch = Fallback(
+            stage, self._label(providers, at), self._label(providers, at + 1), reason, self._now()
+        )
+        log.warning(
+            "call %s: %s %s failed (%s); now %s",
+            self._config.call_id,
+            stage,
+            switch.from_provider,
+            reason,
+            switch.to_provider,
+        )
+        self._record_fallback(switch)
+
+    async def _stt_supervisor(self) -> None:
+        """The STT session: the primary, else the next in the chain, for the whole call.
+
+        A session that fails to connect, errors or closes is replaced by the next one; when
+        none is left the machine is told (the caller hears the goodbye, if TTS works)."""
+        carrier = self._config.carrier_format
+        for at, stt in enumerate(self._stts):
+            fmt = stt.input_format(carrier)
+            try:
+                async with self._opened(stt.session(fmt), stt.name) as session:
+                    self._stt_format, self._session = fmt, session
+                    await self._stt_loop(stt, session)
+            except ProviderError as exc:
+                self._session = None
+                if at + 1 < len(self._stts):
+                    self._switch("stt", self._stts, at, exc)
+                    await self._inbox.put(ProviderSwitched("stt"))
+                    continue
+                detail = f"speech-to-text unavailable: {exc}"
+                log.warning("call %s: %s", self._config.call_id, detail)
+                self._stt_settled.set()
+                await self._inbox.put(ProvidersDown(detail, can_speak=True))
+        await asyncio.Event().wait()  # the machine ends the call
+
+    async def _tts_supervisor(self, ready: asyncio.Event) -> None:
+        """The TTS connection: the primary, else the next in the chain. A turn whose TTS
+        failed sets ``_tts_failed``; the next connection then takes over. With none left
+        the call ends: there is no voice left to say goodbye with."""
+        carrier = self._config.carrier_format
+        for at, tts in enumerate(self._ttss):
+            try:
+                async with self._opened(tts.connect(carrier), tts.name) as connection:
+                    self._tts_at, self._tts_connection = at, connection
+                    if self._speaker is not None:
+                        self._speaker.connection = connection
+                    if ready.is_set():  # a replacement mid-call
+                        await self._inbox.put(ProviderSwitched("tts"))
+                    ready.set()
+                    self._tts_failed.clear()
+                    await self._tts_failed.wait()
+                    raise self._tts_error or ProviderError(tts.name, "failed mid-call")
+            except ProviderError as exc:
+                if at + 1 < len(self._ttss):
+                    self._switch("tts", self._ttss, at, exc)
+                    continue
+                raise
+
+    def _tts_replaceable(self, exc: ProviderError) -> bool:
+        """A turn failed because of its TTS, and there is another to switch to."""
+        current = self._ttss[self._tts_at]
+        return exc.provider == current.name and self._tts_at + 1 < len(self._ttss)
 
     async def _ready(self, event: asyncio.Event) -> None:
         # the holder raises ProviderError on its own timeout; this bound is a backstop
@@ -283,6 +424,10 @@ class Conversation:
         except Exception as exc:
             self._note_end(exc)
             self._deadline.reschedule(asyncio.get_running_loop().time() + SHUTDOWN_TIMEOUT_S)
+            self._ending()
+            raise
+        except asyncio.CancelledError:  # the task group (or whoever runs the call) stops it
+            self._ending()
             raise
 
     def _classify(self, exc: BaseException) -> CallOver:
@@ -310,8 +455,15 @@ class Conversation:
         return CallOver(EndReason.ERROR, f"{type(exc).__name__}: {exc}")
 
     def _stage(self, provider: str) -> str:
-        stages = ((self._stt, "stt"), (self._llm, "llm"), (self._tts, "tts"))
-        return next((stage for p, stage in stages if p.name == provider), "unknown")
+        chains: tuple[tuple[Sequence[Any], str], ...] = (
+            (self._stts, "stt"),
+            (self._llms, "llm"),
+            (self._ttss, "tts"),
+        )
+        for chain, stage in chains:
+            if any(p.name == provider for p in chain):
+                return stage
+        return "unknown"
 
     def _note_end(self, exc: BaseException) -> None:
         """The first reason wins; what fails while the call is shutting down is only noise."""
@@ -339,6 +491,7 @@ class Conversation:
             usage=self._usage,
             transfer_to=end.transfer_to,
             dropped_frames=self._dropped_frames,
+            fallbacks=[f.as_dict() for f in self._fallbacks],
         )
         level = logging.WARNING if end.reason in FAILURES else logging.INFO
         log.log(
@@ -369,16 +522,17 @@ class Conversation:
 
     # ------------------------------------------------------------------ caller side
 
-    async def _audio_loop(self, stt_up: asyncio.Event, stt_format: AudioFormat) -> None:
-        await self._ready(stt_up)
-        session = self._session = self._resources["stt"]
+    async def _audio_loop(self) -> None:
+        # Caller audio waits in its queue (bounded) until the first STT session is up or
+        # known to be unavailable; while a replacement connects, frames skip the STT.
+        await self._ready(self._stt_settled)
         carrier = self._config.carrier_format
-        to_stt = Converter(carrier, stt_format)
         vad_rate = carrier.sample_rate if carrier.sample_rate in SUPPORTED_RATES else 16000
         to_vad = Converter(carrier, AudioFormat(Encoding.PCM16, vad_rate))
         vad = VoiceActivity(vad_rate)
         machine = self._machine
-        stt_bytes_per_s = stt_format.bytes_for_ms(1000)
+        fmt: AudioFormat | None = None
+        to_stt = Converter(carrier, carrier)
         while True:
             payload = await self._audio.get()
             events = vad.process(to_vad.convert(payload))
@@ -392,13 +546,21 @@ class Conversation:
                         await self._inbox.put(VoiceEnded(at))
             if vad.speaking and machine.barge_in_possible:
                 await self._inbox.put(Voiced(vad.speech_ms()))
+            session = self._session
+            if session is None or self._stt_format is None:
+                continue
+            if fmt != self._stt_format:
+                fmt = self._stt_format
+                to_stt = Converter(carrier, fmt)
             audio = to_stt.convert(payload)
-            self._usage.stt_seconds += len(audio) / stt_bytes_per_s
-            await session.send_audio(audio)
+            self._usage.stt_seconds += len(audio) / fmt.bytes_for_ms(1000)
+            try:
+                await session.send_audio(audio)
+            except ProviderError as exc:  # its events() fails too: the supervisor switches
+                log.debug("call %s: STT send failed: %s", self._config.call_id, exc)
 
-    async def _stt_loop(self, stt_up: asyncio.Event) -> None:
-        await self._ready(stt_up)
-        session: STTSession = self._resources["stt"]
+    async def _stt_loop(self, stt: STTProvider, session: STTSession) -> None:
+        self._stt_settled.set()
         async for event in session.events():
             if event.kind is STTEventKind.INTERIM:
                 await self._inbox.put(Interim(event.text))
@@ -408,7 +570,7 @@ class Conversation:
                 await self._inbox.put(UtteranceEnd())
             else:
                 await self._inbox.put(SttActivity())
-        raise ProviderError(self._stt.name, "the speech-to-text session closed mid-call")
+        raise ProviderError(stt.name, "the speech-to-text session closed mid-call")
 
     async def _watch_hangup(self) -> None:
         await self._hung_up.wait()
@@ -419,17 +581,19 @@ class Conversation:
 
     async def _shell(self, tts_up: asyncio.Event, runner: ToolRunner) -> None:
         await self._ready(tts_up)
+        assert self._tts_connection is not None
         self._speaker = Speaker(
             self._config,
-            llm=self._llm,
-            tts_name=self._tts.name,
-            connection=self._resources["tts"],
+            llms=self._llms,
+            tts_name=self._ttss[self._tts_at].name,
+            connection=self._tts_connection,
             output=self._output,
             tools=runner,
             usage=self._usage,
             history=self._history,
             now=self._now,
             on_audible=self._audible,
+            on_fallback=self._record_fallback,
         )
         machine = self._machine
         event: Event = Start()
@@ -475,14 +639,25 @@ class Conversation:
         )
         speaker = self._speaker
         produce = speaker.fixed_line(command.text, turn) if command.text else speaker.reply()
-        task = self._tg.create_task(self._run_turn(turn, produce))
+        task = self._spawn(self._run_turn(turn, produce))
         self._turns[turn.index] = (turn, task)
 
     async def _run_turn(self, turn: Turn, produce: Produce) -> None:
-        """Speak one turn to its end (or its interruption), then settle it."""
+        """Speak one turn to its end (or its interruption), then settle it.
+
+        A turn whose LLM chain is exhausted, or whose TTS failed while another TTS is left,
+        does not end the call from here: it is settled with what was heard and the machine
+        decides (the goodbye; the apology in the new voice). Any other failure ends the
+        call through the task group."""
         assert self._speaker is not None
+        after: Event | None = None
         try:
             await self._speaker.speak(turn, produce)
+        except ProviderError as exc:
+            if not self._tts_replaceable(exc):
+                raise
+            self._tts_error = exc
+            self._tts_failed.set()  # the supervisor connects the next TTS
         finally:
             self._turns.pop(turn.index, None)
             settled = settle(turn, self._now())
@@ -501,8 +676,12 @@ class Conversation:
                 spoken=" ".join(m.content for m in turn.messages if m.role == "assistant"),
                 restore=restore,
             )
+            if turn.failure:
+                after = ProvidersDown(turn.failure, can_speak=True)
             with contextlib.suppress(asyncio.QueueFull):  # only when the call is over
                 self._inbox.put_nowait(finished)
+                if after is not None:
+                    self._inbox.put_nowait(after)
 
     def _audible(self, turn: Turn) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -516,6 +695,9 @@ class Conversation:
         assert self._speaker is not None
         self._speaker.interrupt(turn, command.at_ms, barged_in=command.barged_in)
         task.cancel()
+        # a cleanup that awaits again after the cancel must not hold the next reply
+        loop = asyncio.get_running_loop()
+        loop.call_later(PROVIDER_CLOSE_S, _cancel_if_running, task)
         log.debug("call %s: turn %d interrupted", self._config.call_id, turn.index)
         if command.clear:
             try:
@@ -525,11 +707,19 @@ class Conversation:
                 log.warning("call %s: carrier clear timed out", self._config.call_id)
 
     async def _finalize_stt(self) -> None:
+        session = self._session
+        if session is None:
+            return
         try:
             async with asyncio.timeout(CARRIER_TIMEOUT_S):
-                await self._session.finalize()
-        except TimeoutError:
+                await session.finalize()
+        except (TimeoutError, ProviderError):
             log.warning("call %s: STT finalize timed out", self._config.call_id)
+
+
+def _cancel_if_running(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        task.cancel()
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -20,7 +20,8 @@ class TurnKind(StrEnum):
     GREETING = "greeting"
     REPLY = "reply"
     IDLE_PROMPT = "idle-prompt"
-    CLOSING = "closing"  # idle goodbye, max-duration message
+    APOLOGY = "apology"  # a provider was replaced mid-call: the caller hears why it went quiet
+    CLOSING = "closing"  # idle goodbye, max-duration message, the technical-trouble goodbye
 
 
 class EndReason(StrEnum):
@@ -61,6 +62,8 @@ class TurnTimeline:
     playback_finished_ms: float | None = None
     interrupted_at_ms: float | None = None
     tool_calls: int = 0
+    # providers replaced during this turn (see Fallback)
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
 
     @staticmethod
     def _span(a: float | None, b: float | None) -> float | None:
@@ -139,6 +142,28 @@ class CallEnded:
     transfer_to: str = ""
     # caller audio dropped because the engine fell behind (see voice.conversation)
     dropped_frames: int = 0
+    # every provider switch of the call, in order (see Fallback)
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A provider replaced by the next in its chain (or retried, when it has none)."""
+
+    stage: str  # "stt" | "llm" | "tts"
+    from_provider: str  # "openai (primary)", "openai (fallback 1)"
+    to_provider: str
+    reason: str
+    at_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "from": self.from_provider,
+            "to": self.to_provider,
+            "reason": self.reason,
+            "at_ms": round(self.at_ms, 1),
+        }
 
 
 Event = TranscriptEntry | TurnTimeline | ToolCallRecord | CallEnded

@@ -128,6 +128,22 @@ class TimerDue:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderSwitched:
+    """A provider died mid-call and the next in its chain took over (the turn in flight,
+    if any, was lost with it): say something rather than leave the caller in silence."""
+
+    stage: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProvidersDown:
+    """Every option of a stage failed: the call ends, with a goodbye if TTS still works."""
+
+    detail: str
+    can_speak: bool = True
+
+
 Event = (
     Start
     | VoiceStarted
@@ -140,6 +156,8 @@ Event = (
     | TurnAudible
     | TurnFinished
     | TimerDue
+    | ProviderSwitched
+    | ProvidersDown
 )
 
 # ----------------------------------------------------------------------------- commands
@@ -206,6 +224,8 @@ class Machine:
     __slots__ = (
         "_acks",
         "_closing",
+        "_closing_detail",
+        "_closing_line",
         "_config",
         "_detector",
         "_end",
@@ -243,7 +263,8 @@ class Machine:
         self._max_at_ms = config.max_duration_s * 1000
         # the closing line's reason once the call is winding down
         self._closing: EndReason | None = None
-        self._end: End | None = None
+        self._closing_detail = ""
+        self._closing_line = ""
 
     # -- queries ------------------------------------------------------------------
 
@@ -331,6 +352,17 @@ class Machine:
                 self._on_turn_finished(event, now, out)
             case TimerDue():
                 pass
+            case ProviderSwitched():
+                if (
+                    self._turn is None
+                    and self._closing is None
+                    and self.phase is not Phase.GREETING
+                ):
+                    line = self._config.fallback.apology
+                    if line:
+                        out.append(self._start(TurnKind.APOLOGY, True, text=line))
+            case ProvidersDown(detail=detail, can_speak=can_speak):
+                self._fail(detail, can_speak, now, out)
         if not out or not isinstance(out[-1], End):
             self._due(now, out)
         if out and isinstance(out[-1], End):
@@ -419,9 +451,9 @@ class Machine:
             self._detector.restore(event.restore)
         if self._closing is not None:
             if turn.kind is TurnKind.CLOSING:
-                out.append(End(self._closing))
-            else:  # the turn cut off by the max duration: now the closing line
-                self._close(self._closing, self._config.max_duration_message, out)
+                out.append(End(self._closing, self._closing_detail))
+            else:  # the turn cut off by the max duration or a failure: now the closing line
+                self._close(self._closing, self._closing_line, out)
             return
         self.phase = Phase.LISTENING
         if turn.kind is not TurnKind.REPLY or event.interrupted:
@@ -453,7 +485,24 @@ class Machine:
         if line:
             out.append(self._start(TurnKind.CLOSING, False, text=line))
         else:
-            out.append(End(reason))
+            out.append(End(reason, self._closing_detail))
+
+    def _fail(self, detail: str, can_speak: bool, now: float, out: list[Command]) -> None:
+        """Providers are gone: the goodbye (if it can still be said), then the end."""
+        if self._closing is not None:
+            if not can_speak:  # even the closing line cannot be said
+                out.append(End(self._closing, self._closing_detail))
+            return
+        self._closing_detail = detail
+        self._closing_line = self._config.fallback.goodbye if can_speak else ""
+        turn = self._turn
+        if turn is not None and self.phase is not Phase.GREETING:
+            self._closing = EndReason.PROVIDER_ERROR
+            self.phase = Phase.CLOSING
+            if not turn.interrupted:
+                out.append(self._interrupt(turn, now, barged_in=False))
+            return  # the goodbye follows its TurnFinished
+        self._close(EndReason.PROVIDER_ERROR, self._closing_line, out)
 
     # -- timers -------------------------------------------------------------------
 
@@ -473,6 +522,7 @@ class Machine:
             return
         if now >= self._max_at_ms:
             self._closing = EndReason.MAX_DURATION
+            self._closing_line = self._config.max_duration_message
             turn = self._turn
             if turn is not None:
                 if not turn.interrupted:

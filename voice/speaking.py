@@ -31,7 +31,7 @@ from typing import Any
 
 from voice.chunker import TextChunker
 from voice.config import CallConfig
-from voice.events import Usage
+from voice.events import Fallback, Usage
 from voice.playback import Piece
 from voice.providers.base import (
     LLMProvider,
@@ -43,6 +43,7 @@ from voice.providers.base import (
     ToolCallsRequested,
     TTSConnection,
     TTSContext,
+    owned_tasks,
 )
 from voice.tools import ToolOutcome, ToolRunner
 from voice.transport import CarrierOutput
@@ -60,11 +61,17 @@ MAX_TOOL_ROUNDS = 5
 Produce = Callable[[TTSContext, Turn, asyncio.TaskGroup], Awaitable[None]]
 
 
+class LLMUnavailable(ProviderError):
+    """Every LLM of the chain failed for one request."""
+
+
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    """Close a provider's stream, bounded: a cleanup that hangs must not hold the turn."""
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         with contextlib.suppress(Exception):
-            await aclose()
+            async with asyncio.timeout(CARRIER_TIMEOUT_S):
+                await aclose()
 
 
 class Speaker:
@@ -74,7 +81,7 @@ class Speaker:
         self,
         config: CallConfig,
         *,
-        llm: LLMProvider,
+        llms: Sequence[LLMProvider],
         tts_name: str,
         connection: TTSConnection,
         output: CarrierOutput,
@@ -83,17 +90,20 @@ class Speaker:
         history: Sequence[Message],
         now: Callable[[], float],
         on_audible: Callable[[Turn], None],
+        on_fallback: Callable[[Fallback], None],
     ) -> None:
         self._config = config
-        self._llm = llm
+        self._llms = llms  # the primary, then its fallbacks
+        self._llm_at = 0  # the one in use: a failed LLM is not asked again this call
         self._tts_name = tts_name
-        self._connection = connection
+        self.connection = connection  # replaced when the TTS falls back
         self._output = output
         self._tools = tools
         self._usage = usage
         self._history = history  # the call's; read here, extended by the conversation
         self._now = now
         self._on_audible = on_audible
+        self._on_fallback = on_fallback
         self.turn: Turn | None = None  # the turn in flight
 
     def interrupt(self, turn: Turn, now_ms: float, *, barged_in: bool) -> None:
@@ -116,9 +126,9 @@ class Speaker:
         that moment, so what was heard is kept; the pump and tools stop with it.
         """
         self.turn = turn
-        ctx = self._connection.context()
+        ctx = self.connection.context()
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with owned_tasks() as tg:  # a lone failure comes out as itself
                 pump = tg.create_task(self._pump(ctx, turn))
                 await produce(ctx, turn, tg)
                 turn.input_done = True
@@ -193,7 +203,12 @@ class Speaker:
     def reply(self) -> Produce:
         async def produce(ctx: TTSContext, turn: Turn, tg: asyncio.TaskGroup) -> None:
             for _ in range(MAX_TOOL_ROUNDS):
-                calls = await self._llm_round(ctx, turn)
+                try:
+                    calls = await self._llm_round(ctx, turn)
+                except LLMUnavailable as exc:
+                    # what was said (the apology) still plays out; then the goodbye
+                    turn.failure = f"no language model answered: {exc}"
+                    return
                 if not calls:
                     return
                 await self._run_tools(ctx, turn, calls, tg)
@@ -210,33 +225,99 @@ class Speaker:
         return messages + turn.messages
 
     async def _llm_round(self, ctx: TTSContext, turn: Turn) -> list[ToolCall]:
-        """One LLM request: text is spoken as it streams; returns the tools it asks for."""
+        """One LLM request: text is spoken as it streams; returns the tools it asks for.
+
+        An LLM that fails, stalls, or gives no first token within ``fallback.
+        first_token_timeout_s`` is replaced by the next in the chain (or asked once more,
+        when it has none), after the caller hears the apology line (once per turn). Text
+        already spoken stays said, and the retry sees it. :class:`LLMUnavailable` when
+        every option failed.
+        """
         messages = self._messages(turn)
-        index = len(turn.messages)
-        message = Message("assistant")
-        turn.messages.append(message)
+        if turn.timeline.llm_request_ms is None:
+            turn.timeline.llm_request_ms = self._now()
+        retried = False
+        while True:
+            index = len(turn.messages)
+            message = Message("assistant")
+            turn.messages.append(message)
+            llm = self._llms[self._llm_at]
+            chunker = TextChunker()
+            try:
+                return await self._stream(ctx, turn, llm, messages, message, index, chunker)
+            except ProviderError as exc:
+                if exc.provider != llm.name:  # the TTS under it, say: not the LLM's to handle
+                    raise
+                message.tool_calls = []  # incomplete: never run
+                if message.content:  # the caller heard this much: it stays said
+                    for text in chunker.flush():
+                        await self._push(ctx, turn, Piece(text, index))
+                    message.content = message.content.strip()
+                    messages = [*messages, Message("assistant", message.content)]
+                else:
+                    turn.messages.pop()  # nothing of it exists
+                nxt = self._llm_at + 1 if self._llm_at + 1 < len(self._llms) else None
+                if nxt is None and (retried or len(self._llms) > 1):
+                    raise LLMUnavailable(llm.name, exc.message) from exc
+                retried = retried or nxt is None
+                self._fall_back(turn, self._llm_at if nxt is None else nxt, exc)
+                apology = self._config.fallback.apology
+                if apology and not turn.apologized:
+                    turn.apologized = True
+                    turn.messages.append(Message("assistant", apology))
+                    await self._push(ctx, turn, Piece(apology, len(turn.messages) - 1))
+
+    def _llm_label(self, at: int) -> str:
+        name = self._llms[at].name
+        return f"{name} (primary)" if at == 0 else f"{name} (fallback {at})"
+
+    def _fall_back(self, turn: Turn, to: int, exc: ProviderError) -> None:
+        switch = Fallback(
+            "llm", self._llm_label(self._llm_at), self._llm_label(to), exc.message, self._now()
+        )
+        log.warning(
+            "call %s: llm %s failed (%s); now %s",
+            self._config.call_id,
+            switch.from_provider,
+            exc.message,
+            switch.to_provider,
+        )
+        self._llm_at = to
+        turn.timeline.fallbacks.append(switch.as_dict())
+        self._on_fallback(switch)
+
+    async def _stream(
+        self,
+        ctx: TTSContext,
+        turn: Turn,
+        llm: LLMProvider,
+        messages: list[Message],
+        message: Message,
+        index: int,
+        chunker: TextChunker,
+    ) -> list[ToolCall]:
         timeline = turn.timeline
-        if timeline.llm_request_ms is None:
-            timeline.llm_request_ms = self._now()
-        chunker = TextChunker()
+        first_token_s = self._config.fallback.first_token_timeout_s
         parts: list[str] = []
         calls: list[ToolCall] = []
-        stream = self._llm.stream(messages=messages, tools=self._config.tools)
+        started = False  # the model produced text or tool calls
+        stream = llm.stream(messages=messages, tools=self._config.tools)
         try:
             while True:
+                wait = LLM_STALL_S if started else first_token_s
                 try:
-                    async with asyncio.timeout(LLM_STALL_S):
+                    async with asyncio.timeout(wait):
                         chunk = await anext(stream)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    raise ProviderError(
-                        self._llm.name, f"no response for {LLM_STALL_S:g} s"
-                    ) from None
+                    what = "no response" if started else "no first token"
+                    raise ProviderError(llm.name, f"{what} within {wait:g} s") from None
                 if isinstance(chunk, LLMUsage):
                     self._usage.llm_prompt_tokens += chunk.prompt_tokens
                     self._usage.llm_completion_tokens += chunk.completion_tokens
                     continue
+                started = True
                 if timeline.llm_first_token_ms is None:
                     timeline.llm_first_token_ms = self._now()
                 if isinstance(chunk, TextDelta):
@@ -246,6 +327,7 @@ class Speaker:
                         await self._push(ctx, turn, Piece(text, index))
                 elif isinstance(chunk, ToolCallsRequested):
                     calls.extend(chunk.calls)
+                    message.tool_calls = list(calls)
         finally:
             await _aclose(stream)
         for text in chunker.flush():

@@ -38,6 +38,8 @@ class Turn:
     end_call: bool = False
     transfer_to: str = ""
     input_done: bool = False
+    apologized: bool = False  # the apology line was said (once per turn)
+    failure: str = ""  # every LLM failed: the call ends after this turn
     playback_done: asyncio.Event = field(default_factory=asyncio.Event)
     tool_records: list[ToolCallRecord] = field(default_factory=list)
 

@@ -151,3 +151,76 @@ def test_delete(tenant_a: Tenant) -> None:
     agent = make_agent(tenant_a.organization)
     assert tenant_a.client.delete(f"/api/v1/agents/{agent.pk}/").status_code == 204
     assert not Agent.objects.for_org(tenant_a.organization).filter(pk=agent.pk).exists()
+
+
+def test_fallback_chains_are_validated_stored_and_merged(tenant_a: Tenant) -> None:
+    from voice.config import FallbackConfig
+
+    org = tenant_a.organization
+    backup_key = make_credential(org, "openai")
+    body = {
+        **BASE,
+        "fallback": {
+            "first_token_timeout_s": 2.5,
+            "llm": [
+                {"provider": "openai", "model": "gpt-4o", "credential": backup_key.pk},
+                {"provider": "scripted"},
+            ],
+            "tts": [{"provider": "espeak"}],
+        },
+    }
+    response = tenant_a.client.post("/api/v1/agents/", body, format="json")
+    assert response.status_code == 201, response.json()
+    fallback = response.json()["fallback"]
+    assert fallback["first_token_timeout_s"] == 2.5
+    assert fallback["apology"] == FallbackConfig().apology  # the engine's default
+    assert [(e["provider"], e["credential"]) for e in fallback["llm"]] == [
+        ("openai", backup_key.pk),
+        ("scripted", None),
+    ]
+    assert fallback["llm"][1]["max_tokens"] == LLMConfig("x").max_tokens
+    assert fallback["stt"] == []
+    # a PATCH replaces only what it names
+    agent_id = response.json()["id"]
+    patched = tenant_a.client.patch(
+        f"/api/v1/agents/{agent_id}/", {"fallback": {"apology": "Hold on."}}, format="json"
+    )
+    assert patched.status_code == 200, patched.json()
+    assert patched.json()["fallback"]["apology"] == "Hold on."
+    assert len(patched.json()["fallback"]["llm"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("fallback", "field"),
+    [
+        ({"llm": [{"provider": "nope"}]}, "llm"),
+        ({"llm": [{"provider": "scripted"}] * 4}, "llm"),
+        ({"tts": [{"provider": "espeak", "credential": "WRONG_KIND"}]}, "tts"),
+        ({"llm": [{"provider": "openai", "credential": "WRONG_KIND"}]}, "llm"),
+        ({"stt": [{"provider": "deepgram", "credential": 10**9}]}, "stt"),
+        ({"first_token_timeout_s": 0}, "first_token_timeout_s"),
+        ({"stt": "deepgram"}, "stt"),
+    ],
+)
+def test_bad_fallbacks_are_a_400_naming_the_field(
+    tenant_a: Tenant, tenant_b: Tenant, fallback: dict[str, Any], field: str
+) -> None:
+    wrong = make_credential(tenant_a.organization, "cartesia")
+    for entries in fallback.values():
+        if isinstance(entries, list):
+            for entry in entries:
+                if entry.get("credential") == "WRONG_KIND":
+                    entry["credential"] = wrong.pk
+    response = tenant_a.client.post(
+        "/api/v1/agents/", {**BASE, "fallback": fallback}, format="json"
+    )
+    assert response.status_code == 400, response.json()
+    assert field in response.json()["error"]["fields"]["fallback"]
+
+
+def test_another_tenants_credential_is_no_fallback(tenant_a: Tenant, tenant_b: Tenant) -> None:
+    theirs = make_credential(tenant_b.organization, "openai")
+    body = {**BASE, "fallback": {"llm": [{"provider": "openai", "credential": theirs.pk}]}}
+    response = tenant_a.client.post("/api/v1/agents/", body, format="json")
+    assert response.status_code == 400
+    assert "llm" in response.json()["error"]["fields"]["fallback"]

@@ -272,3 +272,52 @@ def test_tool_header_values_stay_out_of_the_call_record(tenant_a: Tenant) -> Non
     # ... from the tool as it is then: a tool deleted since sends no stale secret.
     tool.delete()
     assert call_config_build(call).tools[0].headers == ()
+
+
+@override_settings(**PLATFORM)
+def test_fallback_chains_resolve_their_own_credentials(tenant_a: Tenant) -> None:
+    from agents.serializers import AgentInputSerializer
+    from voice.config import FallbackConfig
+
+    org = tenant_a.organization
+    groq = credential_create(
+        organization=org,
+        name="groq",
+        provider="openai",
+        api_key="groq-key-123456",
+        base_url="https://api.groq.example/openai/v1",
+    )
+    serializer = AgentInputSerializer(
+        data={
+            "name": "x",
+            **CLOUD,
+            "fallback": {
+                "apology": "Hang on.",
+                "llm": [{"provider": "openai", "model": "llama", "credential": groq.pk}],
+                "tts": [{"provider": "espeak", "voice": "en-gb"}],
+                "stt": [{"provider": "deepgram"}],
+            },
+        },
+        context={"organization": org},
+    )
+    assert serializer.is_valid(), serializer.errors
+    call = _call_for(tenant_a, **serializer.validated_data)
+    config = call_config_build(call)
+    [llm] = config.llm_fallbacks
+    assert (llm.provider, llm.model, llm.api_key, llm.base_url) == (
+        "openai",
+        "llama",
+        "groq-key-123456",
+        "https://api.groq.example/openai/v1",
+    )
+    [tts] = config.tts_fallbacks
+    assert (tts.provider, tts.voice, tts.api_key) == ("espeak", "en-gb", "")
+    [stt] = config.stt_fallbacks
+    # no credential named: the platform's key, as for a primary
+    assert (stt.api_key, stt.base_url) == (
+        PLATFORM["DEEPGRAM_API_KEY"],
+        PLATFORM["DEEPGRAM_BASE_URL"],
+    )
+    assert config.fallback == FallbackConfig(apology="Hang on.")
+    # the snapshot names the credential by id only
+    assert "groq-key" not in str(call.agent_snapshot)

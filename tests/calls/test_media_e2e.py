@@ -18,6 +18,7 @@ from tests.calls.e2e import Platform, answer, platform
 from tests.fakes.openai import FakeReply, FakeToolCall
 from voice.carriers import twilio
 from voice.carriers.twilio_caller import Pause, Say, WaitForBot
+from voice.config import FallbackConfig
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -262,6 +263,8 @@ async def test_provider_failure_ends_the_call_with_a_reason_and_keeps_the_transc
     texts = [(e["role"], e["text"]) for e in detail["transcript"]]
     assert ("assistant", "Hello, thanks for calling.") in texts
     assert ("user", "I need help with my order") in texts
+    # every option failed: the caller heard why before the line went dead
+    assert texts[-1] == ("assistant", FallbackConfig().goodbye)
 
 
 async def test_assistant_hangs_up_through_the_twilio_api(live: Platform) -> None:
@@ -359,3 +362,33 @@ async def test_a_stream_closed_for_a_protocol_error_is_recorded_as_one(
     assert (call.status, call.end_reason) == ("failed", "error")
     assert call.end_detail.startswith("stream closed with 4400: "), call.end_detail
     assert word.lower() in call.end_detail.lower(), call.end_detail
+
+
+async def test_a_failing_llm_falls_back_and_the_call_record_says_so(live: Platform) -> None:
+    def set_fallback() -> None:
+        live.agent.fallback = {**live.agent.fallback, "llm": [{"provider": "scripted"}]}
+        live.agent.save(update_fields=["fallback"])
+
+    await sync_to_async(set_fallback)()
+    live.openai.fail_next(500, times=50)
+    result = await live.call(
+        [WaitForBot(quiet_ms=300), Say(tone_ms=800), WaitForBot(quiet_ms=300, timeout_s=10)]
+    )
+    assert result.errors == []
+    call = await live.finished_call(result.call_sid)
+    assert call.end_reason == "caller-hangup"  # the call went on
+    detail = await live.api_get(f"/api/v1/calls/{call.pk}/")
+    assert detail["fallback_count"] == 1
+    [switch] = detail["fallbacks"]
+    assert (switch["stage"], switch["from"], switch["to"]) == (
+        "llm",
+        "openai (primary)",
+        "scripted (fallback 1)",
+    )
+    assert "500" in switch["reason"] or "status" in switch["reason"].lower()
+    reply = next(m for m in detail["metrics"] if m["kind"] == "reply")
+    assert reply["fallbacks"] == [switch]
+    said = [e["text"] for e in detail["transcript"] if e["role"] == "assistant"]
+    assert said[1].startswith("Sorry, one moment please.")
+    listed = await live.api_get(f"/api/v1/calls/?status={call.status}")
+    assert any(c["id"] == call.pk and c["fallback_count"] == 1 for c in listed["results"])

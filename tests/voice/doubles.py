@@ -167,6 +167,7 @@ class FakeLLM:
     requests: list[list[Message]] = field(default_factory=list)
     tools_seen: list[Sequence[ToolConfig]] = field(default_factory=list)
     closed: int = 0  # streams closed
+    close_hangs_s: float = 0.0  # closing a stream takes this long (a stuck provider)
     released: int = 0  # aclose() calls (the call ended)
 
     async def stream(
@@ -190,6 +191,7 @@ class FakeLLM:
                     yield step
         finally:
             self.closed += 1
+            await asyncio.sleep(self.close_hangs_s)
 
     async def aclose(self) -> None:
         self.released += 1
@@ -218,6 +220,8 @@ class FakeTTS:
     first_byte_delay: float = 0.01
     boundaries: bool = True
     fail_on_push: int | None = None  # raise ProviderError on the n-th push (1-based)
+    close_hangs_s: float = 0.0  # closing the connection takes this long (a stuck provider)
+    refuse: bool = False  # fail to connect
     pushed: list[str] = field(default_factory=list)
     contexts: list[FakeTTSContext] = field(default_factory=list)
     connections_open: int = 0
@@ -225,11 +229,14 @@ class FakeTTS:
     @contextlib.asynccontextmanager
     async def connect(self, fmt: AudioFormat) -> AsyncIterator[FakeTTSConnection]:
         assert fmt.encoding is Encoding.MULAW
+        if self.refuse:
+            raise ProviderError(self.name, "401 Unauthorized")
         self.connections_open += 1
         try:
             yield FakeTTSConnection(self)
         finally:
             self.connections_open -= 1
+            await asyncio.sleep(self.close_hangs_s)
 
 
 class FakeTTSConnection:

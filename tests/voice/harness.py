@@ -67,13 +67,25 @@ async def start(
     stt: FakeSTT | None = None,
     llm: FakeLLM | None = None,
     tts: FakeTTS | None = None,
+    fallbacks: tuple[list[FakeSTT], list[FakeLLM], list[FakeTTS]] = ([], [], []),
 ) -> Call:
     stt = stt or FakeSTT()
     llm = llm or FakeLLM()
     tts = tts or FakeTTS()
     out = RecordingOutput()
     sink = RecordingSink()
-    conv = Conversation(config or make_config(), stt=stt, llm=llm, tts=tts, output=out, sink=sink)
+    stts, llms, ttss = fallbacks
+    conv = Conversation(
+        config or make_config(),
+        stt=stt,
+        llm=llm,
+        tts=tts,
+        output=out,
+        sink=sink,
+        stt_fallbacks=stts,
+        llm_fallbacks=llms,
+        tts_fallbacks=ttss,
+    )
     out.attach(conv)
     task = asyncio.create_task(conv.run())
     return Call(conv, stt, llm, tts, out, sink, Caller(conv), task)

@@ -306,18 +306,29 @@ async def test_transfer_call_tool_transfers_after_speaking() -> None:
     assert call.out.log[-1] == ("transfer", "+15550001111")
 
 
-async def test_llm_failure_mid_reply_ends_with_provider_error_and_leaks_nothing() -> None:
+async def test_llm_failure_mid_reply_apologizes_retries_then_says_goodbye() -> None:
     script = [*words("Let me check"), 0.05, ProviderError("fake-llm", "stream reset")]
-    call = await start(stt=FakeSTT(["Question"]), llm=FakeLLM([script]))
+    again = [ProviderError("fake-llm", "stream reset again")]
+    call = await start(stt=FakeSTT(["Question"]), llm=FakeLLM([script, again]))
     await until(lambda: len(call.sink.timelines) == 1)
     await call.caller.speak(300)
     ended = await call.result()
 
+    # what was said stays said; the apology; one retry (no fallback); then the goodbye
     assert ended.reason is EndReason.PROVIDER_ERROR
-    assert "stream reset" in ended.detail
+    assert "stream reset again" in ended.detail
+    said = [e.text for e in call.sink.transcript if e.role is Role.ASSISTANT]
+    assert said[-2] == "Let me check Sorry, one moment please."
+    assert said[-1] == make_config().fallback.goodbye
+    assert call.sink.timelines[-1].kind is TurnKind.CLOSING
+    reply = call.sink.timelines[-2]
+    assert [(f["stage"], f["from"], f["to"]) for f in reply.fallbacks] == [
+        ("llm", "fake-llm (primary)", "fake-llm (primary)")
+    ]
+    assert ended.fallbacks == reply.fallbacks
     assert call.out.kinds()[-1] == "hangup"
     assert call.stt.sessions_open == 0 and call.tts.connections_open == 0
-    assert call.llm.closed == 1
+    assert call.llm.closed == 2 and call.llm.released == 1
     assert not leftover_tasks()
 
 
@@ -535,12 +546,24 @@ async def test_greeting_does_not_wait_for_stt_to_connect() -> None:
     assert stt.audio_bytes > 0
 
 
-async def test_provider_refusing_to_connect_ends_the_call() -> None:
+async def test_an_stt_refusing_to_connect_ends_the_call_after_a_spoken_goodbye() -> None:
     call = await start(stt=FakeSTT(refuse=True))
     ended = await call.result()
     assert ended.reason is EndReason.PROVIDER_ERROR
-    assert ended.detail == "fake-stt: 401 Unauthorized"
+    assert ended.detail == "speech-to-text unavailable: fake-stt: 401 Unauthorized"
+    # not a silent call: the caller hears why it ends
+    assert call.sink.transcript[-1].text == make_config().fallback.goodbye
+    assert call.out.kinds()[-1] == "hangup"
     assert call.tts.connections_open == 0
+    assert not leftover_tasks()
+
+
+async def test_a_tts_refusing_to_connect_ends_the_call() -> None:
+    call = await start(tts=FakeTTS(refuse=True))
+    ended = await call.result()
+    assert ended.reason is EndReason.PROVIDER_ERROR
+    assert ended.detail == "fake-tts: 401 Unauthorized"
+    assert call.stt.sessions_open == 0
     assert not leftover_tasks()
 
 
@@ -574,3 +597,75 @@ async def test_unexpected_error_ends_with_error_and_leaks_nothing(
     assert "engine error" in caplog.text
     assert call.out.kinds()[-1] == "hangup"
     assert not leftover_tasks()
+
+
+@pytest.mark.parametrize("ending", ["llm-error", "stt-error", "caller-hangup"])
+async def test_a_provider_whose_close_hangs_cannot_hold_the_call_past_its_shutdown_bound(
+    ending: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from voice.conversation import SHUTDOWN_TIMEOUT_S
+
+    failing = [TextDelta("Let me"), ProviderError("fake-llm", "stream reset")]
+    llm = FakeLLM([failing, list(failing)])
+    stt = FakeSTT(["Hello?"])
+    tts = FakeTTS(close_hangs_s=20.0)
+    call = await start(make_config(first_message=""), stt=stt, llm=llm, tts=tts)
+    loop = asyncio.get_running_loop()
+    if ending == "llm-error":
+        await call.caller.speak(300)  # the reply's LLM fails twice: the goodbye, then the end
+        await until(lambda: bool(call.sink.timelines))
+        await until(lambda: call.sink.timelines[-1].kind is TurnKind.CLOSING)
+    elif ending == "stt-error":
+        stt.fail_after_ms = 100
+        await call.caller.silence(200)
+        await until(lambda: stt.fail_after_ms is None)
+    else:
+        await call.caller.silence(100)
+        call.conv.caller_hung_up()
+    decided = loop.time()
+    ended = await call.result()
+    # on the call's own (virtual) clock: the 20 s close was abandoned, with a warning
+    assert loop.time() - decided <= SHUTDOWN_TIMEOUT_S
+    assert (
+        ended.reason
+        is {
+            "llm-error": EndReason.PROVIDER_ERROR,
+            "stt-error": EndReason.PROVIDER_ERROR,
+            "caller-hangup": EndReason.CALLER_HANGUP,
+        }[ending]
+    )
+    stuck = ("did not close within", "still stopping")
+    assert any(w in r.getMessage() for r in caplog.records for w in stuck)
+    assert not leftover_tasks()
+
+
+async def test_an_llm_stream_whose_close_hangs_cannot_hold_the_call() -> None:
+    from voice.conversation import SHUTDOWN_TIMEOUT_S
+
+    llm = FakeLLM([[TextDelta("Let me"), 60.0]], close_hangs_s=20.0)
+    call = await start(make_config(first_message=""), stt=FakeSTT(["Hello?"]), llm=llm)
+    await call.caller.speak(300)
+    await until(lambda: bool(llm.requests))
+    loop = asyncio.get_running_loop()
+    decided = loop.time()
+    ended = await call.hang_up()
+    assert loop.time() - decided <= SHUTDOWN_TIMEOUT_S
+    assert ended.reason is EndReason.CALLER_HANGUP
+    assert not leftover_tasks()
+
+
+async def test_a_hanging_llm_close_after_a_barge_in_does_not_hold_the_next_reply() -> None:
+    from voice.conversation import PROVIDER_CLOSE_S
+
+    llm = FakeLLM([words(LONG_REPLY, delay=0.05), words("Sure.")], close_hangs_s=20.0)
+    stt = FakeSTT(["What are your hours?", "Stop, what about Sunday"])
+    call = await start(make_config(first_message=""), stt=stt, llm=llm)
+    await call.caller.speak(300)
+    await until(lambda: "audio" in call.out.kinds())
+    await call.caller.speak(600)  # barge in while the LLM still streams
+    await until(lambda: len(llm.requests) == 2)
+    await call.hang_up()
+    cut, answer = call.sink.timelines[0], call.sink.timelines[1]
+    assert cut.interrupted_at_ms is not None and answer.end_of_turn_ms is not None
+    # the interrupted turn was given PROVIDER_CLOSE_S to stop, not the 20 s its close took
+    assert answer.end_of_turn_ms - cut.interrupted_at_ms < 2 * PROVIDER_CLOSE_S * 1000

@@ -25,6 +25,8 @@ from voice.machine import (
     Interrupt,
     Machine,
     Phase,
+    ProvidersDown,
+    ProviderSwitched,
     Start,
     StartTurn,
     TimerDue,
@@ -254,3 +256,35 @@ def test_restored_words_keep_their_marks() -> None:
     assert deadline is not None
     [again] = m.step(TimerDue(), deadline)
     assert isinstance(again, StartTurn) and again.user == words
+
+
+def test_providers_down_while_listening_says_goodbye_then_ends_with_the_detail() -> None:
+    m = greeted()
+    [goodbye] = m.step(ProvidersDown("speech-to-text unavailable: 401"), 2000)
+    assert isinstance(goodbye, StartTurn) and goodbye.kind is TurnKind.CLOSING
+    assert goodbye.text == m._config.fallback.goodbye
+    assert m.step(TurnFinished(goodbye.index), 5000) == [
+        End(EndReason.PROVIDER_ERROR, "speech-to-text unavailable: 401")
+    ]
+
+
+def test_providers_down_mid_turn_cuts_it_first_and_without_a_voice_just_ends() -> None:
+    m = greeted()
+    user_says(m, "Hello", start=2000, end=2500)
+    [reply] = m.step(TimerDue(), 2600)
+    m.step(TurnAudible(reply.index), 2700)
+    [cut] = m.step(ProvidersDown("llm gone"), 3000)
+    assert cut == Interrupt(reply.index, 3000, barged_in=False, clear=True)
+    [goodbye] = m.step(TurnFinished(reply.index, interrupted=True), 3010)
+    assert isinstance(goodbye, StartTurn) and goodbye.kind is TurnKind.CLOSING
+    # the voice dies too while saying goodbye: end at once
+    assert m.step(ProvidersDown("tts gone", can_speak=False), 3100) == [
+        End(EndReason.PROVIDER_ERROR, "llm gone")
+    ]
+
+
+def test_a_provider_switch_while_quiet_is_explained() -> None:
+    m = greeted()
+    [apology] = m.step(ProviderSwitched("stt"), 2000)
+    assert isinstance(apology, StartTurn) and apology.kind is TurnKind.APOLOGY
+    assert m.step(ProviderSwitched("stt"), 2100) == []  # a turn is in flight already
