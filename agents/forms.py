@@ -108,6 +108,21 @@ _AGENT_FIELDS = [
     FormField("idle.timeout_s", "Idle timeout (seconds)"),
     FormField("idle.max_prompts", "Idle prompts before hanging up"),
     FormField("idle.goodbye", "Idle goodbye"),
+    FormField(
+        "fallback.first_token_timeout_s",
+        "Language model timeout (seconds)",
+        "A language model silent this long after a request counts as failed.",
+    ),
+    FormField(
+        "fallback.apology", "Apology", "Said when a provider is late or replaced. Blank: none."
+    ),
+    FormField(
+        "fallback.goodbye",
+        "Goodbye when nothing works",
+        "Said before the call ends because every provider of a stage failed.",
+        TEXTAREA,
+        rows=2,
+    ),
     FormField("max_duration_s", "Maximum call length (seconds)"),
     FormField("max_duration_message", "Message at the time limit", widget=TEXTAREA, rows=2),
     FormField(
@@ -167,6 +182,11 @@ def agent_sections() -> list[Section]:
             ["max_duration_s", "max_duration_message", "end_call_phrases"],
             "ending",
         ),
+        Section(
+            "When a provider fails",
+            ["fallback.first_token_timeout_s", "fallback.apology", "fallback.goodbye"],
+            "fallback",
+        ),
         Section("Tools", ["tools"], "tools"),
         Section("Webhook", ["webhook_url", "webhook_secret"], "webhook"),
         Section(
@@ -209,6 +229,20 @@ class AgentForm(PageForm):
             (s, self.bound_fields(self.stage_fields(s.key) if s.key in STAGES else s.paths))
             for s in agent_sections()
         ]
+
+    def fallback_chains(self) -> list[tuple[str, list[str]]]:
+        """The stored fallback providers per stage, for display: ``[(title, [entry])]``.
+        (Edited through the API for now; this form keeps them as they are.)"""
+        stored = self.instance.fallback if self.instance is not None else {}
+        chains = []
+        for stage in STAGES:
+            entries = [
+                " · ".join(str(v) for v in (e.get("provider"), e.get("model")) if v)
+                for e in stored.get(stage, [])
+            ]
+            if entries:
+                chains.append((STAGE_TITLES[stage], entries))
+        return chains
 
     def _takes_credential(self, stage: str) -> bool:
         spec = provider_spec(stage, self.stage_provider(stage))

@@ -543,3 +543,28 @@ def test_phone_numbers_viewer_and_other_tenant(
     assert ours.number in page and 'name="number"' not in page
     assert viewer.post(f"/phone-numbers/{ours.pk}/", {"name": "x"}).status_code == 403
     assert viewer.get("/phone-numbers/new/").status_code == 403
+
+
+def test_fallback_settings_are_edited_and_chains_kept(tenant_a: Tenant, member: Client) -> None:
+    agent = make_agent(tenant_a.organization, name="Fallbacks")
+    chain = {"llm": [{"provider": "scripted", "model": "backup"}]}
+    assert (
+        tenant_a.client.patch(
+            f"/api/v1/agents/{agent.pk}/", {"fallback": chain}, format="json"
+        ).status_code
+        == 200
+    )
+    page = text(member.get(f"/agents/{agent.pk}/"))
+    assert "scripted · backup" in page and 'name="fallback.apology"' in page
+    bad = member.post(f"/agents/{agent.pk}/", {"fallback.first_token_timeout_s": "0"})
+    assert bad.status_code == 400
+    assert "Ensure this value is greater than or equal to 0.5." in text(bad)
+    response = member.post(
+        f"/agents/{agent.pk}/",
+        {"fallback.first_token_timeout_s": "4", "fallback.apology": "One moment."},
+    )
+    assert response.status_code == 302
+    agent.refresh_from_db()
+    assert agent.fallback["first_token_timeout_s"] == 4.0
+    assert agent.fallback["apology"] == "One moment."
+    assert [e["model"] for e in agent.fallback["llm"]] == ["backup"]
