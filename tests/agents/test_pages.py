@@ -568,3 +568,36 @@ def test_fallback_settings_are_edited_and_chains_kept(tenant_a: Tenant, member: 
     assert agent.fallback["first_token_timeout_s"] == 4.0
     assert agent.fallback["apology"] == "One moment."
     assert [e["model"] for e in agent.fallback["llm"]] == ["backup"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"tools": ["abc"]},
+        {"tools": ["99999999999999999999999"]},
+        {"stt_credential": "abc"},
+        {"stt_credential": "-1"},
+        {"llm.temperature": "nan"},
+        {"llm.max_tokens": "1e400"},
+        {"name": "a\x00b"},
+        {"stt.provider": "whisper"},
+        {"analysis.structured_data_schema": "[" * 5000},
+        {"analysis.structured_data_schema": "NaN"},
+        {"interruption.acknowledgements": "x" * 51},
+        {"first_message_interruptible": "maybe"},
+    ],
+)
+def test_bad_input_is_a_page_error_never_a_500(member: Client, bad: dict[str, Any]) -> None:
+    response = member.post("/agents/new/", {**AGENT_POST, **bad})
+    assert response.status_code == 400
+    assert "There is a problem" in text(response)
+
+
+def test_undecodable_form_body_is_not_a_500(member: Client) -> None:
+    response = member.generic(
+        "POST",
+        "/agents/new/",
+        b"name=%FF%FE&stt.provider=%ED%A0%80&llm.temperature=%00",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400
