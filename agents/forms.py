@@ -11,6 +11,7 @@ from django.http import QueryDict
 from agents import selectors
 from agents.models import Agent, Credential, Tool
 from agents.serializers import (
+    MAX_FALLBACKS,
     AgentInputSerializer,
     AgentOutputSerializer,
     CredentialInputSerializer,
@@ -205,6 +206,11 @@ class AgentForm(PageForm):
     """The agent form. Each stage's settings depend on its chosen provider: only the
     settings that provider reads are shown, and only credentials it can use offered."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # stage -> the page's place of each fallback entry sent to the API, in order
+        self._fallback_places: dict[str, list[int]] = {}
+
     def stage_provider(self, stage: str) -> str:
         value = self.value(f"{stage}.provider")
         return str(value) if isinstance(value, str) else ""
@@ -230,37 +236,102 @@ class AgentForm(PageForm):
             for s in agent_sections()
         ]
 
-    def fallback_chains(self) -> list[tuple[str, list[str]]]:
-        """The stored fallback providers per stage, for display: ``[(title, [entry])]``.
-        (Edited through the API for now; this form keeps them as they are.)"""
-        stored = self.instance.fallback if self.instance is not None else {}
-        chains = []
-        for stage in STAGES:
-            entries = [
-                " · ".join(str(v) for v in (e.get("provider"), e.get("model")) if v)
-                for e in stored.get(stage, [])
-            ]
-            if entries:
-                chains.append((STAGE_TITLES[stage], entries))
-        return chains
+    def fallback_rows(self) -> list[tuple[str, list[tuple[int, list[BoundField]]]]]:
+        """Each stage's fallback providers, one row of fields per place in the chain."""
+        return [
+            (
+                STAGE_TITLES[stage],
+                [
+                    (n + 1, self.bound_fields(_fallback_paths(stage, n)))
+                    for n in range(MAX_FALLBACKS)
+                ],
+            )
+            for stage in STAGES
+        ]
 
     def _takes_credential(self, stage: str) -> bool:
         spec = provider_spec(stage, self.stage_provider(stage))
         return spec is None or bool(spec.credential)
 
     def api_data(self) -> dict[str, Any]:
+        self._fallback_places = {}
         data = super().api_data()
         # A provider that takes no credential has no picker on the page: it means none
         # (else a credential left from the previous provider would be refused, unseen).
         for stage in STAGES:
             if not self._takes_credential(stage) and f"{stage}.provider" in (self.data or {}):
                 data[f"{stage}_credential"] = None
+        for stage in STAGES:
+            rows = data.get("fallback", {}).get(stage)
+            if rows is not None:
+                data["fallback"][stage] = self._fallback_chain(stage, rows)
         return data
 
+    def _fallback_chain(self, stage: str, rows: dict[str, Any]) -> list[dict[str, Any]]:
+        # Rows arrive as {"0": {...}, "1": {...}}; the API takes a list. A row without a
+        # provider is an empty place. A stored entry keeps the settings this page does not
+        # show (its language, temperature, ...) while its provider stays the same.
+        stored = list(self.instance.fallback.get(stage, [])) if self.instance is not None else []
+        chain = []
+        places = self._fallback_places.setdefault(stage, [])
+        for key in sorted(rows, key=int):
+            row = rows[key]
+            if not row.get("provider"):
+                continue
+            index = int(key)
+            before = stored[index] if index < len(stored) else {}
+            keep = before if before.get("provider") == row["provider"] else {}
+            chain.append({**keep, **row})
+            places.append(index)
+        return chain
 
-def _credential_choices(organization: Organization, kind: str | None) -> list[tuple[str, str]]:
+    def error_path(self, path: str) -> str:
+        # The API numbers a chain's entries; the page has places, some maybe empty.
+        parts = path.split(".")
+        if len(parts) > 3 and parts[0] == "fallback" and parts[2].isdigit():
+            places = self._fallback_places.get(parts[1], [])
+            if int(parts[2]) < len(places):
+                parts[2] = str(places[int(parts[2])])
+        return ".".join(parts)
+
+
+FALLBACK_SETTINGS = {"stt": ["model"], "llm": ["model"], "tts": ["voice", "model"]}
+
+
+def _fallback_paths(stage: str, n: int) -> list[str]:
+    row = f"fallback.{stage}.{n}"
+    return [
+        f"{row}.provider",
+        *(f"{row}.{s}" for s in FALLBACK_SETTINGS[stage]),
+        f"{row}.credential",
+    ]
+
+
+def _fallback_fields() -> list[FormField]:
+    fields = []
+    for stage in STAGES:
+        for n in range(MAX_FALLBACKS):
+            row = f"fallback.{stage}.{n}"
+            place = f"{STAGE_TITLES[stage]} fallback {n + 1}"
+            fields.append(FormField(f"{row}.provider", place, blank_label="None"))
+            fields += [
+                FormField(f"{row}.{name}", f"{place}: {name}") for name in FALLBACK_SETTINGS[stage]
+            ]
+            fields.append(
+                FormField(
+                    f"{row}.credential", f"{place}: credential", blank_label="The platform's key"
+                )
+            )
+    return fields
+
+
+def _credential_choices(
+    organization: Organization, kind: str | set[str] | None
+) -> list[tuple[str, str]]:
     credentials = selectors.credential_list(organization=organization)
-    if kind is not None:
+    if isinstance(kind, set):
+        credentials = credentials.filter(provider__in=kind)
+    elif kind is not None:
         credentials = credentials.filter(provider=kind)
     return [(str(c.pk), _credential_label(c)) for c in credentials]
 
@@ -281,7 +352,7 @@ def agent_form(
         initial = AgentOutputSerializer(agent).data
     form = AgentForm(
         serializer_class=AgentInputSerializer,
-        fields=_AGENT_FIELDS,
+        fields=[*_AGENT_FIELDS, *_fallback_fields()],
         context={"organization": organization},
         instance=agent,
         initial=initial,
@@ -298,6 +369,11 @@ def agent_form(
             form.fields[f"{stage}.model"].hint = f"Blank: {spec.default_model}."
         if spec is not None and stage == "tts" and spec.default_voice:
             form.fields["tts.voice"].hint = f"Blank: {spec.default_voice}."
+        # A fallback may be any provider of the stage, so any credential they take.
+        kinds = {p.credential for p in registry.providers(registry.Kind(stage)) if p.credential}
+        choices = _credential_choices(organization, kinds)
+        for n in range(MAX_FALLBACKS):
+            form.fields[f"fallback.{stage}.{n}.credential"].choices = choices
     return form
 
 

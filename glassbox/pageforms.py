@@ -125,7 +125,9 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
         if isinstance(node, Mapping):
             for key, value in node.items():
                 key = str(key)
-                if key.isdigit():
+                if key.isdigit() and isinstance(value, Mapping):  # an item with fields
+                    walk(value, f"{path}.{key}")
+                elif key.isdigit():
                     for message in _messages(value):
                         add(path, f"Item {int(key) + 1}: {message}")
                 elif key in ("non_field_errors", "__all__"):
@@ -161,9 +163,14 @@ def django_error_detail(exc: DjangoValidationError) -> dict[str, Any]:
 def _lookup(data: Any, path: str) -> Any:
     node = data
     for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+        if isinstance(node, list | tuple) and part.isdigit():
+            if int(part) >= len(node):
+                return empty
+            node = node[int(part)]
+        elif isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
             return empty
-        node = node[part]
     return node
 
 
@@ -176,9 +183,10 @@ def _put(data: dict[str, Any], path: str, value: Any) -> None:
 
 
 def serializer_field(serializer: serializers.Serializer, path: str) -> serializers.Field:
+    """The field at ``path``; a number steps into a list's item (``fallback.llm.0.model``)."""
     node: Any = serializer
     for part in path.split("."):
-        node = node.fields[part]
+        node = node.child if part.isdigit() else node.fields[part]
     return node
 
 
@@ -326,7 +334,11 @@ class PageForm:
 
     def _add_errors(self, detail: Any) -> None:
         for path, messages in flatten_errors(detail).items():
-            self.errors.setdefault(path, []).extend(messages)
+            self.errors.setdefault(self.error_path(path), []).extend(messages)
+
+    def error_path(self, path: str) -> str:
+        """Where an error of the API's input at ``path`` shows on this page."""
+        return path
 
     # --- rendering -------------------------------------------------------------------------
 
@@ -370,7 +382,7 @@ class PageForm:
                 isinstance(fld, serializers.ChoiceField) and fld.allow_blank
             )
             # A required choice not made yet shows as such, not as its first option.
-            bound.allow_blank_choice = optional or current == ""
+            bound.allow_blank_choice = optional or current == "" or bool(spec.blank_label)
             bound.blank_label = spec.blank_label or ("None" if optional else "Choose one")
             bound.choices = [(v, label, v == current) for v, label in self._choices(spec, fld)]
             bound.value = current

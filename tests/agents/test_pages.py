@@ -545,29 +545,69 @@ def test_phone_numbers_viewer_and_other_tenant(
     assert viewer.get("/phone-numbers/new/").status_code == 403
 
 
-def test_fallback_settings_are_edited_and_chains_kept(tenant_a: Tenant, member: Client) -> None:
-    agent = make_agent(tenant_a.organization, name="Fallbacks")
-    chain = {"llm": [{"provider": "scripted", "model": "backup"}]}
-    assert (
-        tenant_a.client.patch(
-            f"/api/v1/agents/{agent.pk}/", {"fallback": chain}, format="json"
-        ).status_code
-        == 200
-    )
+def test_fallback_settings_and_chains(tenant_a: Tenant, member: Client) -> None:
+    org = tenant_a.organization
+    agent = make_agent(org, name="Fallbacks")
+    openai = make_credential(org, "openai")
+    chain = {"llm": [{"provider": "scripted", "model": "backup", "max_tokens": 77}]}
+    patched = tenant_a.client.patch(f"/api/v1/agents/{agent.pk}/", {"fallback": chain})
+    assert patched.status_code == 200
     page = text(member.get(f"/agents/{agent.pk}/"))
-    assert "scripted · backup" in page and 'name="fallback.apology"' in page
+    assert 'name="fallback.apology"' in page
+    assert 'name="fallback.llm.0.model" value="backup"' in page
+    assert 'name="fallback.llm.2.provider"' in page  # MAX_FALLBACKS places per stage
     bad = member.post(f"/agents/{agent.pk}/", {"fallback.first_token_timeout_s": "0"})
     assert bad.status_code == 400
     assert "Ensure this value is greater than or equal to 0.5." in text(bad)
     response = member.post(
         f"/agents/{agent.pk}/",
-        {"fallback.first_token_timeout_s": "4", "fallback.apology": "One moment."},
+        {
+            "fallback.first_token_timeout_s": "4",
+            "fallback.apology": "One moment.",
+            "fallback.llm.0.provider": "scripted",
+            "fallback.llm.0.model": "backup-2",
+            "fallback.llm.0.credential": "",
+            "fallback.llm.1.provider": "",  # an unused place
+            "fallback.llm.1.model": "",
+            "fallback.llm.2.provider": "openai",
+            "fallback.llm.2.model": "gpt-4o-mini",
+            "fallback.llm.2.credential": str(openai.pk),
+        },
     )
     assert response.status_code == 302
     agent.refresh_from_db()
     assert agent.fallback["first_token_timeout_s"] == 4.0
     assert agent.fallback["apology"] == "One moment."
-    assert [e["model"] for e in agent.fallback["llm"]] == ["backup"]
+    first, second = agent.fallback["llm"]
+    assert (first["provider"], first["model"], first["max_tokens"]) == ("scripted", "backup-2", 77)
+    assert (second["provider"], second["credential"]) == ("openai", openai.pk)
+    # A credential the provider can't use: the API's message.
+    wrong = member.post(
+        f"/agents/{agent.pk}/",
+        {"fallback.llm.0.provider": "scripted", "fallback.llm.0.credential": str(openai.pk)},
+    )
+    assert wrong.status_code == 400
+    assert "Fallback 1: the scripted provider takes no credential." in text(wrong)
+    # An entry's error shows beside its place, even after an empty place.
+    long = member.post(
+        f"/agents/{agent.pk}/",
+        {
+            "fallback.llm.0.provider": "",
+            "fallback.llm.1.provider": "scripted",
+            "fallback.llm.1.model": "x" * 101,
+        },
+    )
+    assert long.status_code == 400
+    assert re.search(
+        r'id="id_fallback-llm-1-model-error">\s*<span class="visually-hidden">Error:</span> '
+        r"Ensure this field has no more than 100 characters.",
+        text(long),
+    )
+    # Emptying every place removes the chain.
+    cleared = {f"fallback.llm.{n}.provider": "" for n in range(3)}
+    assert member.post(f"/agents/{agent.pk}/", cleared).status_code == 302
+    agent.refresh_from_db()
+    assert agent.fallback["llm"] == []
 
 
 @pytest.mark.parametrize(

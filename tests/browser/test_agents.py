@@ -160,7 +160,7 @@ def test_provider_fields_without_javascript(
         tab.get_by_label("Text-to-speech provider").select_option("espeak")
         # The <noscript> button beside the picker redraws the page for that provider.
         tab.locator("#stage-tts").get_by_role("button").click()
-        expect(tab.get_by_label("Voice")).to_be_visible()
+        expect(tab.get_by_label("Voice", exact=True)).to_be_visible()
         expect(tab.locator("#stage-tts").get_by_label("Model")).to_have_count(0)
         expect(tab.get_by_label("Name", exact=True)).to_have_value("No script")
         assert not Agent.objects.for_org(member.organization).exists()

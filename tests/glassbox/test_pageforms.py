@@ -34,6 +34,7 @@ def test_flatten_errors_nested_lists_and_non_field() -> None:
         "name": ["This field is required."],
         "llm": {"temperature": ["Too hot."], "non_field_errors": ["Bad llm."]},
         "end_call_phrases": {1: ["Too long."]},
+        "fallback": {"llm": {0: {"model": ["Too long."]}}},
         "non_field_errors": ["Whole thing."],
     }
     assert flatten_errors(detail) == {
@@ -41,6 +42,7 @@ def test_flatten_errors_nested_lists_and_non_field() -> None:
         "llm.temperature": ["Too hot."],
         "llm": ["Bad llm."],
         "end_call_phrases": ["Item 2: Too long."],
+        "fallback.llm.0.model": ["Too long."],
         "": ["Whole thing."],
     }
 
