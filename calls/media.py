@@ -26,6 +26,7 @@ from django.conf import settings
 
 from calls import services
 from calls.callconfig import call_config_build
+from calls.linecache import line_cache
 from calls.models import Call
 from calls.recorder import CallRecorder
 from voice.carriers.twilio import (
@@ -277,6 +278,7 @@ class MediaSession:
             stt_fallbacks=[build_stt(c) for c in config.stt_fallbacks],
             llm_fallbacks=[build_llm(c) for c in config.llm_fallbacks],
             tts_fallbacks=[build_tts(c) for c in config.tts_fallbacks],
+            lines=line_cache(),
         )
 
     async def _engine(self, conversation: Conversation) -> CallEnded:

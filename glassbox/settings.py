@@ -108,6 +108,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Audio of fixed lines (greeting, idle prompt, goodbyes), per voice and text: calls/linecache.py
+LINE_CACHE_MAX_BYTES = env.int("LINE_CACHE_MAX_BYTES", default=32 * 1024 * 1024)
+LINE_CACHE_TTL_S = env.int("LINE_CACHE_TTL_S", default=7 * 24 * 3600)
+LINE_CACHE_PREFIX = env.str("LINE_CACHE_PREFIX", default="glassbox:")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {

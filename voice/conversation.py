@@ -55,7 +55,7 @@ from typing import Any, TypeVar
 import httpx
 
 from voice.audio import Converter
-from voice.config import AudioFormat, CallConfig, Encoding
+from voice.config import AudioFormat, CallConfig, Encoding, TTSConfig
 from voice.events import (
     CallEnded,
     EndReason,
@@ -66,6 +66,7 @@ from voice.events import (
     Usage,
 )
 from voice.events import Role as _Role
+from voice.linecache import LineCache
 from voice.machine import (
     Command,
     End,
@@ -98,10 +99,9 @@ from voice.providers.base import (
     STTEventKind,
     STTProvider,
     STTSession,
-    TTSConnection,
     TTSProvider,
 )
-from voice.speaking import CARRIER_TIMEOUT_S, Produce, Speaker
+from voice.speaking import CARRIER_TIMEOUT_S, Speaker
 from voice.tls import httpx_tls
 from voice.tools import DigitCollector, ToolRunner
 from voice.transport import CarrierOutput
@@ -154,8 +154,10 @@ class Conversation:
         tts_fallbacks: Sequence[TTSProvider] = (),
         clock: Callable[[], float] | None = None,
         audio_queue_frames: int = 100,
+        lines: LineCache | None = None,
     ) -> None:
         self._config = config
+        self._lines = lines
         # each stage: the primary, then its fallbacks in order
         self._stts: list[STTProvider] = [stt, *stt_fallbacks]
         self._llms: list[LLMProvider] = [llm, *llm_fallbacks]
@@ -185,7 +187,6 @@ class Conversation:
         self._speaker: Speaker | None = None
         self._session: STTSession | None = None  # None while none is connected
         self._stt_format: AudioFormat | None = None
-        self._tts_connection: TTSConnection | None = None
         self._tts_failed = asyncio.Event()
         self._tts_error: ProviderError | None = None
         self._stt_settled = asyncio.Event()  # a session is up, or none can be
@@ -258,6 +259,18 @@ class Conversation:
             httpx.AsyncClient(verify=httpx_tls()) as http,
         ):
             runner = ToolRunner(self._config, http=http, digits=self._digits, clock=self._now_s)
+            self._speaker = Speaker(
+                self._config,
+                llms=self._llms,
+                output=self._output,
+                tools=runner,
+                usage=self._usage,
+                history=self._history,
+                now=self._now,
+                on_audible=self._audible,
+                on_fallback=self._record_fallback,
+                lines=self._lines,
+            )
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 # STT and TTS connect side by side; the greeting waits only for TTS
@@ -266,7 +279,7 @@ class Conversation:
                 self._spawn(self._guard(self._tts_supervisor(tts_up)))
                 for llm in {id(llm): llm for llm in self._llms}.values():  # released at the end
                     self._spawn(self._guard(self._hold(llm)))
-                self._spawn(self._guard(self._shell(tts_up, runner)))
+                self._spawn(self._guard(self._shell(tts_up)))
                 self._spawn(self._guard(self._audio_loop()))
                 self._spawn(self._guard(self._watch_hangup()))
 
@@ -392,9 +405,9 @@ class Conversation:
         for at, tts in enumerate(self._ttss):
             try:
                 async with self._opened(tts.connect(carrier), tts.name) as connection:
-                    self._tts_at, self._tts_connection = at, connection
-                    if self._speaker is not None:
-                        self._speaker.connection = connection
+                    self._tts_at = at
+                    assert self._speaker is not None
+                    self._speaker.use_tts(connection, tts.name, self._tts_config(at))
                     if ready.is_set():  # a replacement mid-call
                         await self._inbox.put(ProviderSwitched("tts"))
                     ready.set()
@@ -406,6 +419,10 @@ class Conversation:
                     self._switch("tts", self._ttss, at, exc)
                     continue
                 raise
+
+    def _tts_config(self, at: int) -> TTSConfig:
+        configs = (self._config.tts, *self._config.tts_fallbacks)
+        return configs[at] if at < len(configs) else TTSConfig(self._ttss[at].name)
 
     def _tts_replaceable(self, exc: ProviderError) -> bool:
         """A turn failed because of its TTS, and there is another to switch to."""
@@ -579,22 +596,12 @@ class Conversation:
 
     # ------------------------------------------------------------------ the shell
 
-    async def _shell(self, tts_up: asyncio.Event, runner: ToolRunner) -> None:
-        await self._ready(tts_up)
-        assert self._tts_connection is not None
-        self._speaker = Speaker(
-            self._config,
-            llms=self._llms,
-            tts_name=self._ttss[self._tts_at].name,
-            connection=self._tts_connection,
-            output=self._output,
-            tools=runner,
-            usage=self._usage,
-            history=self._history,
-            now=self._now,
-            on_audible=self._audible,
-            on_fallback=self._record_fallback,
-        )
+    async def _shell(self, tts_up: asyncio.Event) -> None:
+        greeting = self._config.first_message
+        speaker = self._speaker
+        assert speaker is not None
+        if not (greeting and speaker.has_line(greeting)):
+            await self._ready(tts_up)  # a cached greeting starts before the TTS is up
         machine = self._machine
         event: Event = Start()
         while True:
@@ -622,7 +629,7 @@ class Conversation:
                     raise CallOver(reason, detail, to)
 
     def _start_turn(self, command: StartTurn) -> None:
-        assert self._speaker is not None, "turns start once TTS is connected"
+        assert self._speaker is not None
         now = self._now()
         timeline = TurnTimeline(turn_index=command.index, kind=command.kind)
         user = command.user
@@ -638,11 +645,14 @@ class Conversation:
             command.index, command.kind, timeline, playback, command.interruptible, now, user=user
         )
         speaker = self._speaker
-        produce = speaker.fixed_line(command.text, turn) if command.text else speaker.reply()
-        task = self._spawn(self._run_turn(turn, produce))
+        if command.text:
+            speaking = speaker.say(turn, command.text)
+        else:
+            speaking = speaker.speak(turn, speaker.reply())
+        task = self._spawn(self._run_turn(turn, speaking))
         self._turns[turn.index] = (turn, task)
 
-    async def _run_turn(self, turn: Turn, produce: Produce) -> None:
+    async def _run_turn(self, turn: Turn, speaking: Coroutine[Any, Any, None]) -> None:
         """Speak one turn to its end (or its interruption), then settle it.
 
         A turn whose LLM chain is exhausted, or whose TTS failed while another TTS is left,
@@ -652,7 +662,7 @@ class Conversation:
         assert self._speaker is not None
         after: Event | None = None
         try:
-            await self._speaker.speak(turn, produce)
+            await speaking
         except ProviderError as exc:
             if not self._tts_replaceable(exc):
                 raise

@@ -30,8 +30,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from voice.chunker import TextChunker
-from voice.config import CallConfig
+from voice.config import CallConfig, TTSConfig
 from voice.events import Fallback, Usage
+from voice.linecache import (
+    LineCache,
+    MemoryLineCache,
+    RecordingContext,
+    ReplayContext,
+    line_key,
+)
 from voice.playback import Piece
 from voice.providers.base import (
     LLMProvider,
@@ -56,6 +63,7 @@ LLM_STALL_S = 30.0  # longest silence inside one LLM stream
 TTS_STALL_S = 15.0  # longest silence from TTS once all text is in
 MARK_SLACK_S = 2.0  # beyond the unplayed audio, how long to wait for the final mark
 MAX_TOOL_ROUNDS = 5
+TTS_CONNECT_WAIT_S = 12.0  # a turn waiting for the TTS (the supervisor's own bound is 10 s)
 
 # Text for one turn, pushed to its TTS context; tool tasks go in the turn's task group.
 Produce = Callable[[TTSContext, Turn, asyncio.TaskGroup], Awaitable[None]]
@@ -82,8 +90,6 @@ class Speaker:
         config: CallConfig,
         *,
         llms: Sequence[LLMProvider],
-        tts_name: str,
-        connection: TTSConnection,
         output: CarrierOutput,
         tools: ToolRunner,
         usage: Usage,
@@ -91,12 +97,17 @@ class Speaker:
         now: Callable[[], float],
         on_audible: Callable[[Turn], None],
         on_fallback: Callable[[Fallback], None],
+        lines: LineCache | None = None,
     ) -> None:
         self._config = config
         self._llms = llms  # the primary, then its fallbacks
         self._llm_at = 0  # the one in use: a failed LLM is not asked again this call
-        self._tts_name = tts_name
-        self.connection = connection  # replaced when the TTS falls back
+        # the TTS in use (see use_tts); a cached line plays before it is connected
+        self._tts_name = ""
+        self._tts_config = config.tts
+        self._connection: TTSConnection | None = None
+        self._connected = asyncio.Event()
+        self._lines = lines
         self._output = output
         self._tools = tools
         self._usage = usage
@@ -105,6 +116,44 @@ class Speaker:
         self._on_audible = on_audible
         self._on_fallback = on_fallback
         self.turn: Turn | None = None  # the turn in flight
+
+    def use_tts(self, connection: TTSConnection, name: str, config: TTSConfig) -> None:
+        """The TTS connection turns speak through (the primary, or a fallback)."""
+        self._connection, self._tts_name, self._tts_config = connection, name, config
+        self._connected.set()
+
+    def _line_key(self, text: str) -> str:
+        return line_key(self._tts_config, self._config.carrier_format, text)
+
+    def has_line(self, text: str) -> bool:
+        """Whether ``text`` can be said now from the cache, with no TTS connection."""
+        return isinstance(self._lines, MemoryLineCache) and (
+            self._lines.get_now(self._line_key(text)) is not None
+        )
+
+    async def _context(self) -> TTSContext:
+        async with asyncio.timeout(TTS_CONNECT_WAIT_S):
+            await self._connected.wait()
+        assert self._connection is not None
+        return self._connection.context()
+
+    async def say(self, turn: Turn, text: str) -> None:
+        """A fixed line (greeting, idle prompt, closing): from the line cache when it has
+        been said before in this voice, else synthesized and kept for next time."""
+        produce = self.fixed_line(text, turn)
+        lines = self._lines
+        if lines is None:
+            await self.speak(turn, produce)
+            return
+        key = self._line_key(text)
+        cached = await lines.get(key)
+        if cached is not None:
+            await self.speak(turn, produce, ReplayContext(cached))
+            return
+        recording = RecordingContext(await self._context())
+        await self.speak(turn, produce, recording)
+        if recording.complete and recording.chunks:
+            await lines.put(key, recording.chunks)
 
     def interrupt(self, turn: Turn, now_ms: float, *, barged_in: bool) -> None:
         """Stop counting what the caller hears of ``turn`` (its task is being cancelled)."""
@@ -119,14 +168,15 @@ class Speaker:
             turn.timeline.playback_finished_ms = now_ms
             turn.playback_done.set()
 
-    async def speak(self, turn: Turn, produce: Produce) -> None:
+    async def speak(self, turn: Turn, produce: Produce, ctx: TTSContext | None = None) -> None:
         """Run one turn until its audio has played (final mark echoed, or bounded wait).
 
         Cancelling it (barge-in, end of call) or a failure marks the turn interrupted at
         that moment, so what was heard is kept; the pump and tools stop with it.
         """
         self.turn = turn
-        ctx = self.connection.context()
+        if ctx is None:
+            ctx = await self._context()
         try:
             async with owned_tasks() as tg:  # a lone failure comes out as itself
                 pump = tg.create_task(self._pump(ctx, turn))

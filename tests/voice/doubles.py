@@ -222,6 +222,7 @@ class FakeTTS:
     fail_on_push: int | None = None  # raise ProviderError on the n-th push (1-based)
     close_hangs_s: float = 0.0  # closing the connection takes this long (a stuck provider)
     refuse: bool = False  # fail to connect
+    connect_delay: float = 0.0
     pushed: list[str] = field(default_factory=list)
     contexts: list[FakeTTSContext] = field(default_factory=list)
     connections_open: int = 0
@@ -229,6 +230,7 @@ class FakeTTS:
     @contextlib.asynccontextmanager
     async def connect(self, fmt: AudioFormat) -> AsyncIterator[FakeTTSConnection]:
         assert fmt.encoding is Encoding.MULAW
+        await asyncio.sleep(self.connect_delay)
         if self.refuse:
             raise ProviderError(self.name, "401 Unauthorized")
         self.connections_open += 1

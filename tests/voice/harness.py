@@ -20,6 +20,7 @@ from voice.config import (
 )
 from voice.conversation import Conversation
 from voice.events import CallEnded
+from voice.linecache import LineCache
 
 RESULT_TIMEOUT_S = 15.0
 UNTIL_TIMEOUT_S = 10.0
@@ -68,6 +69,7 @@ async def start(
     llm: FakeLLM | None = None,
     tts: FakeTTS | None = None,
     fallbacks: tuple[list[FakeSTT], list[FakeLLM], list[FakeTTS]] = ([], [], []),
+    lines: LineCache | None = None,
 ) -> Call:
     stt = stt or FakeSTT()
     llm = llm or FakeLLM()
@@ -85,6 +87,7 @@ async def start(
         stt_fallbacks=stts,
         llm_fallbacks=llms,
         tts_fallbacks=ttss,
+        lines=lines,
     )
     out.attach(conv)
     task = asyncio.create_task(conv.run())

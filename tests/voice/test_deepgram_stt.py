@@ -84,7 +84,6 @@ async def test_utterance_is_transcribed_with_endpointing_and_utterance_end(
     finals = [e for e in events if e.kind is STTEventKind.FINAL]
     assert [f.text for f in finals] == [SCRIPT[0]]
     assert finals[0].speech_final
-    assert finals[0].duration_s > 0.5
     assert finals[0].confidence > 0
     assert kinds(events).index(STTEventKind.FINAL) < kinds(events).index(STTEventKind.UTTERANCE_END)
 

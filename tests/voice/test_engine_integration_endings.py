@@ -15,7 +15,7 @@ from tests.fakes import FakeReply, FakeToolCall
 from tests.voice.cloud import SPOKEN_MARKS, CloudCall, ordered
 from tests.voice.doubles import Caller
 from tests.voice.harness import until
-from voice.config import IdleConfig, ToolConfig, ToolKind
+from voice.config import FallbackConfig, IdleConfig, ToolConfig, ToolKind
 from voice.events import EndReason, Role, TurnKind
 
 GREETING = "Hello, how can I help?"
@@ -128,34 +128,42 @@ async def _reply_fails(cloud: CloudCall) -> tuple[EndReason, str]:
     return ended.reason, ended.detail
 
 
-async def test_openai_500_ends_the_call_keeping_the_transcript(cloud: CloudCall) -> None:
-    cloud.oa.fail_next(500, times=2)  # the provider retries once
+async def test_openai_500_apologizes_retries_then_ends_the_call_keeping_the_transcript(
+    cloud: CloudCall,
+) -> None:
+    # the SDK retries once per request; the engine asks once more (no fallback LLM)
+    cloud.oa.fail_next(500, times=4)
     reason, detail = await _reply_fails(cloud)
 
     assert reason is EndReason.PROVIDER_ERROR
-    assert detail.startswith("openai: server error (HTTP 500)")
-    assert len(cloud.oa.requests) == 2
+    assert detail.startswith("no language model answered: openai: server error (HTTP 500)")
+    assert len(cloud.oa.requests) == 4
     assert [(e.role, e.text) for e in cloud.sink.transcript] == [
         (Role.ASSISTANT, GREETING),
         (Role.USER, "What are your opening hours?"),
+        (Role.ASSISTANT, FallbackConfig().apology),
+        (Role.ASSISTANT, FallbackConfig().goodbye),
     ]
     assert cloud.out.kinds()[-1] == "hangup"
 
 
 @pytest.mark.parametrize("failure", ["disconnect", "error"])
-async def test_openai_failing_mid_stream_ends_the_call(cloud: CloudCall, failure: str) -> None:
+async def test_openai_failing_mid_stream_every_time_ends_the_call_after_a_goodbye(
+    cloud: CloudCall, failure: str
+) -> None:
     cloud.oa.responder = lambda messages, tools: LONG_REPLY
     cloud.oa.fail_mid_stream = failure  # type: ignore[assignment]
     cloud.oa.fail_after_chunks = 4
     reason, detail = await _reply_fails(cloud)
 
     assert reason is EndReason.PROVIDER_ERROR
-    assert detail.startswith("openai: stream failed")
+    assert detail.startswith("no language model answered: openai: stream failed")
     entries = [(e.role, e.text) for e in cloud.sink.transcript]
     assert entries[:2] == [
         (Role.ASSISTANT, GREETING),
         (Role.USER, "What are your opening hours?"),
     ]
+    assert entries[-1] == (Role.ASSISTANT, FallbackConfig().goodbye)
     assert cloud.out.kinds()[-1] == "hangup"
 
 
@@ -174,7 +182,9 @@ async def test_cartesia_dropping_mid_reply_ends_the_call(cloud: CloudCall) -> No
     assert cloud.out.kinds()[-1] == "hangup"
 
 
-async def test_deepgram_dropping_ends_the_call(cloud: CloudCall) -> None:
+async def test_deepgram_dropping_with_no_fallback_ends_the_call_after_a_goodbye(
+    cloud: CloudCall,
+) -> None:
     cloud.dg.drop_after_s = 1.0
     caller = cloud.start()
     await until(lambda: len(cloud.sink.timelines) == 1)
@@ -182,9 +192,10 @@ async def test_deepgram_dropping_ends_the_call(cloud: CloudCall) -> None:
         ended = await cloud.result()
 
     assert ended.reason is EndReason.PROVIDER_ERROR
-    assert ended.detail.startswith("deepgram:") and "dropped" in ended.detail
+    assert ended.detail.startswith("speech-to-text unavailable: deepgram:")
+    assert "dropped" in ended.detail
     assert cloud.dg.streams[0].closed_by == "dropped"
-    assert [e.text for e in cloud.sink.transcript] == [GREETING]
+    assert [e.text for e in cloud.sink.transcript] == [GREETING, FallbackConfig().goodbye]
     assert cloud.out.kinds()[-1] == "hangup"
 
 

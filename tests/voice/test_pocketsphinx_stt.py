@@ -67,7 +67,6 @@ async def test_transcribes_an_utterance_and_reports_its_end() -> None:
     assert started.kind is STTEventKind.SPEECH_STARTED
     assert final.kind is STTEventKind.FINAL and final.speech_final
     assert {"need", "computer"} <= words(final)
-    assert 1.0 < final.duration_s < 3.0  # the speech, not the surrounding silence
     assert end.kind is STTEventKind.UTTERANCE_END
 
 
@@ -100,7 +99,6 @@ async def test_finalize_decodes_what_is_buffered_now() -> None:
     assert started.kind is STTEventKind.SPEECH_STARTED
     assert final.kind is STTEventKind.FINAL and not final.speech_final
     assert {"tomorrow", "morning"} <= words(final)
-    assert final.duration_s > 2.0
 
 
 async def test_silence_gives_no_speech_and_finalize_answers_empty() -> None:
@@ -112,7 +110,7 @@ async def test_silence_gives_no_speech_and_finalize_answers_empty() -> None:
         (final,) = await next_events(events, 1)
 
     assert final.kind is STTEventKind.FINAL
-    assert (final.text, final.speech_final, final.duration_s) == ("", False, 0.0)
+    assert (final.text, final.speech_final) == ("", False)
 
 
 async def test_closing_mid_utterance_ends_the_event_stream() -> None:
