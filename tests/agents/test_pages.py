@@ -270,6 +270,11 @@ def test_viewer_reads_but_cannot_write(tenant_a: Tenant, viewer: Client) -> None
     html = text(page)
     assert 'name="llm.temperature"' not in html and "/duplicate/" not in html
     assert "Maximum tokens per reply" in html  # shown read-only
+    fallback = {"llm": [{"provider": "scripted", "model": "spare"}]}
+    tenant_a.client.patch(f"/api/v1/agents/{agent.pk}/", {"fallback": fallback})
+    shown = text(viewer.get(f"/agents/{agent.pk}/"))
+    assert "Language model fallback 1" in shown and "spare" in shown
+    assert "Language model fallback 2" not in shown  # empty places are not listed
     assert viewer.get("/agents/new/").status_code == 403
     assert viewer.get(f"/agents/{agent.pk}/delete/").status_code == 403
     assert viewer.post(f"/agents/{agent.pk}/", {"name": "Hacked"}).status_code == 403
