@@ -14,6 +14,8 @@ reaches the page without touching it.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -22,6 +24,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import QueryDict
 from rest_framework import serializers
 from rest_framework.fields import empty
+
+from glassbox.api.strict import EXPECTED
 
 T = TypeVar("T")
 
@@ -236,6 +240,19 @@ def _reject_constant(name: str) -> None:
     raise ValueError(name)
 
 
+def _json_number(raw: str, *, integer: bool) -> Any:
+    """A number input's text as the JSON number a client would send; text that is no
+    (finite) number stays text, for the API's type check to name."""
+    text = raw.strip()
+    if integer:
+        return int(text) if re.fullmatch(r"[+-]?\d{1,18}", text) else raw
+    try:
+        value = float(text)
+    except ValueError:
+        return raw
+    return value if math.isfinite(value) else raw
+
+
 class PageForm:
     """One page's form: ``data`` is the POST (bound) or None (showing ``initial``).
 
@@ -295,6 +312,16 @@ class PageForm:
                 except (ValueError, RecursionError):
                     # The serializer field's own words for text that is not JSON.
                     self.errors.setdefault(path, []).append(str(fld.error_messages["invalid"]))
+            elif widget == NUMBER:
+                # what a browser sends is text; the API's JSON has numbers
+                integer = isinstance(fld, serializers.IntegerField)
+                value = _json_number(raw, integer=integer)
+                if isinstance(value, str):  # in the API's words for a JSON body like it
+                    self.errors.setdefault(path, []).append(
+                        EXPECTED["integer" if integer else "number"]
+                    )
+                    continue
+                _put(out, path, value)
             elif widget == SECRET:
                 if raw != "":  # blank keeps the stored secret
                     _put(out, path, raw)

@@ -13,7 +13,7 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.relations import ManyRelatedField, PrimaryKeyRelatedField
 
-_EXPECTED = {
+EXPECTED = {
     "boolean": "Expected a boolean (true or false).",
     "integer": "Expected an integer.",
     "number": "Expected a number.",
@@ -65,7 +65,7 @@ def _field_errors(field: serializers.Field, value: Any) -> Any:
     if kind is None:
         return None
     if not _matches(kind, value):
-        return [_EXPECTED[kind]]
+        return [EXPECTED[kind]]
     if isinstance(field, serializers.Serializer):
         return type_errors(field.fields, value)
     child = getattr(field, "child", None) or getattr(field, "child_relation", None)

@@ -504,7 +504,7 @@ def test_phone_number_create_edit_delete(tenant_a: Tenant, member: Client) -> No
     response = member.post(
         "/phone-numbers/new/",
         {
-            "number": "+1 415 555 0199",
+            "number": "+14155550199",
             "name": "Main",
             "carrier": "twilio",
             "credential": str(twilio.pk),

@@ -73,7 +73,7 @@ def test_post_becomes_the_api_input_shape(tenant_a: Tenant) -> None:
         "name": "Support",
         "stt": {"provider": "deepgram", "model": "nova-3"},
         "stt_credential": str(credential.pk),
-        "llm": {"provider": "openai", "temperature": "0.2"},
+        "llm": {"provider": "openai", "temperature": 0.2},
         "llm_credential": None,
         "tts": {"provider": "cartesia"},
         "first_message_interruptible": "false",
@@ -112,7 +112,7 @@ def test_invalid_temperature_gets_the_api_message(tenant_a: Tenant) -> None:
         {
             "name": "x",
             "stt": {"provider": "deepgram"},
-            "llm": {"provider": "openai", "temperature": "3"},
+            "llm": {"provider": "openai", "temperature": 3},
             "tts": {"provider": "cartesia"},
         },
     )
