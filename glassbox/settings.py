@@ -203,6 +203,10 @@ LOGGING = {
     },
 }
 
+# PostgreSQL work_mem for the analytics queries (each percentile sorts one column of the
+# period's turns; see docs/analytics.md). Set per transaction, not for the server.
+ANALYTICS_WORK_MEM = env.str("ANALYTICS_WORK_MEM", default="32MB")
+
 # Requests per organization, e.g. "1200/minute"; empty disables the limit.
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="1200/minute") or None
 

@@ -122,7 +122,11 @@ def make_turn_metric(organization: Organization, **data: Any) -> TurnMetric:
     fields: dict[str, Any] = {"turn_index": 1, "kind": "reply", "voice_to_voice_ms": 640.0}
     fields.update(data)
     return TurnMetric.objects.for_org(organization).create(
-        organization=organization, call=call, **fields
+        organization=organization,
+        call=call,
+        call_started_at=call.started_at,
+        agent_id=call.agent_id,
+        **fields,
     )
 
 
