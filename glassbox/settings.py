@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
     "tenants",
     "agents",
     "calls",
@@ -59,6 +60,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "glassbox.urls"
@@ -75,6 +77,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "tenants.web.dashboard_context",
             ],
         },
     },
@@ -156,8 +159,35 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "/admin/login/"
 CSRF_FAILURE_VIEW = "glassbox.api.errors.csrf_failure"
+
+# --- Dashboard: login, email (tenants/web.py, docs/dashboard.md) -------------------------
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+# Password-reset and invitation links are valid this long (Django's token generator).
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
+DASHBOARD_INVITATION_MAX_AGE_S = env.int("DASHBOARD_INVITATION_MAX_AGE_S", default=7 * 24 * 3600)
+# Email: EMAIL_URL (e.g. smtp+tls://user:pass@smtp.example.com:587) or EMAIL_HOST and
+# friends switch to SMTP; otherwise mail is printed on the console (or written to
+# EMAIL_FILE_PATH with EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend).
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Glassbox <noreply@localhost>")
+if env.str("EMAIL_URL", default=""):
+    globals().update(env.email_url("EMAIL_URL"))
+elif env.str("EMAIL_HOST", default=""):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env.str("EMAIL_HOST")
+    EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+    EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+    EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+    EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+else:
+    EMAIL_BACKEND = env.str(
+        "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+    )
+    EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# --- end dashboard block ------------------------------------------------------------------
 
 # Request size limits: bad input gets a clear 4xx, never unbounded memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1_048_576)

@@ -15,6 +15,13 @@ urlpatterns = [
     # Anything else under /api/ is a JSON 404, in DEBUG too (Django's debug 404 page
     # would otherwise bypass handler404).
     re_path(r"^api/", api_not_found),
+    # Dashboard pages: each app's pages live in its own views.py, routed by its web_urls
+    # module with an app namespace (reverse("agents:agent-list")). Every page is gated by
+    # tenants.web.org_required / OrgRequiredMixin; tests/tenants/test_roles.py checks
+    # each route found here against every role.
+    path("", include("tenants.web_urls")),
+    path("", include("agents.web_urls")),
+    path("", include("calls.web_urls")),
 ]
 
 # Under /api/ these answer with the API's JSON error shape; elsewhere Django's pages.

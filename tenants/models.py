@@ -27,6 +27,17 @@ class Role(models.TextChoices):
     MEMBER = "member"
     VIEWER = "viewer"
 
+    @property
+    def rank(self) -> int:
+        """Higher can do more: viewer 0 < member 1 < admin 2 < owner 3."""
+        return ROLE_RANK[self]
+
+    def at_least(self, minimum: Role | str) -> bool:
+        return self.rank >= ROLE_RANK[Role(minimum)]
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
 
 class Membership(TenantModel):
     user = models.ForeignKey(

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import hmac
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 
-from tenants.models import ApiKey, Organization
+from tenants.models import ApiKey, Membership, Organization
 from tenants.services import KEY_SCHEME, hash_api_key
 
 
@@ -43,3 +44,26 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     if api_key is None or not hmac.compare_digest(api_key.hashed_key, hash_api_key(raw_key)):
         return None
     return api_key
+
+
+def membership_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Membership]:
+    """The user's memberships in active organizations, for the org switcher.
+
+    Like the API-key lookup, this is what *establishes* the tenant for a dashboard
+    session, so it runs unscoped, filtered by the user instead.
+    """
+    return (
+        Membership.objects.dangerously_unscoped()
+        .select_related("organization")
+        .filter(user=user, organization__is_active=True)
+        .order_by("organization__name", "organization_id")
+    )
+
+
+def membership_for_user(*, user: AbstractBaseUser, organization_id: object) -> Membership | None:
+    """The user's membership in that organization, or None (also for a malformed id)."""
+    try:
+        org_id = int(str(organization_id))
+    except (TypeError, ValueError):
+        return None
+    return membership_list_for_user(user=user).filter(organization_id=org_id).first()

@@ -1,0 +1,23 @@
+"""Dashboard pages of the tenants app: accounts, organization switch, members, API keys."""
+
+from django.urls import path
+
+from tenants import views
+
+app_name = "tenants"
+
+urlpatterns = [
+    path("login/", views.login, name="login"),
+    path("logout/", views.logout, name="logout"),
+    path("account/password/", views.password_change, name="password-change"),
+    path("account/password/done/", views.password_change_done, name="password-change-done"),
+    path("password-reset/", views.password_reset, name="password-reset"),
+    path("password-reset/sent/", views.password_reset_done, name="password-reset-done"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        views.password_reset_confirm,
+        name="password-reset-confirm",
+    ),
+    path("password-reset/done/", views.password_reset_complete, name="password-reset-complete"),
+    path("organizations/switch/", views.organization_switch_view, name="organization-switch"),
+]

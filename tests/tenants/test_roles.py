@@ -1,0 +1,94 @@
+"""Every dashboard page x every role -> the expected status, generated from the URL conf.
+
+A page's view declares who may read it and who may write to it (``org_required`` /
+``OrgRequiredMixin``); this matrix checks the running site against those declarations,
+for every role, anonymous visitors and another organization's objects. New pages are
+covered as soon as they are routed (those with URL arguments need a ``PAGE_KWARGS`` entry
+in tests/dashboard.py). The declarations themselves are checked against the documented
+role table (docs/dashboard.md) in ``EXPECTED_MIN_ROLES`` below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tenants.models import Role
+from tenants.services import membership_create
+from tests.dashboard import PageRoute, gated_routes, page_routes
+from tests.factories import make_organization, make_user
+
+ROUTES = gated_routes()
+ROLES = list(Role)
+
+
+def test_every_page_route_is_gated_or_public() -> None:
+    ungated = [
+        route.path
+        for route in page_routes()
+        if route.access is None and not getattr(route.callback, "dashboard_public", False)
+    ]
+    assert not ungated, (
+        f"{ungated}: wrap these views in tenants.web.org_required (or OrgRequiredMixin), "
+        f"or mark a deliberately public page with tenants.web.public_page"
+    )
+
+
+def _client_for(role: Role, organization: Any) -> Client:
+    user = make_user()
+    membership_create(organization=organization, user=user, role=role)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=repr)
+def test_anonymous_is_sent_to_login(route: PageRoute, db: Any) -> None:
+    url = route.url(make_organization())
+    response = Client().get(url)
+    assert response.status_code == 302, route
+    assert response["Location"].startswith("/login/?next=")
+
+
+@pytest.mark.parametrize("role", ROLES, ids=str)
+@pytest.mark.parametrize("route", ROUTES, ids=repr)
+def test_read_by_role(route: PageRoute, role: Role, db: Any) -> None:
+    organization = make_organization()
+    url = route.url(organization)
+    response = _client_for(role, organization).get(url)
+    assert route.access is not None
+    expected = 200 if route.access.allows(role, "GET") else 403
+    assert response.status_code == expected, f"{role} GET {url}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=str)
+@pytest.mark.parametrize("route", ROUTES, ids=repr)
+def test_write_by_role(route: PageRoute, role: Role, db: Any) -> None:
+    organization = make_organization()
+    url = route.url(organization)
+    response = _client_for(role, organization).post(url, {})
+    assert route.access is not None
+    if route.access.allows(role, "POST"):
+        # Allowed through the gate: a form error, a redirect, or 405 for a read-only page.
+        assert response.status_code < 500 and response.status_code != 403, f"{role} POST {url}"
+    else:
+        assert response.status_code == 403, f"{role} POST {url}"
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.kwarg_names], ids=repr)
+def test_another_organizations_object_is_404(route: PageRoute, db: Any) -> None:
+    mine, theirs = make_organization(), make_organization()
+    url = route.url(theirs)
+    client = _client_for(Role.OWNER, mine)
+    assert client.get(url).status_code == 404
+    assert client.post(url, {}).status_code == 404
+
+
+def test_a_member_of_no_organization_gets_403(db: Any) -> None:
+    client = Client()
+    client.force_login(make_user())
+    for route in ROUTES:
+        if not route.kwarg_names:
+            assert client.get(route.url()).status_code == 403, route
