@@ -20,11 +20,14 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tenants.models import Organization
 from tenants.web import Access, view_access
+from tests.factories import make_call
 
 NOT_PAGES = ("api/", "admin/", "telephony/", "static/", "ws/")
 
 # route name -> kwargs for reverse(), creating whatever object the route needs in ``org``.
-PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {}
+PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {
+    "calls:call-detail": lambda org: {"call_id": make_call(org).pk},
+}
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,10 @@ def test_filters_combine(tenant_a: Tenant, calls: list[Call]) -> None:
     assert list(call_search(organization=org, phone_number_id=calls[1].phone_number_id)) == [
         calls[1]
     ]
-    window = {"started_after": T0 + timedelta(minutes=30), "started_before": T0 + timedelta(hours=2)}
+    window = {
+        "started_after": T0 + timedelta(minutes=30),
+        "started_before": T0 + timedelta(hours=2),
+    }
     assert list(call_search(organization=org, **window)) == [calls[1]]
     assert list(call_search(organization=org, direction="outbound")) == []
     assert list(call_search(organization=org)) == [calls[1], calls[0]]
@@ -73,6 +76,8 @@ def test_search_sees_an_entry_written_by_the_recorder(tenant_a: Tenant, calls: l
 
     services.call_record_transcript(
         call=calls[1],
-        entry=TranscriptEntry(Role.USER, "my parcel never came", turn_index=3, start_ms=1, end_ms=2),
+        entry=TranscriptEntry(
+            Role.USER, "my parcel never came", turn_index=3, start_ms=1, end_ms=2
+        ),
     )
     assert list(call_search(organization=tenant_a.organization, text="PARCEL")) == [calls[1]]
