@@ -78,6 +78,11 @@ class Tick:
     x: float
     label: str
 
+    @property
+    def anchor(self) -> str:
+        """SVG text-anchor that keeps the label inside the chart at both ends."""
+        return "start" if self.x <= LABEL_WIDTH else "middle"
+
 
 @dataclass(frozen=True, slots=True)
 class Waterfall:
@@ -99,7 +104,7 @@ def _num(value: Any) -> float | None:
 
 
 def _fmt(ms: float) -> str:
-    return f"{ms:,.0f} ms" if abs(ms) >= 10 else f"{ms:.1f} ms"
+    return f"{ms:,.0f} ms" if abs(ms) >= 10 or ms == 0 else f"{ms:.1f} ms"
 
 
 def _nice_step(span: float, target_ticks: int = 6) -> float:
@@ -235,7 +240,7 @@ def waterfall_layout(turns: Sequence[Mapping[str, Any]], *, width: int = 960) ->
         y += row_height + ROW_GAP
     step_count = round((axis_end - axis_start) / step)
     ticks = [
-        Tick(x=x_of(axis_start + i * step), label=_fmt(axis_start + i * step))
+        Tick(x=x_of(axis_start + i * step), label=f"{axis_start + i * step:,.0f} ms")
         for i in range(step_count + 1)
     ]
     legend = [(s, lbl, c) for s, lbl, _, _, c in STAGES] + [

@@ -97,7 +97,7 @@ def test_a_greeting_has_no_caller_speech_to_anchor_on() -> None:
     assert {b.stage for b in row.bars} == {"llm_ttft", "tts_ttfb"}
     assert row.bracket is None and row.voice_to_voice_ms is None
     llm = next(b for b in row.bars if b.stage == "llm_ttft")
-    assert llm.title == "Turn 0 · greeting · LLM first token: 200 ms (from 0.0 ms to 200 ms)"
+    assert llm.title == "Turn 0 · greeting · LLM first token: 200 ms (from 0 ms to 200 ms)"
 
 
 def test_missing_and_junk_marks_do_not_break_the_layout() -> None:
