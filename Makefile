@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-dev run test lint format bench worker clean
+.PHONY: install install-dev run test lint format bench worker clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: install-dev
 	$(BIN)/python -m bench.loadtest --name $(BENCH_NAME) --n 1 10 25 50 --turns 3 \
 		--memory-calls 200 --memory-servers daphne $(BENCH_ARGS)
 	$(BIN)/python -m bench.media_route
+
+# Dashboard screenshots for the docs (needs Debian's chromium: apt-get install chromium).
+screenshots: install-dev
+	GLASSBOX_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/browser/test_screenshots.py -q
 
 worker: install
 	$(BIN)/celery -A glassbox worker -l info

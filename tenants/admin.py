@@ -16,7 +16,7 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from tenants.models import ApiKey, Membership, Organization
+from tenants.models import ApiKey, Invitation, Membership, Organization
 from tenants.scoping import dangerously_unscoped_context
 
 
@@ -97,6 +97,19 @@ class ApiKeyAdmin(TenantModelAdmin):
     search_fields = ("prefix", "name", "organization__name")
     fields = ("organization", "name", "masked", "created", "last_used_at", "revoked_at")
     readonly_fields = ("organization", "masked", "created", "last_used_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(TenantModelAdmin):
+    # Invitations are sent from the dashboard's Members page; the token is only a hash.
+    list_display = ("email", "organization", "role", "created", "expires_at", "accepted_at")
+    list_filter = ("role",)
+    search_fields = ("email", "organization__name")
+    fields = ("organization", "email", "role", "created", "expires_at", "accepted_at", "revoked_at")
+    readonly_fields = ("organization", "email", "role", "created", "expires_at", "accepted_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

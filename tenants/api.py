@@ -32,7 +32,9 @@ class ApiKeyViewSet(ListRetrieveMixin, TenantViewSet):
     @extend_schema(request=ApiKeyInputSerializer, responses={201: ApiKeyCreatedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self.validated_input(request)
-        issued = services.api_key_create(organization=self.organization, name=data["name"])
+        issued = services.api_key_create(
+            organization=self.organization, name=data["name"], scope=data["scope"]
+        )
         body = ApiKeyCreatedSerializer(issued.api_key, context={"raw_key": issued.raw_key}).data
         return Response(body, status=status.HTTP_201_CREATED)
 

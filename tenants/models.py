@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from tenants.scoping import TenantModel
 
@@ -58,6 +59,11 @@ class Membership(TenantModel):
         return f"{self.user} in {self.organization_id} as {self.role}"
 
 
+class ApiKeyScope(models.TextChoices):
+    FULL = "full", "Full access"
+    READ_ONLY = "read_only", "Read only"
+
+
 class ApiKey(TenantModel):
     """A bearer credential for one organization.
 
@@ -70,6 +76,8 @@ class ApiKey(TenantModel):
     prefix = models.CharField(max_length=16, unique=True)
     hashed_key = models.CharField(max_length=64, unique=True)
     last4 = models.CharField(max_length=4)
+    # read_only: safe methods (GET, HEAD, OPTIONS) only; anything else is a 403.
+    scope = models.CharField(max_length=16, choices=ApiKeyScope.choices, default=ApiKeyScope.FULL)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -90,3 +98,33 @@ class ApiKey(TenantModel):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class Invitation(TenantModel):
+    """An emailed invitation to join an organization with a role.
+
+    Like API keys, the link's token is stored only as a sha256 hash: the email holds the
+    only copy. Accepting creates (or updates) the membership and stamps ``accepted_at``.
+    """
+
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.organization_id} as {self.role}"
+
+    @property
+    def is_pending(self) -> bool:
+        unused = self.accepted_at is None and self.revoked_at is None
+        return unused and self.expires_at > timezone.now()

@@ -5,9 +5,10 @@ import hmac
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils import timezone
 
-from tenants.models import ApiKey, Membership, Organization
-from tenants.services import KEY_SCHEME, hash_api_key
+from tenants.models import ApiKey, Invitation, Membership, Organization
+from tenants.services import KEY_SCHEME, hash_api_key, hash_invitation_token
 
 
 def _is_hex12(value: str) -> bool:
@@ -67,3 +68,53 @@ def membership_for_user(*, user: AbstractBaseUser, organization_id: object) -> M
     except (TypeError, ValueError):
         return None
     return membership_list_for_user(user=user).filter(organization_id=org_id).first()
+
+
+def member_list(*, organization: Organization) -> QuerySet[Membership]:
+    return (
+        Membership.objects.for_org(organization)
+        .select_related("user")
+        .order_by("user__email", "id")
+    )
+
+
+def access_membership(*, organization: Organization, membership_id: object) -> Membership:
+    try:
+        return (
+            Membership.objects.for_org(organization)
+            .select_related("user", "organization")
+            .get(pk=int(str(membership_id)))
+        )
+    except (Membership.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("No such member.") from exc
+
+
+def invitation_list_pending(*, organization: Organization) -> QuerySet[Invitation]:
+    return (
+        Invitation.objects.for_org(organization)
+        .filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+        .select_related("invited_by")
+    )
+
+
+def access_invitation(*, organization: Organization, invitation_id: object) -> Invitation:
+    try:
+        return Invitation.objects.for_org(organization).get(pk=int(str(invitation_id)))
+    except (Invitation.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("No such invitation.") from exc
+
+
+def invitation_get_by_token(*, raw_token: str) -> Invitation | None:
+    """The invitation a link's token names (pending or not), or None.
+
+    The token is what *establishes* the organization for a visitor who may have no
+    account yet, so this lookup runs unscoped, by the token's hash only.
+    """
+    if not raw_token or len(raw_token) > 100:
+        return None
+    return (
+        Invitation.objects.dangerously_unscoped()
+        .select_related("organization")
+        .filter(token_hash=hash_invitation_token(raw_token), organization__is_active=True)
+        .first()
+    )

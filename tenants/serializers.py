@@ -3,13 +3,18 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from tenants.models import ApiKey
+from tenants.models import ApiKey, ApiKeyScope
 
 
 # Input and output share a component name: the schema calls them ApiKeyRequest / ApiKey.
 @extend_schema_serializer(component_name="ApiKey")
 class ApiKeyInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, allow_blank=True, default="")
+    scope = serializers.ChoiceField(
+        choices=ApiKeyScope.choices,
+        default=ApiKeyScope.FULL,
+        help_text="`read_only` keys may only use GET, HEAD and OPTIONS.",
+    )
 
 
 @extend_schema_serializer(component_name="ApiKey")
@@ -24,6 +29,7 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
             "name",
             "prefix",
             "masked",
+            "scope",
             "created",
             "last_used_at",
             "revoked",

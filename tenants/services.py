@@ -3,14 +3,23 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 
-from tenants.models import ApiKey, Membership, Organization, Role
+from tenants.models import ApiKey, ApiKeyScope, Invitation, Membership, Organization, Role
 
 KEY_SCHEME = "gb"
 
@@ -53,21 +62,38 @@ def membership_create(
 
 @transaction.atomic
 def organization_create_with_owner(
-    *, name: str, owner_email: str, slug: str | None = None
+    *, name: str, owner_email: str, slug: str | None = None, owner_password: str | None = None
 ) -> tuple[Organization, AbstractBaseUser, IssuedApiKey]:
+    """A new organization, its owner (an existing user with that email, or a new one) and
+    a first API key. A new owner without ``owner_password`` has no usable password until
+    they follow a set-password link (``user_set_password_link``)."""
     organization = organization_create(name=name, slug=slug)
     user_model = get_user_model()
     owner = user_model.objects.filter(email__iexact=owner_email).first()
     if owner is None:
-        # No password: the owner sets one through the usual reset flow (or an admin does).
-        owner = user_model.objects.create_user(username=owner_email, email=owner_email)
+        owner = user_model.objects.create_user(
+            username=owner_email, email=owner_email, password=owner_password
+        )
     membership_create(organization=organization, user=owner, role=Role.OWNER)
     issued = api_key_create(organization=organization, name="Owner key", created_by=owner)
     return organization, owner, issued
 
 
+def user_set_password_link(*, user: AbstractBaseUser, base_url: str) -> str:
+    """A one-time link to the set-password page (Django's password-reset token: it stops
+    working once the password changes, or after PASSWORD_RESET_TIMEOUT)."""
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    path = reverse("tenants:password-reset-confirm", kwargs={"uidb64": uid, "token": token})
+    return base_url.rstrip("/") + path
+
+
 def api_key_create(
-    *, organization: Organization, name: str = "", created_by: AbstractBaseUser | None = None
+    *,
+    organization: Organization,
+    name: str = "",
+    created_by: AbstractBaseUser | None = None,
+    scope: ApiKeyScope | str = ApiKeyScope.FULL,
 ) -> IssuedApiKey:
     prefix = secrets.token_hex(6)
     raw_key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
@@ -77,6 +103,7 @@ def api_key_create(
         prefix=prefix,
         hashed_key=hash_api_key(raw_key),
         last4=raw_key[-4:],
+        scope=ApiKeyScope(scope),
         created_by=created_by,
     )
     return IssuedApiKey(api_key=api_key, raw_key=raw_key)
@@ -95,3 +122,151 @@ def api_key_touch(*, api_key: ApiKey) -> None:
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() >= 60:
         ApiKey.objects.for_org(api_key.organization).filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+
+
+# --- Members and invitations -------------------------------------------------------------
+# Who may do what is the dashboard's role table (docs/dashboard.md). The gate in
+# tenants/web.py lets admins and owners reach these services; the owner-only rules and the
+# last-owner rule live here, so they hold for every caller.
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedInvitation:
+    invitation: Invitation
+    raw_token: str  # only in this return value and the email; stored as a hash
+
+
+def hash_invitation_token(raw_token: str) -> str:
+    return hashlib.sha256(raw_token.encode()).hexdigest()
+
+
+def _check_may_assign(*, actor: Membership, role: Role | str) -> None:
+    if Role(role) == Role.OWNER and actor.role != Role.OWNER:
+        raise ValidationError({"role": "Only an owner can make someone an owner."})
+    if not Role(actor.role).at_least(Role.ADMIN):
+        raise ValidationError("Only admins and owners can manage members.")
+
+
+def _owners_locked(organization: Organization) -> int:
+    # Lock the owner rows so two concurrent demotions can't both see "another owner left".
+    owners = Membership.objects.for_org(organization).select_for_update().filter(role=Role.OWNER)
+    return len(list(owners))
+
+
+@transaction.atomic
+def invitation_create(
+    *, organization: Organization, email: str, role: Role | str, actor: Membership
+) -> IssuedInvitation:
+    """Invite ``email`` with ``role``; a pending invitation to the same address is
+    replaced (its link stops working)."""
+    _check_may_assign(actor=actor, role=role)
+    email = get_user_model().objects.normalize_email(email.strip())
+    already = Membership.objects.for_org(organization).filter(user__email__iexact=email).exists()
+    if already:
+        raise ValidationError({"email": f"{email} is already a member of {organization.name}."})
+    now = timezone.now()
+    Invitation.objects.for_org(organization).filter(
+        email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True
+    ).update(revoked_at=now)
+    raw_token = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.for_org(organization).create(
+        organization=organization,
+        email=email,
+        role=Role(role),
+        token_hash=hash_invitation_token(raw_token),
+        invited_by=actor.user,
+        expires_at=now + timedelta(seconds=settings.DASHBOARD_INVITATION_MAX_AGE_S),
+    )
+    return IssuedInvitation(invitation=invitation, raw_token=raw_token)
+
+
+def invitation_send(*, issued: IssuedInvitation, accept_url: str) -> None:
+    invitation = issued.invitation
+    inviter = invitation.invited_by.email if invitation.invited_by else "An administrator"
+    send_mail(
+        subject=f"You're invited to {invitation.organization.name} on Glassbox",
+        message=(
+            f"{inviter} invited you to join {invitation.organization.name} on Glassbox "
+            f"as {invitation.role}.\n\nAccept the invitation here (the link works once, "
+            f"until {invitation.expires_at:%Y-%m-%d %H:%M} UTC):\n\n{accept_url}\n\n"
+            "If you weren't expecting this, ignore this email."
+        ),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
+
+
+def invitation_revoke(*, invitation: Invitation) -> Invitation:
+    if invitation.revoked_at is None and invitation.accepted_at is None:
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(
+    *, invitation: Invitation, user: AbstractBaseUser | None = None, password: str | None = None
+) -> Membership:
+    """Join the organization: as ``user`` (an existing account with the invited email) or,
+    with ``password``, as a new account for the invited email."""
+    locked = Invitation.objects.for_org(invitation.organization).select_for_update()
+    invitation = locked.get(pk=invitation.pk)
+    if not invitation.is_pending:
+        raise ValidationError("This invitation has expired, was revoked or was already used.")
+    user_model = get_user_model()
+    if user is None:
+        # Usernames are emails too: either match means the account exists.
+        taken = user_model.objects.filter(
+            Q(email__iexact=invitation.email) | Q(username__iexact=invitation.email)
+        )
+        if taken.exists():
+            raise ValidationError("An account with this email exists: log in to accept.")
+        user = user_model.objects.create_user(
+            username=invitation.email, email=invitation.email, password=password
+        )
+    elif (getattr(user, "email", "") or "").lower() != invitation.email.lower():
+        raise ValidationError(f"This invitation is for {invitation.email}.")
+    existing = Membership.objects.for_org(invitation.organization).filter(user=user).first()
+    if existing is not None:
+        membership = existing  # never downgrade someone through an old invitation
+    else:
+        membership = membership_create(
+            organization=invitation.organization, user=user, role=Role(invitation.role)
+        )
+    invitation.accepted_at = timezone.now()
+    invitation.save(update_fields=["accepted_at"])
+    return membership
+
+
+@transaction.atomic
+def membership_change_role(
+    *, membership: Membership, role: Role | str, actor: Membership
+) -> Membership:
+    role = Role(role)
+    if membership.role == role:
+        return membership
+    _check_may_assign(actor=actor, role=role)
+    if membership.role == Role.OWNER:
+        if actor.role != Role.OWNER:
+            raise ValidationError({"role": "Only an owner can change an owner's role."})
+        if _owners_locked(membership.organization) <= 1:
+            raise ValidationError(
+                {"role": "This is the last owner: make someone else an owner first."}
+            )
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: Membership) -> None:
+    if not Role(actor.role).at_least(Role.ADMIN):
+        raise ValidationError("Only admins and owners can remove members.")
+    if membership.role == Role.OWNER:
+        if actor.role != Role.OWNER:
+            raise ValidationError("Only an owner can remove an owner.")
+        if _owners_locked(membership.organization) <= 1:
+            raise ValidationError(
+                "This is the last owner of the organization and can't be removed."
+            )
+    membership.delete()

@@ -6,17 +6,32 @@ they are public (or login-only) pages, so they are not behind ``org_required``.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
-from django.urls import reverse_lazy
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from tenants.forms import LoginForm
-from tenants.web import organization_switch, public_page
+from glassbox.encryption import decrypt_str, encrypt_str
+from tenants import selectors, services
+from tenants.forms import ApiKeyForm, InviteForm, LoginForm, NewAccountPasswordForm, RoleForm
+from tenants.models import Membership, Role
+from tenants.web import (
+    SESSION_ORG_KEY,
+    form_add_service_errors,
+    org_required,
+    organization_switch,
+    public_page,
+)
 
 login = public_page(
     auth_views.LoginView.as_view(
@@ -77,3 +92,231 @@ def organization_switch_view(request: HttpRequest) -> HttpResponse:
     # Detail pages of the old organization would be 404s in the new one: go to the section.
     section = "/" + target.lstrip("/").split("/", 1)[0] + "/" if target.strip("/") else "/"
     return redirect(section)
+
+
+MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+# --- Members ------------------------------------------------------------------------------
+
+
+def _members_page(request: HttpRequest, invite_form: InviteForm, status: int = 200) -> HttpResponse:
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    organization = membership.organization
+    members = list(selectors.member_list(organization=organization))
+    owners = sum(1 for m in members if m.role == Role.OWNER)
+    rows = [
+        {
+            "membership": m,
+            "role_form": RoleForm(
+                initial={"role": m.role},
+                actor_role=membership.role,
+                prefix=f"m{m.pk}",
+            ),
+            # What this viewer may do to this row; the services check it again.
+            "manageable": membership.role == Role.OWNER
+            or (Role(membership.role).at_least(Role.ADMIN) and m.role != Role.OWNER),
+            "last_owner": m.role == Role.OWNER and owners <= 1,
+        }
+        for m in members
+    ]
+    context = {
+        "rows": rows,
+        "invitations": selectors.invitation_list_pending(organization=organization),
+        "form": invite_form,
+    }
+    return render(request, "tenants/members.html", context, status=status)
+
+
+@org_required(min_role=Role.VIEWER, write_role=Role.ADMIN)
+def member_list(request: HttpRequest) -> HttpResponse:
+    """Everyone can see who is in the organization; admins invite (POST)."""
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    if request.method != "POST":
+        return _members_page(request, InviteForm(actor_role=membership.role))
+    form = InviteForm(request.POST, actor_role=membership.role)
+    if form.is_valid():
+        try:
+            issued = services.invitation_create(
+                organization=membership.organization,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                actor=membership,
+            )
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            accept = reverse("tenants:invitation-accept", kwargs={"token": issued.raw_token})
+            services.invitation_send(issued=issued, accept_url=request.build_absolute_uri(accept))
+            messages.success(request, f"Invitation sent to {issued.invitation.email}.")
+            return redirect("tenants:member-list")
+    return _members_page(request, form, status=400)
+
+
+@org_required(min_role=Role.ADMIN)
+def member_role(request: HttpRequest, pk: int) -> HttpResponse:
+    actor: Membership = request.membership  # type: ignore[attr-defined]
+    target = selectors.access_membership(organization=actor.organization, membership_id=pk)
+    prefix = f"m{target.pk}"
+    form = RoleForm(initial={"role": target.role}, actor_role=actor.role, prefix=prefix)
+    if request.method == "POST":
+        form = RoleForm(request.POST, actor_role=actor.role, prefix=prefix)
+        if form.is_valid():
+            try:
+                services.membership_change_role(
+                    membership=target, role=form.cleaned_data["role"], actor=actor
+                )
+            except ValidationError as exc:
+                form_add_service_errors(form, exc)
+            else:
+                messages.success(request, f"{target.user.email} is now {target.role}.")
+                return redirect("tenants:member-list")
+    status = 400 if form.errors else 200
+    context = {"form": form, "target": target}
+    return render(request, "tenants/member_role.html", context, status=status)
+
+
+@org_required(min_role=Role.ADMIN)
+def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    actor: Membership = request.membership  # type: ignore[attr-defined]
+    target = selectors.access_membership(organization=actor.organization, membership_id=pk)
+    error = None
+    if request.method == "POST":
+        try:
+            services.membership_remove(membership=target, actor=actor)
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+        else:
+            messages.success(request, f"Removed {target.user.email}.")
+            # Removing yourself ends your access to this organization.
+            return redirect("tenants:member-list" if target.pk != actor.pk else "/")
+    context = {
+        "title": f"Remove {target.user.email}?",
+        "body": f"They will lose access to {actor.organization.name} at once. "
+        "Their account stays, and you can invite them again later.",
+        "button": "Remove member",
+        "cancel_url": reverse("tenants:member-list"),
+        "error": error,
+    }
+    return render(request, "tenants/confirm.html", context, status=400 if error else 200)
+
+
+@org_required(min_role=Role.ADMIN)
+def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    actor: Membership = request.membership  # type: ignore[attr-defined]
+    invitation = selectors.access_invitation(organization=actor.organization, invitation_id=pk)
+    if request.method == "POST":
+        services.invitation_revoke(invitation=invitation)
+        messages.success(request, f"Cancelled the invitation to {invitation.email}.")
+        return redirect("tenants:member-list")
+    context = {
+        "title": f"Cancel the invitation to {invitation.email}?",
+        "body": "The link in their email will stop working.",
+        "button": "Cancel invitation",
+        "cancel_url": reverse("tenants:member-list"),
+    }
+    return render(request, "tenants/confirm.html", context)
+
+
+@public_page  # the token is the credential: the visitor may have no account yet
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    invitation = selectors.invitation_get_by_token(raw_token=token)
+    if invitation is None or not invitation.is_pending:
+        return render(request, "tenants/invitation_invalid.html", status=404)
+    user_model = get_user_model()
+    has_account = user_model.objects.filter(email__iexact=invitation.email).exists()
+    user = request.user
+    context: dict[str, Any] = {"invitation": invitation, "has_account": has_account}
+    if user.is_authenticated:
+        if (getattr(user, "email", "") or "").lower() != invitation.email.lower():
+            return render(request, "tenants/invitation_wrong_user.html", context, status=403)
+        if request.method == "POST":
+            membership = services.invitation_accept(invitation=invitation, user=user)
+            return _joined(request, membership)
+        return render(request, "tenants/invitation.html", context)
+    if has_account:
+        # Log in first; the login page brings them back here.
+        context["login_url"] = f"{reverse('tenants:login')}?next={request.path}"
+        return render(request, "tenants/invitation.html", context)
+    form = NewAccountPasswordForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            membership = services.invitation_accept(
+                invitation=invitation, password=form.cleaned_data["new_password1"]
+            )
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            # A fresh account has just chosen its password: log it in (model backend).
+            auth_login(
+                request, membership.user, backend="django.contrib.auth.backends.ModelBackend"
+            )
+            return _joined(request, membership)
+    context["form"] = form
+    return render(request, "tenants/invitation.html", context, status=400 if form.errors else 200)
+
+
+def _joined(request: HttpRequest, membership: Membership) -> HttpResponse:
+    request.session[SESSION_ORG_KEY] = membership.organization_id
+    messages.success(request, f"Welcome to {membership.organization.name}.")
+    return redirect(settings.LOGIN_REDIRECT_URL)
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+
+NEW_KEY_SESSION = "dashboard_new_api_key"
+
+
+@org_required(min_role=Role.ADMIN)
+def api_key_list(request: HttpRequest) -> HttpResponse:
+    """List and create keys.
+
+    A created key is shown on the page the POST redirects to, once: it waits in the
+    session encrypted (the same rotatable keys as tenant secrets) and is popped by that
+    GET, so a reload neither shows it again nor creates a second key.
+    """
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    organization = membership.organization
+    form = ApiKeyForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        issued = services.api_key_create(
+            organization=organization,
+            name=form.cleaned_data["name"],
+            scope=form.cleaned_data["scope"],
+            created_by=membership.user,
+        )
+        request.session[NEW_KEY_SESSION] = {
+            "id": issued.api_key.pk,
+            "organization": organization.pk,
+            "key": encrypt_str(issued.raw_key),
+        }
+        return redirect("tenants:api-key-list")
+    new_key = None
+    pending = request.session.pop(NEW_KEY_SESSION, None) if request.method == "GET" else None
+    if isinstance(pending, dict) and pending.get("organization") == organization.pk:
+        new_key = decrypt_str(str(pending.get("key", "")))
+    context = {
+        "keys": selectors.api_key_list(organization=organization).select_related("created_by"),
+        "form": form,
+        "new_key": new_key,
+    }
+    response = render(request, "tenants/api_keys.html", context, status=400 if form.errors else 200)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@org_required(min_role=Role.ADMIN)
+def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    api_key = selectors.access_api_key(organization=membership.organization, api_key_id=pk)
+    if request.method == "POST":
+        services.api_key_revoke(api_key=api_key)
+        messages.success(request, f"Revoked {api_key.masked}.")
+        return redirect("tenants:api-key-list")
+    context = {
+        "title": f"Revoke {api_key.name or 'the API key'} ({api_key.masked})?",
+        "body": "Requests using it will be refused at once. This can't be undone.",
+        "button": "Revoke key",
+        "cancel_url": reverse("tenants:api-key-list"),
+    }
+    return render(request, "tenants/confirm.html", context)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -155,6 +155,16 @@ def public_page(view: View) -> View:
     invitation links). The role-matrix test fails for a page route that is neither."""
     view.dashboard_public = True  # type: ignore[attr-defined]
     return view
+
+
+def form_add_service_errors(form: Any, error: ValidationError) -> None:
+    """Put a service's ValidationError on the form: field errors beside their fields
+    (when the form has that field), everything else at the top (the error summary)."""
+    if hasattr(error, "error_dict"):
+        for field, messages in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, messages)
+    else:
+        form.add_error(None, error.messages)
 
 
 def view_access(callback: Any) -> Access | None:

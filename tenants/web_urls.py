@@ -20,4 +20,15 @@ urlpatterns = [
     ),
     path("password-reset/done/", views.password_reset_complete, name="password-reset-complete"),
     path("organizations/switch/", views.organization_switch_view, name="organization-switch"),
+    path("members/", views.member_list, name="member-list"),
+    path("members/<int:pk>/role/", views.member_role, name="member-role"),
+    path("members/<int:pk>/remove/", views.member_remove, name="member-remove"),
+    path(
+        "members/invitations/<int:pk>/cancel/",
+        views.invitation_revoke,
+        name="invitation-revoke",
+    ),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation-accept"),
+    path("api-keys/", views.api_key_list, name="api-key-list"),
+    path("api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api-key-revoke"),
 ]

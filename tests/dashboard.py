@@ -18,15 +18,19 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from tenants.models import Organization
+from tenants.models import Organization, Role
 from tenants.web import Access, view_access
-from tests.factories import make_call
+from tests.factories import make_api_key, make_call, make_invitation, make_membership
 
 NOT_PAGES = ("api/", "admin/", "telephony/", "static/", "ws/")
 
 # route name -> kwargs for reverse(), creating whatever object the route needs in ``org``.
 PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {
     "calls:call-detail": lambda org: {"call_id": make_call(org).pk},
+    "tenants:member-role": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
+    "tenants:member-remove": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
+    "tenants:invitation-revoke": lambda org: {"pk": make_invitation(org).pk},
+    "tenants:api-key-revoke": lambda org: {"pk": make_api_key(org).api_key.pk},
 }
 
 

@@ -24,8 +24,14 @@ from calls.services import (
     call_record_turn,
     phone_number_create,
 )
-from tenants.models import ApiKey, Membership, Organization, Role
-from tenants.services import IssuedApiKey, api_key_create, membership_create, organization_create
+from tenants.models import ApiKey, Invitation, Membership, Organization, Role
+from tenants.services import (
+    IssuedApiKey,
+    api_key_create,
+    invitation_create,
+    membership_create,
+    organization_create,
+)
 from voice.events import CallEnded, EndReason, TurnKind, TurnTimeline, Usage
 
 _seq = itertools.count(1)
@@ -47,6 +53,17 @@ def make_user(email: str | None = None) -> Any:
 
 def make_membership(organization: Organization, role: Role = Role.MEMBER) -> Membership:
     return membership_create(organization=organization, user=make_user(), role=role)
+
+
+def make_invitation(
+    organization: Organization, email: str | None = None, role: Role = Role.MEMBER
+) -> Invitation:
+    owner = Membership.objects.for_org(organization).filter(role=Role.OWNER).first()
+    owner = owner or make_membership(organization, Role.OWNER)
+    email = email or f"invitee{next(_seq)}@example.test"
+    return invitation_create(
+        organization=organization, email=email, role=role, actor=owner
+    ).invitation
 
 
 def make_credential(organization: Organization, provider: str = "openai") -> Credential:
@@ -221,6 +238,7 @@ def make_finished_call(
 FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     ApiKey: lambda org: make_api_key(org).api_key,
     Membership: make_membership,
+    Invitation: make_invitation,
     Credential: make_credential,
     Tool: make_tool,
     Agent: make_agent,

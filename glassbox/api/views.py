@@ -15,10 +15,12 @@ from typing import Any, ClassVar
 from django.db import models
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import NotAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tenants.models import ApiKey, Organization
+from tenants.permissions import ApiKeyScopePermission
 
 
 class TenantViewSet(viewsets.GenericViewSet):
@@ -27,6 +29,8 @@ class TenantViewSet(viewsets.GenericViewSet):
     output_serializer_class: ClassVar[type[serializers.Serializer]]
     # Integer ids only: anything else is a plain 404 from the URL resolver.
     lookup_value_regex = r"[0-9]+"
+    # Every tenant resource honours the key's scope (read-only keys can't write).
+    permission_classes = [IsAuthenticated, ApiKeyScopePermission]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -54,3 +54,12 @@ def test_login_as_fixture_gives_a_session(page: Page, login_as: Any) -> None:
     member = login_as("admin")
     page.goto("/account/password/")
     expect(page.get_by_text(member.email)).to_be_visible()
+
+
+def test_the_browser_is_debians_chromium(browser: Any, chromium_executable: str) -> None:
+    import subprocess
+
+    reported = subprocess.run(
+        [chromium_executable, "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert browser.version.split(".")[0] in reported

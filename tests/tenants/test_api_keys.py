@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import override_settings
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from tenants.models import ApiKey, Membership, Organization, Role
@@ -146,3 +146,81 @@ def test_apikeys_command_creates_lists_and_revokes(tenant_a: Tenant, capsys: Any
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     _assert_401(client.get(AGENTS))
+
+
+def test_createorg_with_a_password_lets_the_owner_log_in(db: Any, capsys: Any) -> None:
+    call_command(
+        "createorg", "Beta", "--owner-email", "o@beta.test", "--owner-password", "a-long-pass-42"
+    )
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("gb_") and "/login/" in "\n".join(out)
+    assert not any("password-reset" in line for line in out)
+    client = Client()
+    response = client.post("/login/", {"username": "o@beta.test", "password": "a-long-pass-42"})
+    assert response.status_code == 302
+
+
+def test_createorg_without_a_password_prints_a_one_time_set_password_link(
+    db: Any, capsys: Any
+) -> None:
+    call_command("createorg", "Gamma", "--owner-email", "o@gamma.test")
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("gb_")
+    line = next(line for line in out if "/password-reset/" in line)
+    path = "/" + line.split("://", 1)[1].split("/", 1)[1]
+    client = Client()
+    form = client.get(path, follow=True)
+    assert b"Set a new password" in form.content
+    set_url = form.redirect_chain[-1][0]
+    new = {"new_password1": "gamma-password-77", "new_password2": "gamma-password-77"}
+    assert client.post(set_url, new).status_code == 302
+    login = Client().post("/login/", {"username": "o@gamma.test", "password": "gamma-password-77"})
+    assert login.status_code == 302
+    # Used once: the same link no longer works.
+    again = Client().get(path, follow=True)
+    assert b"expired or was already used" in again.content
+
+
+def test_createorg_refuses_a_weak_password(db: Any) -> None:
+    with pytest.raises(CommandError, match="Password refused"):
+        call_command("createorg", "Weak", "--owner-email", "w@x.test", "--owner-password", "123")
+    assert not Organization.objects.filter(name="Weak").exists()
+
+
+def test_api_key_scope_is_shown_and_read_only_keys_cannot_write(tenant_a: Tenant) -> None:
+    response = tenant_a.client.post("/api/v1/api-keys/", {"name": "ro", "scope": "read_only"})
+    assert response.status_code == 201 and response.json()["scope"] == "read_only"
+    listed = tenant_a.client.get("/api/v1/api-keys/").json()["results"]
+    assert {key["scope"] for key in listed} == {"full", "read_only"}
+
+    reader = APIClient()
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['key']}")
+    assert reader.get(AGENTS).status_code == 200
+    assert reader.options(AGENTS).status_code == 200
+    for method, url in [
+        ("post", AGENTS),
+        ("post", "/api/v1/api-keys/"),
+        ("patch", f"/api/v1/api-keys/{response.json()['id']}/"),
+        ("delete", f"/api/v1/api-keys/{response.json()['id']}/"),
+    ]:
+        denied = getattr(reader, method)(url, {})
+        assert denied.status_code == 403, (method, url)
+        assert denied.json()["error"]["code"] == "permission_denied"
+        assert "read-only" in denied.json()["error"]["message"]
+    # The key was not revoked by its own DELETE attempt.
+    assert reader.get(AGENTS).status_code == 200
+
+
+def test_api_key_scope_is_validated(tenant_a: Tenant) -> None:
+    response = tenant_a.client.post("/api/v1/api-keys/", {"scope": "admin"})
+    assert response.status_code == 400
+    assert "scope" in response.json()["error"]["fields"]
+
+
+def test_apikeys_command_issues_read_only_keys(tenant_a: Tenant, capsys: Any) -> None:
+    call_command("apikeys", "create", "--org", tenant_a.organization.slug, "--scope", "read_only")
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.get(AGENTS).status_code == 200
+    assert client.post(AGENTS, {}).status_code == 403

@@ -110,6 +110,7 @@ class Command(BaseCommand):
 
         write = self.stdout.write
         write("Glassbox demo is ready.")
+        write(f"  Dashboard: {base_url}/login/")
         write(f"  Admin:    {base_url}/admin/")
         write(f"  API docs: {base_url}/api/docs/")
         write(f"  Login:    {DEMO_EMAIL} / {password}")

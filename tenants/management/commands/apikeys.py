@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenants.models import Organization
+from tenants.models import ApiKeyScope, Organization
 from tenants.selectors import api_key_list
 from tenants.services import api_key_create, api_key_revoke
 
@@ -17,6 +17,12 @@ class Command(BaseCommand):
         create = sub.add_parser("create", help="Issue a key; it is printed alone on the last line.")
         create.add_argument("--org", required=True, help="organization slug")
         create.add_argument("--name", default="")
+        create.add_argument(
+            "--scope",
+            choices=[scope.value for scope in ApiKeyScope],
+            default=ApiKeyScope.FULL.value,
+            help="read_only keys may only use GET, HEAD and OPTIONS",
+        )
         listing = sub.add_parser("list")
         listing.add_argument("--org", required=True)
         revoke = sub.add_parser("revoke")
@@ -30,7 +36,9 @@ class Command(BaseCommand):
             raise CommandError(f"No organization with slug {options['org']!r}.") from exc
         action = options["action"]
         if action == "create":
-            issued = api_key_create(organization=organization, name=options["name"])
+            issued = api_key_create(
+                organization=organization, name=options["name"], scope=options["scope"]
+            )
             self.stdout.write(f"Created {issued.api_key.masked}. Shown once:")
             self.stdout.write(issued.raw_key)
         elif action == "list":
@@ -38,7 +46,8 @@ class Command(BaseCommand):
                 state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
                 used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
                 self.stdout.write(
-                    f"{key.prefix}  {key.masked}  {state}  last used {used}  {key.name}"
+                    f"{key.prefix}  {key.masked}  {key.scope}  {state}  last used {used}  "
+                    f"{key.name}"
                 )
         else:
             key = api_key_list(organization=organization).filter(prefix=options["prefix"]).first()
