@@ -99,18 +99,14 @@ MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 # --- Members ------------------------------------------------------------------------------
 
 
-def _members_page(request: HttpRequest, invite_form: InviteForm, status: int = 200) -> HttpResponse:
-    membership: Membership = request.membership  # type: ignore[attr-defined]
-    organization = membership.organization
-    members = list(selectors.member_list(organization=organization))
+def _member_rows(membership: Membership) -> list[dict[str, Any]]:
+    members = list(selectors.member_list(organization=membership.organization))
     owners = sum(1 for m in members if m.role == Role.OWNER)
-    rows = [
+    return [
         {
             "membership": m,
             "role_form": RoleForm(
-                initial={"role": m.role},
-                actor_role=membership.role,
-                prefix=f"m{m.pk}",
+                initial={"role": m.role}, actor_role=membership.role, prefix=f"m{m.pk}"
             ),
             # What this viewer may do to this row; the services check it again.
             "manageable": membership.role == Role.OWNER
@@ -119,9 +115,13 @@ def _members_page(request: HttpRequest, invite_form: InviteForm, status: int = 2
         }
         for m in members
     ]
+
+
+def _members_page(request: HttpRequest, invite_form: InviteForm, status: int = 200) -> HttpResponse:
+    membership: Membership = request.membership  # type: ignore[attr-defined]
     context = {
-        "rows": rows,
-        "invitations": selectors.invitation_list_pending(organization=organization),
+        "rows": _member_rows(membership),
+        "invitations": selectors.invitation_list_pending(organization=membership.organization),
         "form": invite_form,
     }
     return render(request, "tenants/members.html", context, status=status)
@@ -154,10 +154,13 @@ def member_list(request: HttpRequest) -> HttpResponse:
 
 @org_required(min_role=Role.ADMIN)
 def member_role(request: HttpRequest, pk: int) -> HttpResponse:
+    """Change a member's role: a page of its own, or (htmx) the members table's inline
+    form, answered with the table fragment rendered from the same rows."""
     actor: Membership = request.membership  # type: ignore[attr-defined]
     target = selectors.access_membership(organization=actor.organization, membership_id=pk)
     prefix = f"m{target.pk}"
     form = RoleForm(initial={"role": target.role}, actor_role=actor.role, prefix=prefix)
+    notice = ""
     if request.method == "POST":
         form = RoleForm(request.POST, actor_role=actor.role, prefix=prefix)
         if form.is_valid():
@@ -168,9 +171,17 @@ def member_role(request: HttpRequest, pk: int) -> HttpResponse:
             except ValidationError as exc:
                 form_add_service_errors(form, exc)
             else:
-                messages.success(request, f"{target.user.email} is now {target.role}.")
-                return redirect("tenants:member-list")
+                notice = f"{target.user.email} is now {target.get_role_display().lower()}."
+                if not request.htmx:  # type: ignore[attr-defined]
+                    messages.success(request, notice)
+                    return redirect("tenants:member-list")
     status = 400 if form.errors else 200
+    if request.htmx:  # type: ignore[attr-defined]
+        errors = [e for errs in form.errors.values() for e in errs]
+        if target.pk == actor.pk:  # your own new role decides what the table offers you
+            actor = request.membership = target  # type: ignore[attr-defined]
+        context = {"rows": _member_rows(actor), "notice": notice, "errors": errors}
+        return render(request, "tenants/_members_table.html", context, status=status)
     context = {"form": form, "target": target}
     return render(request, "tenants/member_role.html", context, status=status)
 

@@ -22,6 +22,7 @@ browser context per test, ``base_url`` set, so ``page.goto("/members/")`` works)
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import threading
@@ -33,6 +34,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from channels.routing import ProtocolTypeRouter
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIHandler
@@ -128,15 +130,22 @@ class _ServerThread(threading.Thread):
         self.server.should_exit = True
         self.join(timeout=15)
         self.sock.close()
+        # Django renders error pages (403/404 raised in a view) in the event loop's
+        # default executor, whose threads' database connections no request_finished
+        # closes. The threads are gone now; collect their connections so the test
+        # database can be dropped.
+        gc.collect()
 
 
 @pytest.fixture(scope="session")
 def _dashboard_server(chromium_executable: str) -> Iterator[str]:
-    from glassbox.asgi import build_application
+    from glassbox.asgi import application
 
-    # Static files straight from the finders (no collectstatic), as in development.
+    # The project's own routing for everything but HTTP (WebSockets), and a Django handler
+    # built here, so its middleware sees the test settings: static files straight from
+    # the finders (no collectstatic), as in development.
     with override_settings(WHITENOISE_USE_FINDERS=True, WHITENOISE_AUTOREFRESH=True):
-        app = build_application(ASGIHandler())
+        app = ProtocolTypeRouter({**application.application_mapping, "http": ASGIHandler()})
         thread = _ServerThread(app)
         thread.start()
         deadline = time.monotonic() + 30

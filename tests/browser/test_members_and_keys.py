@@ -107,3 +107,34 @@ def test_switching_organization(page: Page, login_as: Any) -> None:
     page.get_by_role("button", name="Switch").click()
     expect(page).to_have_url(re.compile(r"/members/$"))
     expect(page.get_by_role("heading", name="Members of Second Org")).to_be_visible()
+
+
+def test_changing_a_role_inline_swaps_the_table_without_a_reload(page: Page, login_as: Any) -> None:
+    owner = login_as("owner")
+    org = owner.organization
+    pat = make_dashboard_user(role="member", organization=org, email="pat@example.test")
+    sam = make_dashboard_user(role="owner", organization=org, email="sam@example.test")
+    page.goto("/members/")
+    page.evaluate("window.__stillHere = true")
+
+    def change(email: str, role: str) -> None:
+        page.get_by_label(f"Role for {email}").select_option(role)
+        row = page.get_by_role("row", name=re.compile(re.escape(email)))
+        row.get_by_role("button", name="Change role").click()
+
+    change("pat@example.test", "viewer")
+    expect(page.get_by_role("status")).to_contain_text("pat@example.test is now viewer.")
+    expect(page.get_by_role("row", name=re.compile("pat@example.test"))).to_contain_text("Viewer")
+    assert page.evaluate("window.__stillHere") is True  # swapped by htmx, not reloaded
+    assert Membership.objects.for_org(org).get(pk=pat.membership.pk).role == Role.VIEWER
+
+    # Meanwhile, in another tab, Sam stops being an owner: this owner is now the last one.
+    # The refusal comes back as a 400 fragment, which htmx swaps in too.
+    Membership.objects.for_org(org).filter(pk=sam.membership.pk).update(role=Role.ADMIN)
+    change(owner.email, "admin")
+    expect(page.get_by_role("alert")).to_contain_text("last owner")
+    expect(page.get_by_role("row", name=re.compile(re.escape(owner.email)))).to_contain_text(
+        "Last owner"
+    )
+    assert page.evaluate("window.__stillHere") is True
+    assert Membership.objects.for_org(org).get(pk=owner.membership.pk).role == Role.OWNER

@@ -285,3 +285,19 @@ def test_api_key_form_errors(db: Any) -> None:
     body = response.content.decode()
     assert response.status_code == 400
     assert 'href="#id_name"' in body and 'href="#id_scope_0"' in body
+
+
+def test_the_inline_role_form_answers_htmx_with_the_table(db: Any) -> None:
+    org = make_organization()
+    owner = _member(org, Role.OWNER)
+    member = _member(org, Role.MEMBER)
+    client = _client(owner)
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    ok = client.post(f"/members/{member.pk}/role/", {f"m{member.pk}-role": "viewer"}, **htmx)
+    body = ok.content.decode()
+    assert ok.status_code == 200
+    assert '<div id="members-table">' in body and "<html" not in body
+    assert f"{member.user.email} is now viewer." in body
+    refused = client.post(f"/members/{owner.pk}/role/", {f"m{owner.pk}-role": "admin"}, **htmx)
+    assert refused.status_code == 400
+    assert "last owner" in refused.content.decode() and "<html" not in refused.content.decode()

@@ -4,8 +4,7 @@ A page's view declares who may read it and who may write to it (``org_required``
 ``OrgRequiredMixin``); this matrix checks the running site against those declarations,
 for every role, anonymous visitors and another organization's objects. New pages are
 covered as soon as they are routed (those with URL arguments need a ``PAGE_KWARGS`` entry
-in tests/dashboard.py). The declarations themselves are checked against the documented
-role table (docs/dashboard.md) in ``EXPECTED_MIN_ROLES`` below.
+in tests/dashboard.py). The API's routes get the same treatment for read-only keys.
 """
 
 from __future__ import annotations
@@ -14,14 +13,36 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import reverse
+from rest_framework.test import APIClient
 
+from tenants import services
 from tenants.models import Role
-from tenants.services import membership_create
 from tests.dashboard import PageRoute, gated_routes, page_routes
-from tests.factories import make_organization, make_user
+from tests.factories import FACTORIES, make_organization, make_user
+from tests.routes import Route, api_routes
 
 ROUTES = gated_routes()
 ROLES = list(Role)
+
+# The documented role table (docs/dashboard.md), pinned: lowering a page's declared roles
+# must be a deliberate change here too. route name -> (read role, write role).
+DOCUMENTED_ACCESS: dict[str, tuple[Role, Role]] = {
+    "tenants:member-list": (Role.VIEWER, Role.ADMIN),
+    "tenants:member-role": (Role.ADMIN, Role.ADMIN),
+    "tenants:member-remove": (Role.ADMIN, Role.ADMIN),
+    "tenants:invitation-revoke": (Role.ADMIN, Role.ADMIN),
+    "tenants:api-key-list": (Role.ADMIN, Role.ADMIN),
+    "tenants:api-key-revoke": (Role.ADMIN, Role.ADMIN),
+}
+
+
+def test_pages_declare_the_documented_roles() -> None:
+    declared = {route.name: route.access for route in ROUTES}
+    for name, (read, write) in DOCUMENTED_ACCESS.items():
+        access = declared.get(name)
+        assert access is not None, f"{name} is not a gated page"
+        assert (access.min_role, access.write_role) == (read, write), name
 
 
 def test_every_page_route_is_gated_or_public() -> None:
@@ -38,7 +59,7 @@ def test_every_page_route_is_gated_or_public() -> None:
 
 def _client_for(role: Role, organization: Any) -> Client:
     user = make_user()
-    membership_create(organization=organization, user=user, role=role)
+    services.membership_create(organization=organization, user=user, role=role)
     client = Client()
     client.force_login(user)
     return client
@@ -92,3 +113,27 @@ def test_a_member_of_no_organization_gets_403(db: Any) -> None:
     for route in ROUTES:
         if not route.kwarg_names:
             assert client.get(route.url()).status_code == 403, route
+
+
+# --- API: the key's scope, on every API route -----------------------------------------------
+
+API_CALLS = [(route, method) for route in api_routes() for method in route.actions]
+
+
+@pytest.mark.parametrize(("route", "method"), API_CALLS, ids=lambda v: str(v))
+def test_read_only_keys_can_only_read(route: Route, method: str, db: Any) -> None:
+    organization = make_organization()
+    issued = services.api_key_create(organization=organization, scope="read_only")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.raw_key}")
+    if route.detail:
+        model = route.viewset.model
+        url = reverse(route.name, kwargs={"pk": FACTORIES[model](organization).pk})
+    else:
+        url = reverse(route.name)
+    response = getattr(client, method)(url, {})
+    if method in ("get", "head", "options"):
+        assert response.status_code == 200, (method, url)
+    else:
+        assert response.status_code == 403, (method, url)
+        assert response.json()["error"]["code"] == "permission_denied"
