@@ -169,6 +169,40 @@ async def test_the_socket_follows_the_sessions_organization(member: Member) -> N
     await socket.disconnect()
 
 
+def _remove_membership(member: Member) -> None:
+    from tenants.models import Membership
+
+    Membership.objects.for_org(member.organization).delete()
+
+
+def _log_out(member: Member) -> None:
+    from django.contrib.sessions.backends.db import SessionStore
+
+    SessionStore(session_key=member.cookie.decode().split("=", 1)[1]).delete()
+
+
+@pytest.mark.parametrize("revoke", [_remove_membership, _log_out], ids=["removed", "logged-out"])
+async def test_a_member_who_lost_access_stops_receiving(
+    member: Member, connected: Any, revoke: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(LiveConsumer, "RECHECK_S", 0.0)
+    await database_sync_to_async(revoke)(member)
+
+    await database_sync_to_async(make_call)(member.organization)
+
+    closed = await connected.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": CLOSE_NO_ORGANIZATION}
+
+
+async def test_membership_is_rechecked_at_most_every_interval(
+    member: Member, connected: Any
+) -> None:
+    # Within the interval a message is forwarded without a database round trip.
+    await database_sync_to_async(_remove_membership)(member)
+    call = await database_sync_to_async(make_call)(member.organization)
+    assert (await _receive_call(connected))["id"] == call.pk
+
+
 async def test_leaving_the_page_leaves_the_group(member: Member) -> None:
     socket = _socket(member.cookie)
     assert (await socket.connect())[0]
