@@ -112,7 +112,19 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", "glassbox")},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, and channels-redis
+                # waits on a consumer's channel with a 5 s BZPOPMIN: an idle consumer (a
+                # dashboard page between calls) died with "Timeout reading from Redis".
+                # The socket timeout must outlast the blocking pop.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": env.float("CHANNELS_REDIS_SOCKET_TIMEOUT", 15.0),
+                    }
+                ],
+                "prefix": env.str("CHANNELS_PREFIX", "glassbox"),
+            },
         }
     }
     CACHES = {

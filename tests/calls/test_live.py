@@ -232,3 +232,16 @@ async def test_across_two_web_processes(member: Member, settings: Any) -> None:
 
     assert (await _receive_call(socket))["id"] == call.pk
     await socket.disconnect()
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (REDIS_URL)")
+def test_an_idle_socket_outlives_the_layers_blocking_read() -> None:
+    """channels-redis waits on a channel with BZPOPMIN for brpop_timeout seconds; with
+    redis-py's default 5 s socket timeout that wait itself timed out and killed every
+    consumer idle for 5 s (tests/calls/test_live_e2e.py caught it)."""
+    from channels_redis.utils import create_pool
+
+    layer = get_channel_layer()
+    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    socket_timeout = create_pool(host).connection_kwargs["socket_timeout"]
+    assert socket_timeout > layer.brpop_timeout
