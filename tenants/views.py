@@ -241,7 +241,10 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         if (getattr(user, "email", "") or "").lower() != invitation.email.lower():
             return render(request, "tenants/invitation_wrong_user.html", context, status=403)
         if request.method == "POST":
-            membership = services.invitation_accept(invitation=invitation, user=user)
+            try:
+                membership = services.invitation_accept(invitation=invitation, user=user)
+            except ValidationError:  # used or cancelled since the page was shown
+                return render(request, "tenants/invitation_invalid.html", status=404)
             return _joined(request, membership)
         return render(request, "tenants/invitation.html", context)
     if has_account:

@@ -178,10 +178,14 @@ def view_access(callback: Any) -> Access | None:
 def dashboard_context(request: HttpRequest) -> dict[str, Any]:
     """Template context for the layout: the organization, the switcher, role flags.
 
-    Only filled in on gated pages (where the gate has set ``request.membership``), so
-    public pages (login, password reset) make no membership queries.
+    Gated pages have ``request.membership`` from the gate. Other pages shown to a
+    logged-in user (password change, 404s) look it up too, so they keep the navigation;
+    anonymous visitors cost no query.
     """
     membership: Membership | None = getattr(request, "membership", None)
+    user = getattr(request, "user", None)
+    if membership is None and user is not None and user.is_authenticated:
+        membership = current_membership(request)
     if membership is None:
         return {}
     role = Role(membership.role)

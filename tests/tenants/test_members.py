@@ -301,3 +301,22 @@ def test_the_inline_role_form_answers_htmx_with_the_table(db: Any) -> None:
     refused = client.post(f"/members/{owner.pk}/role/", {f"m{owner.pk}-role": "admin"}, **htmx)
     assert refused.status_code == 400
     assert "last owner" in refused.content.decode() and "<html" not in refused.content.decode()
+
+
+def test_accepting_an_invitation_cancelled_meanwhile_is_a_clear_404(db: Any) -> None:
+    org = make_organization()
+    owner = _member(org, Role.OWNER)
+    invited = _member(make_organization(), Role.OWNER, email="late@x.test")
+    issued = services.invitation_create(
+        organization=org, email="late@x.test", role="member", actor=owner
+    )
+    client = _client(invited)
+    path = f"/invitations/{issued.raw_token}/"
+    assert client.get(path).status_code == 200
+    # Cancelled between showing the page and pressing the button.
+    Invitation.objects.for_org(org).filter(pk=issued.invitation.pk).update(
+        revoked_at=timezone.now()
+    )
+    response = client.post(path)
+    assert response.status_code == 404 and b"doesn" in response.content
+    assert not Membership.objects.for_org(org).filter(user=invited.user).exists()

@@ -192,3 +192,10 @@ def test_password_change(db: Any) -> None:
     assert response.status_code == 302 and response["Location"] == "/account/password/done/"
     user.refresh_from_db()
     assert user.check_password("another-long-password-3")
+
+
+def test_login_only_pages_keep_the_navigation(db: Any) -> None:
+    client, _, org = _member(Role.VIEWER)
+    page = client.get("/account/password/").content.decode()
+    assert 'aria-label="Dashboard"' in page and org.name in page
+    assert 'aria-label="Dashboard"' not in Client().get("/login/").content.decode()
