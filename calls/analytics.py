@@ -36,6 +36,7 @@ from django.db.models import (
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from agents.models import Agent
 from calls.models import TERMINAL_STATUSES, TURN_STAGES, Call, CallStatus, TurnMetric
 from tenants.models import Organization
 
@@ -344,8 +345,6 @@ def latency_summary(
 
 def latency_by_agent(*, organization: Organization, window: Window) -> list[AgentLatency]:
     """Voice-to-voice p50/p95 per agent (the agent each call ran with), busiest first."""
-    from agents.models import Agent
-
     turns = _turns(organization=organization, window=window, agent_id=None)
     result = percentiles(turns, columns=("voice_to_voice_ms",), group=F("agent_id"))
     names = dict(
