@@ -255,3 +255,21 @@ def test_viewers_cannot_post(viewer: Client, finished: Call) -> None:
 def test_pages_need_a_login(db: Any) -> None:
     response = Client().get("/calls/")
     assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_call_detail_lists_provider_switches(viewer: Client, finished: Call) -> None:
+    assert 'data-fallbacks' not in viewer.get(f"/calls/{finished.pk}/").content.decode()
+    finished.fallbacks = [
+        {
+            "stage": "llm",
+            "from": "openai (primary)",
+            "to": "openai (fallback 1)",
+            "reason": "no first token within 4 s",
+            "at_ms": 5230.0,
+        }
+    ]
+    finished.save(update_fields=["fallbacks"])
+    html = viewer.get(f"/calls/{finished.pk}/").content.decode()
+    section = html[html.index("data-fallbacks") :]
+    assert "openai (primary)" in section and "openai (fallback 1)" in section
+    assert "no first token within 4 s" in section
