@@ -330,7 +330,7 @@ LOGGING = {
 
 # The analytics index (calls.TurnMetric) is a covering index on PostgreSQL; SQLite, the
 # embedded default, gets the same index without its INCLUDE columns, as intended.
-SILENCED_SYSTEM_CHECKS = ["models.W040"]
+SILENCED_SYSTEM_CHECKS += ["models.W040"]
 
 # PostgreSQL work_mem for the analytics queries (each percentile sorts one column of the
 # period's turns; see docs/analytics.md). Set per transaction, not for the server.
