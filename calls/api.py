@@ -86,8 +86,9 @@ class AnalyticsViewSet(TenantViewSet):
     filter_backends: list[Any] = []
 
     def _query(self) -> tuple[Window, int | None]:
+        # A plain dict: an empty parameter (``?period=``) is then invalid, not "unset".
         serializer = AnalyticsQuerySerializer(
-            data=self.request.query_params, context=self.get_serializer_context()
+            data=self.request.query_params.dict(), context=self.get_serializer_context()
         )
         serializer.is_valid(raise_exception=True)
         agent = serializer.validated_data["agent"]

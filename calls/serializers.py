@@ -174,7 +174,7 @@ class AnalyticsQuerySerializer(serializers.Serializer):
     agent = TenantPrimaryKeyRelatedField(
         model=Agent,
         required=False,
-        allow_null=True,
+        allow_null=False,  # leave it out for every agent; an empty ?agent= is a 400
         default=None,
         help_text="Only calls answered by this agent of your organization.",
     )

@@ -119,3 +119,9 @@ def test_documented_with_typed_responses(db: Any) -> None:
     component = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert {"turns", "stages", "by_day", "period"} <= set(component["properties"])
     assert "400" in operation["responses"]
+
+
+@pytest.mark.parametrize("query", ["period=", "agent=", "period=&agent="])
+def test_an_empty_parameter_is_a_400_not_the_default(tenant_a: Tenant, query: str) -> None:
+    response = tenant_a.client.get(f"/api/v1/analytics/calls/?{query}")
+    assert response.status_code == 400, response.json()
