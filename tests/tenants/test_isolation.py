@@ -24,7 +24,13 @@ from tests.routes import Route, api_routes
 
 ROUTES = api_routes()
 DETAIL_CALLS = [(route, method) for route in ROUTES if route.detail for method in route.actions]
-LIST_ROUTES = [route for route in ROUTES if not route.detail and "get" in route.actions]
+LIST_ROUTES = [
+    route
+    for route in ROUTES
+    if not route.detail and "get" in route.actions and not getattr(route.viewset, "aggregate", 0)
+]
+# Routes that answer with one object of totals (billing usage, subscription), not rows.
+AGGREGATE_ROUTES = [route for route in ROUTES if getattr(route.viewset, "aggregate", False)]
 CREATE_ROUTES = [route for route in ROUTES if not route.detail and "post" in route.actions]
 UPDATE_ROUTES = [route for route in ROUTES if route.detail and "patch" in route.actions]
 
@@ -119,6 +125,31 @@ def test_lists_only_show_own_objects(route: Route, tenant_a: Tenant, tenant_b: T
     assert mine.pk in ids
     assert theirs.pk not in ids
     assert body["count"] == model.objects.for_org(tenant_b.organization).count()
+
+
+# route name -> (body, tenant B's object, tenant A's object) -> B sees only its own.
+AGGREGATE_CHECKS: dict[str, Callable[[dict[str, Any], Any, Any], bool]] = {
+    "billing-usage": lambda body, mine, theirs: (
+        sum(r["calls"] for r in body["results"]) == 1
+        and sum(r["inbound_seconds"] for r in body["results"]) == mine.seconds
+    ),
+    "billing-subscription": lambda body, mine, theirs: (
+        body["id"] == mine.pk and body["plan"]["name"] == mine.plan.name
+    ),
+}
+
+
+@pytest.mark.parametrize("route", AGGREGATE_ROUTES, ids=repr)
+def test_aggregates_only_count_own_objects(
+    route: Route, tenant_a: Tenant, tenant_b: Tenant
+) -> None:
+    assert route.name in AGGREGATE_CHECKS, f"add an isolation check for {route.name}"
+    model = route.viewset.model
+    mine = FACTORIES[model](tenant_b.organization)
+    theirs = FACTORIES[model](tenant_a.organization)
+    response = tenant_b.client.get(reverse(route.name))
+    assert response.status_code == 200, response.json()
+    assert AGGREGATE_CHECKS[route.name](response.json(), mine, theirs), response.json()
 
 
 @pytest.mark.parametrize("route", CREATE_ROUTES, ids=repr)

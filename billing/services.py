@@ -1,0 +1,209 @@
+"""Writes: plans, subscriptions, usage, and what Stripe tells us."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.models import CallUsage, Plan, StripeEvent, Subscription, SubscriptionStatus
+from billing.selectors import month_bounds, plan_default
+from calls.models import Call
+from tenants.models import Organization
+
+logger = logging.getLogger(__name__)
+
+PLAN_FIELDS = (
+    "included_minutes",
+    "overage_cents_per_minute",
+    "max_concurrent_calls",
+    "max_minutes_per_period",
+    "max_agents",
+    "max_numbers",
+    "features",
+    "stripe_price_id",
+    "is_default",
+)
+
+
+# -- plans ---------------------------------------------------------------------------
+
+
+def plan_create(*, name: str, **fields: Any) -> Plan:
+    unknown = set(fields) - set(PLAN_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown plan fields: {', '.join(sorted(unknown))}.")
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A plan needs a name."})
+    if Plan.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"A plan named {name!r} already exists."})
+    plan = Plan(name=name, **fields)
+    plan.full_clean()
+    with transaction.atomic():
+        if plan.is_default:
+            Plan.objects.filter(is_default=True).update(is_default=False)
+        plan.save()
+    return plan
+
+
+def plan_assign(*, organization: Organization, plan: Plan) -> Subscription:
+    """Put an organization on a plan (the operator's choice, or Stripe's)."""
+    with transaction.atomic():
+        subscription = subscription_ensure(organization=organization, plan=plan)
+        if subscription.plan_id != plan.pk:
+            subscription.plan = plan
+            subscription.save(update_fields=["plan", "updated"])
+    return subscription
+
+
+# -- subscriptions -------------------------------------------------------------------
+
+
+def subscription_ensure(
+    *, organization: Organization, plan: Plan | None = None
+) -> Subscription | None:
+    """The organization's subscription, created on the default plan (or ``plan``) if it
+    has none, with its period rolled forward to include now. None when the organization
+    has no subscription and there is no plan to give it (then nothing is limited)."""
+    subscription = Subscription.objects.for_org(organization).select_related("plan").first()
+    now = timezone.now()
+    if subscription is None:
+        plan = plan or plan_default()
+        if plan is None:
+            return None
+        start, end = month_bounds(now)
+        try:
+            with transaction.atomic():
+                subscription = Subscription.objects.for_org(organization).create(
+                    organization=organization,
+                    plan=plan,
+                    current_period_start=start,
+                    current_period_end=end,
+                )
+        except IntegrityError:  # a concurrent first call created it
+            subscription = Subscription.objects.for_org(organization).select_related("plan").get()
+    if now >= subscription.current_period_end and not subscription.stripe_subscription_id:
+        # Self-hosted periods are calendar months; Stripe's come from its webhooks.
+        start, end = month_bounds(now)
+        subscription.current_period_start, subscription.current_period_end = start, end
+        subscription.save(update_fields=["current_period_start", "current_period_end"])
+    return subscription
+
+
+# -- usage ---------------------------------------------------------------------------
+
+
+def usage_record_call(*, call: Call) -> CallUsage | None:
+    """What a finalized call used (once per call). Refused calls never ran: no usage."""
+    if call.end_reason == "refused":
+        return None
+    # Whole seconds, rounded up, of the answered part of the call.
+    seconds = -(-(call.duration_ms or 0) // 1000) if call.answered_at else 0
+    usage, _ = CallUsage.objects.for_org(call.organization).get_or_create(
+        call=call,
+        defaults={
+            "organization": call.organization,
+            "agent_id": call.agent_id,
+            "day": (call.ended_at or timezone.now()).astimezone(UTC).date(),
+            "direction": call.direction,
+            "seconds": seconds,
+            "stt_seconds": call.stt_seconds,
+            "llm_prompt_tokens": call.llm_prompt_tokens,
+            "llm_completion_tokens": call.llm_completion_tokens,
+            "tts_characters": call.tts_characters,
+        },
+    )
+    return usage
+
+
+# -- Stripe's side -------------------------------------------------------------------
+
+
+def stripe_event_claim(*, event_id: str, event_type: str) -> bool:
+    """Record an event id; False if it was seen before (a replay: do nothing)."""
+    try:
+        with transaction.atomic():
+            StripeEvent.objects.create(event_id=event_id, type=event_type[:128])
+    except IntegrityError:
+        return False
+    return True
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
+
+
+_STATUS = {
+    "active": SubscriptionStatus.ACTIVE,
+    "trialing": SubscriptionStatus.TRIALING,
+    "past_due": SubscriptionStatus.PAST_DUE,
+    "unpaid": SubscriptionStatus.SUSPENDED,
+    "canceled": SubscriptionStatus.CANCELED,
+    "incomplete_expired": SubscriptionStatus.CANCELED,
+}
+
+
+def subscription_sync_from_stripe(
+    *, subscription: Subscription, data: dict[str, Any], deleted: bool = False
+) -> Subscription:
+    """Apply a Stripe subscription object (created/updated/deleted) to ours."""
+    subscription.stripe_subscription_id = str(data.get("id") or "")[:255]
+    status = SubscriptionStatus.CANCELED if deleted else _STATUS.get(str(data.get("status")))
+    if status is not None and not (
+        # Our suspension stands until an invoice is paid, whatever Stripe's status says.
+        subscription.status == SubscriptionStatus.SUSPENDED
+        and status == SubscriptionStatus.PAST_DUE
+    ):
+        subscription.status = status
+    items = (data.get("items") or {}).get("data") or []
+    for item in items:
+        price_id = ((item or {}).get("price") or {}).get("id")
+        plan = Plan.objects.filter(stripe_price_id=price_id).first() if price_id else None
+        if plan is not None:
+            subscription.plan = plan
+        start = _ts((item or {}).get("current_period_start"))
+        end = _ts((item or {}).get("current_period_end"))
+        if start and end:
+            subscription.current_period_start, subscription.current_period_end = start, end
+    start, end = _ts(data.get("current_period_start")), _ts(data.get("current_period_end"))
+    if start and end:
+        subscription.current_period_start, subscription.current_period_end = start, end
+    subscription.save()
+    return subscription
+
+
+def subscription_payment_failed(*, subscription: Subscription) -> Subscription:
+    """Payment failed: calls go on for the grace period, then are refused."""
+    if subscription.status != SubscriptionStatus.SUSPENDED:
+        subscription.status = SubscriptionStatus.PAST_DUE
+    if subscription.grace_until is None:
+        subscription.grace_until = timezone.now() + timedelta(
+            seconds=settings.BILLING_PAYMENT_GRACE_S
+        )
+    subscription.save(update_fields=["status", "grace_until", "updated"])
+    return subscription
+
+
+def subscription_invoice_paid(*, subscription: Subscription) -> Subscription:
+    """Paid: whatever was past due or suspended is active again."""
+    if subscription.status in (SubscriptionStatus.PAST_DUE, SubscriptionStatus.SUSPENDED):
+        subscription.status = SubscriptionStatus.ACTIVE
+    subscription.grace_until = None
+    subscription.save(update_fields=["status", "grace_until", "updated"])
+    return subscription
+
+
+def subscription_suspend_overdue(*, now: datetime | None = None) -> int:
+    """Past-due subscriptions whose grace period is over become suspended (platform job)."""
+    now = now or timezone.now()
+    return (
+        Subscription.objects.dangerously_unscoped()
+        .filter(status=SubscriptionStatus.PAST_DUE, grace_until__lt=now)
+        .update(status=SubscriptionStatus.SUSPENDED)
+    )
