@@ -30,7 +30,7 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from billing.models import Plan
 from billing.services import plan_assign
@@ -209,9 +209,11 @@ async def test_third_call_refused_across_processes_and_dead_process_slot_expires
     prefix = f"glassbox-test-{secrets.token_hex(4)}:"
     number, organization_id = await sync_to_async(_seed)(prefix)
     number = await sync_to_async(
-        lambda: PhoneNumber.objects.dangerously_unscoped()
-        .select_related("credential")
-        .get(pk=number.pk)
+        lambda: (
+            PhoneNumber.objects.dangerously_unscoped()
+            .select_related("credential")
+            .get(pk=number.pk)
+        )
     )()
     async with _fakes() as (deepgram, openai, cartesia):
         env = {
@@ -287,6 +289,9 @@ async def test_third_call_refused_across_processes_and_dead_process_slot_expires
                 call_a.cancel()
                 await asyncio.gather(call_a, call_b, return_exceptions=True)
     redis.Redis.from_url(settings.REDIS_URL).delete(f"{prefix}calls:{organization_id}")
+    # The database work above ran on asgiref's worker thread: close its connection there,
+    # or PostgreSQL refuses to drop the test database.
+    await sync_to_async(connections.close_all)()
 
 
 def _api_refused_count(organization_id: int) -> int:
