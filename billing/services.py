@@ -44,7 +44,8 @@ def plan_create(*, name: str, **fields: Any) -> Plan:
     if Plan.objects.filter(name=name).exists():
         raise ValidationError({"name": f"A plan named {name!r} already exists."})
     plan = Plan(name=name, **fields)
-    plan.full_clean()
+    # The one-default rule is kept below (the old default steps down), not refused.
+    plan.full_clean(validate_constraints=False)
     with transaction.atomic():
         if plan.is_default:
             Plan.objects.filter(is_default=True).update(is_default=False)
