@@ -137,7 +137,12 @@ def stripe_event_claim(*, event_id: str, event_type: str) -> bool:
 
 
 def _ts(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 _STATUS = {
@@ -162,14 +167,18 @@ def subscription_sync_from_stripe(
         and status == SubscriptionStatus.PAST_DUE
     ):
         subscription.status = status
-    items = (data.get("items") or {}).get("data") or []
-    for item in items:
-        price_id = ((item or {}).get("price") or {}).get("id")
+    items = data.get("items")
+    items = items.get("data") if isinstance(items, dict) else None
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        price = item.get("price")
+        price_id = price.get("id") if isinstance(price, dict) else None
         plan = Plan.objects.filter(stripe_price_id=price_id).first() if price_id else None
         if plan is not None:
             subscription.plan = plan
-        start = _ts((item or {}).get("current_period_start"))
-        end = _ts((item or {}).get("current_period_end"))
+        start = _ts(item.get("current_period_start"))
+        end = _ts(item.get("current_period_end"))
         if start and end:
             subscription.current_period_start, subscription.current_period_end = start, end
     start, end = _ts(data.get("current_period_start")), _ts(data.get("current_period_end"))

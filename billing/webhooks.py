@@ -8,6 +8,7 @@ nothing and a failure leaves it for Stripe's retry.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -69,23 +70,32 @@ def _handle(event_type: str, obj: dict[str, Any]) -> None:
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     if not settings.STRIPE_WEBHOOK_SECRET:
         return _error(404, "not_found", "Stripe webhooks are not configured.")
+    payload = request.body.decode("utf-8", errors="replace")
     try:
-        event = stripe.Webhook.construct_event(
-            request.body,
+        stripe.WebhookSignature.verify_header(
+            payload,
             request.headers.get("Stripe-Signature", ""),
             settings.STRIPE_WEBHOOK_SECRET,
             tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_S,
         )
     except stripe.SignatureVerificationError:
         return _error(400, "invalid_signature", "Invalid Stripe-Signature.")
+    try:
+        event = json.loads(payload)
     except ValueError:
         return _error(400, "invalid", "The body is not a Stripe event.")
-    event_id, event_type = event.get("id"), event.get("type")
-    obj = (event.get("data") or {}).get("object")
-    if not isinstance(event_id, str) or not isinstance(event_type, str) or obj is None:
+    event_id = event.get("id") if isinstance(event, dict) else None
+    event_type = event.get("type") if isinstance(event, dict) else None
+    data = event.get("data") if isinstance(event, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
+    if (
+        not isinstance(event_id, str)
+        or not isinstance(event_type, str)
+        or not isinstance(obj, dict)
+    ):
         return _error(400, "invalid", "The body is not a Stripe event.")
     with transaction.atomic():
         if not services.stripe_event_claim(event_id=event_id, event_type=event_type):
             return HttpResponse(status=200)  # a replay: already done
-        _handle(event_type, obj.to_dict() if hasattr(obj, "to_dict") else dict(obj))
+        _handle(event_type, obj)
     return HttpResponse(status=200)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -14,6 +16,7 @@ from django.test import Client
 from twilio.request_validator import RequestValidator
 
 from calls.models import PhoneNumber
+from tests.fakes.stripe import FakeStripe
 
 VOICE = "/telephony/twilio/voice/"
 STATUS = "/telephony/twilio/status/"
@@ -85,3 +88,29 @@ def refusal_line(response: Any) -> str | None:
         return None
     assert tags == ["Say", "Hangup"], response.content
     return root.find("Say").text or ""  # type: ignore[union-attr]
+
+
+WEBHOOK_SECRET = "whsec_test_" + "s" * 24
+
+
+@pytest.fixture
+def fake_stripe(settings: Any) -> Iterator[FakeStripe]:
+    """The fake Stripe on its own event loop in a thread (the SDK here is synchronous),
+    with the platform's Stripe settings pointed at it."""
+    fake = FakeStripe(api_key="sk_test_" + secrets.token_hex(8))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+    settings.STRIPE_SECRET_KEY = fake.api_key
+    settings.STRIPE_API_BASE = fake.url
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.STRIPE_METER_EVENT_NAME = fake.meter_event_name
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
