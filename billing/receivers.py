@@ -6,12 +6,16 @@ import logging
 from typing import Any
 
 import redis
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models.signals import pre_save
 from django.dispatch import receiver
 
+from agents.models import Agent
 from billing import leases, services
 from billing.admission import call_key
-from calls.models import Call
+from billing.selectors import plan_for
+from calls.models import Call, PhoneNumber
 from calls.signals import call_alive, call_ended, call_finalized
 
 logger = logging.getLogger(__name__)
@@ -54,3 +58,33 @@ def _usage_on_finalize(sender: Any, call: Call, **kwargs: Any) -> None:
     transaction.on_commit(
         lambda: usage_report_task.delay(organization_id=organization_id, usage_id=usage_id)
     )
+
+
+# -- plan limits on configuration ----------------------------------------------------
+# Creating an agent or a phone number past the plan's limit is refused where the row is
+# saved, so the API, the dashboard and the admin all give the same 400 without each of
+# their services having to know about plans.
+
+
+def _plan_limit_check(instance: Any, field: str, noun: str) -> None:
+    if not instance._state.adding or not instance.organization_id:
+        return
+    plan = plan_for(organization_id=instance.organization_id)
+    limit = getattr(plan, field, None) if plan is not None else None
+    if limit is None:
+        return
+    count = type(instance).objects.dangerously_unscoped()
+    if count.filter(organization_id=instance.organization_id).count() >= limit:
+        raise ValidationError(
+            f"Your plan ({plan.name}) allows {limit} {noun}: delete one or change plan."
+        )
+
+
+@receiver(pre_save, sender=Agent, dispatch_uid="billing.agent_limit")
+def _agent_limit(sender: Any, instance: Agent, **kwargs: Any) -> None:
+    _plan_limit_check(instance, "max_agents", "agents")
+
+
+@receiver(pre_save, sender=PhoneNumber, dispatch_uid="billing.number_limit")
+def _number_limit(sender: Any, instance: PhoneNumber, **kwargs: Any) -> None:
+    _plan_limit_check(instance, "max_numbers", "phone numbers")

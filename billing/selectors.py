@@ -25,6 +25,17 @@ def subscription_for(*, organization: Organization) -> Subscription | None:
     return Subscription.objects.for_org(organization).select_related("plan").first()
 
 
+def plan_for(*, organization_id: int) -> Plan | None:
+    """The plan that applies to an organization: its subscription's, else the default."""
+    subscription = (
+        Subscription.objects.dangerously_unscoped()
+        .select_related("plan")
+        .filter(organization_id=organization_id)
+        .first()
+    )
+    return subscription.plan if subscription is not None else plan_default()
+
+
 def month_bounds(now: datetime) -> tuple[datetime, datetime]:
     """The calendar month (UTC) around ``now``: the self-hosted billing period."""
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)

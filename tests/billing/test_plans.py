@@ -165,3 +165,49 @@ def test_billing_api_needs_a_key(db: Any) -> None:
 
     for path in ("/api/v1/billing/usage/", "/api/v1/billing/subscription/"):
         assert APIClient().get(path).status_code == 401
+
+
+def test_plan_limits_agents_and_numbers(tenant_a: Tenant) -> None:
+    from tests.factories import make_credential
+
+    make_subscription(
+        tenant_a.organization, plan=make_plan(name="Tiny", max_agents=2, max_numbers=1)
+    )
+    agent = make_agent(tenant_a.organization)
+    response = tenant_a.client.post(
+        "/api/v1/agents/",
+        {
+            "name": "Second",
+            "llm": {"provider": "scripted"},
+            "stt": {"provider": "pocketsphinx"},
+            "tts": {"provider": "espeak"},
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    third = tenant_a.client.post(
+        "/api/v1/agents/",
+        {
+            "name": "Third",
+            "llm": {"provider": "scripted"},
+            "stt": {"provider": "pocketsphinx"},
+            "tts": {"provider": "espeak"},
+        },
+        format="json",
+    )
+    assert third.status_code == 400
+    assert third.json()["error"]["fields"] == {
+        "non_field_errors": ["Your plan (Tiny) allows 2 agents: delete one or change plan."]
+    }
+    credential = make_credential(tenant_a.organization, "twilio")
+    body = {"number": "+14155550111", "credential": credential.pk, "agent": agent.pk}
+    assert tenant_a.client.post("/api/v1/phone-numbers/", body, format="json").status_code == 201
+    body["number"] = "+14155550112"
+    refused = tenant_a.client.post("/api/v1/phone-numbers/", body, format="json")
+    assert refused.status_code == 400
+    assert "allows 1 phone numbers" in str(refused.json()["error"])
+    # Editing what exists is not creating: still allowed at the limit.
+    patched = tenant_a.client.patch(
+        f"/api/v1/agents/{agent.pk}/", {"name": "Renamed"}, format="json"
+    )
+    assert patched.status_code == 200
