@@ -63,6 +63,8 @@ class Subscription(TenantModel):
     current_period_end = models.DateTimeField()
     # Payment failed: calls keep flowing until then, and are refused after.
     grace_until = models.DateTimeField(null=True, blank=True)
+    # Usage notices already sent, e.g. "2026-12-01:included:80" (period start, limit, %).
+    notices_sent = models.JSONField(default=list, blank=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True)
     stripe_subscription_id = models.CharField(max_length=255, blank=True)
     created = models.DateTimeField(auto_now_add=True)

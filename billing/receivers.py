@@ -52,6 +52,7 @@ def _usage_on_finalize(sender: Any, call: Call, **kwargs: Any) -> None:
     usage = services.usage_record_call(call=call)
     if usage is None:
         return
+    services.usage_notices_send(organization=call.organization)
     from billing.tasks import usage_report_task
 
     organization_id, usage_id = call.organization_id, usage.pk

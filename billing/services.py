@@ -8,13 +8,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import CallUsage, Plan, StripeEvent, Subscription, SubscriptionStatus
 from billing.selectors import month_bounds, plan_default
 from calls.models import Call
-from tenants.models import Organization
+from tenants.models import Membership, Organization, Role
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,82 @@ def usage_record_call(*, call: Call) -> CallUsage | None:
         },
     )
     return usage
+
+
+NOTICE_THRESHOLDS = (80, 100)
+
+
+def usage_notices_send(*, organization: Organization) -> list[str]:
+    """Email the owners once per period when minutes reach 80 % and 100 % of what the
+    plan includes, and of its cap. Returns the notices sent now."""
+    from billing.selectors import usage_seconds
+
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.for_org(organization)
+            .select_for_update()
+            .select_related("plan")
+            .first()
+        )
+        if subscription is None:
+            return []
+        plan = subscription.plan
+        used = (
+            usage_seconds(
+                organization=organization,
+                start=subscription.current_period_start.date(),
+                end=subscription.current_period_end.date(),
+            )
+            / 60
+        )
+        period = subscription.current_period_start.date().isoformat()
+        due: list[tuple[str, str]] = []
+        for kind, limit in (
+            ("included", plan.included_minutes),
+            ("cap", plan.max_minutes_per_period),
+        ):
+            if not limit:
+                continue
+            for percent in NOTICE_THRESHOLDS:
+                key = f"{period}:{kind}:{percent}"
+                if used >= limit * percent / 100 and key not in subscription.notices_sent:
+                    due.append((key, _notice_text(kind, percent, used, limit, plan.name)))
+        if not due:
+            return []
+        subscription.notices_sent = [
+            k for k in subscription.notices_sent if k.startswith(period)
+        ] + [key for key, _ in due]
+        subscription.save(update_fields=["notices_sent", "updated"])
+    owners = list(
+        Membership.objects.for_org(organization)
+        .filter(role=Role.OWNER)
+        .select_related("user")
+        .values_list("user__email", flat=True)
+    )
+    recipients = [email for email in owners if email]
+    if recipients:
+        send_mail(
+            subject=f"[Glassbox] {organization.name}: calling minutes",
+            message="\n\n".join(text for _, text in due)
+            + f"\n\nSee {settings.PUBLIC_BASE_URL}/billing/",
+            from_email=None,
+            recipient_list=recipients,
+            fail_silently=True,  # a mail outage must not fail the call's bookkeeping
+        )
+    return [key for key, _ in due]
+
+
+def _notice_text(kind: str, percent: int, used: float, limit: int, plan: str) -> str:
+    if kind == "included":
+        after = "Further minutes are billed as overage." if percent >= 100 else ""
+        return (
+            f"{used:.0f} of the {limit} minutes included in plan {plan} are used "
+            f"({percent} % reached). {after}"
+        ).strip()
+    after = "New calls are refused until the period ends." if percent >= 100 else ""
+    return (
+        f"{used:.0f} of the plan's cap of {limit} minutes are used ({percent} % reached). {after}"
+    ).strip()
 
 
 # -- Stripe's side -------------------------------------------------------------------

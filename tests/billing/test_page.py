@@ -42,6 +42,7 @@ def test_owner_sees_plan_limits_and_usage_charts(db: Any) -> None:
     assert "Front desk: 9.0 minutes, 2 calls</title>" in html
     assert re.search(r"<title>9 of 10 \(90%\)</title>", html)
     assert "meter-high" in html
+    assert "Minutes this period (included): 90% of the plan's 10 used." in html
     assert "Upgrade with Stripe Checkout" not in html  # self-hosted: no Stripe actions
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from billing.models import CallUsage, Plan, Subscription
 from calls.models import Call
 from calls.services import call_end
+from tenants.models import Role
 from tests.conftest import Tenant
 from tests.factories import (
     make_agent,
@@ -211,3 +212,26 @@ def test_plan_limits_agents_and_numbers(tenant_a: Tenant) -> None:
         f"/api/v1/agents/{agent.pk}/", {"name": "Renamed"}, format="json"
     )
     assert patched.status_code == 200
+
+
+def test_usage_notices_at_80_and_100_percent_once(tenant_a: Tenant, mailoutbox: Any) -> None:
+    from billing.services import usage_notices_send
+    from tests.factories import make_membership
+
+    owner = make_membership(tenant_a.organization, Role.OWNER)
+    make_membership(tenant_a.organization, Role.ADMIN)
+    make_subscription(
+        tenant_a.organization, plan=make_plan(included_minutes=10, max_minutes_per_period=20)
+    )
+    make_call_usage(tenant_a.organization, seconds=7 * 60)
+    assert usage_notices_send(organization=tenant_a.organization) == []
+    make_call_usage(tenant_a.organization, seconds=60)
+    sent = usage_notices_send(organization=tenant_a.organization)
+    assert [key.split(":", 1)[1] for key in sent] == ["included:80"]
+    assert mailoutbox[-1].to == [owner.user.email]
+    assert "8 of the 10 minutes included" in mailoutbox[-1].body
+    assert usage_notices_send(organization=tenant_a.organization) == []  # once
+    make_call_usage(tenant_a.organization, seconds=9 * 60)
+    sent = usage_notices_send(organization=tenant_a.organization)
+    assert [key.split(":", 1)[1] for key in sent] == ["included:100", "cap:80"]
+    assert len(mailoutbox) == 2
