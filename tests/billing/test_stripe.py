@@ -118,8 +118,12 @@ def test_self_hosted_mode_makes_no_stripe_calls(tenant_a: Tenant, settings: Any)
 
 
 def test_minutes_reach_the_meter_exactly_once_per_call(
-    tenant_a: Tenant, fake_stripe: FakeStripe, django_capture_on_commit_callbacks: Any
+    tenant_a: Tenant,
+    fake_stripe: FakeStripe,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
 ) -> None:
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # finalization and reporting run here
     subscription = _customer(tenant_a)
     call = make_call(tenant_a.organization)
     Call.objects.for_org(tenant_a.organization).filter(pk=call.pk).update(
