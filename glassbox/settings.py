@@ -311,7 +311,4 @@ CELERY_BEAT_SCHEDULE.update(
         },
     }
 )
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["SubscriptionStatusEnum"] = (
-    "billing.models.SubscriptionStatus"
-)
 # --- end billing block --------------------------------------------------------------------
