@@ -14,15 +14,28 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
-# collectstatic needs settings to load; the build-time key is never used at run time.
+# collectstatic needs settings to load; the build-time keys are never used at run time.
 RUN DEBUG=0 SECRET_KEY=build-only-key-not-used-at-runtime-0123456789 \
+    ENCRYPTION_KEYS=YnVpbGQtb25seS1rZXktbm90LXVzZWQtYXQtcnVudGk= \
     python manage.py collectstatic --noinput \
- && mkdir -p /app/var && chown -R glassbox /app/var
+ && mkdir -p /app/var/spool && chown -R glassbox /app/var
 
 USER glassbox
 EXPOSE 8000
-ENV DEBUG=0
+ENV DEBUG=0 \
+    HOST=0.0.0.0 \
+    PORT=8000 \
+    ACCESS_LOG=0 \
+    REQUEST_HEADER_TIMEOUT_S=10 \
+    TIMEOUT_KEEP_ALIVE_S=5 \
+    LIMIT_CONCURRENCY=1000 \
+    H11_MAX_INCOMPLETE_EVENT_SIZE=16384 \
+    WS_MAX_SIZE=1048576 \
+    WS_PING_INTERVAL_S=20 \
+    WS_PING_TIMEOUT_S=20 \
+    TIMEOUT_GRACEFUL_SHUTDOWN_S=30
 # Uvicorn, not Daphne: equal when lightly loaded, better tails under load (docs/benchmarks.md).
-CMD ["uvicorn", "glassbox.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
-     "--lifespan", "off", "--ws", "websockets-sansio", "--no-access-log", \
-     "--proxy-headers", "--forwarded-allow-ips", "*"]
+# glassbox/serve.py applies the timeouts and limits above (and closes connections that
+# never finish a request head, which Uvicorn alone does not). X-Forwarded-For is believed
+# only with TRUSTED_PROXY_COUNT set (README, Deploying).
+CMD ["python", "-m", "glassbox.serve"]

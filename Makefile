@@ -25,8 +25,8 @@ install-dev: $(VENV)/.dev
 run: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
-	DEBUG=$${DEBUG:-1} $(BIN)/uvicorn glassbox.asgi:application --host $(HOST) --port $(PORT) \
-		--lifespan off --ws websockets-sansio
+	# Uvicorn with timeouts and limits (glassbox/serve.py; README "Deploying" lists them)
+	DEBUG=$${DEBUG:-1} HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m glassbox.serve
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -42,6 +42,14 @@ class ToolAdmin(TenantModelAdmin):
     list_filter = ("kind",)
     search_fields = ("name", "organization__name")
     raw_id_fields = ("organization",)
+    # Header values are secrets (often the tool server's credentials): never displayed,
+    # set through the API; the admin shows their names only.
+    exclude = ("headers",)
+    readonly_fields = ("header_names",)
+
+    @admin.display(description="headers (values are write-only, set through the API)")
+    def header_names(self, obj: Tool) -> str:
+        return ", ".join(sorted(obj.headers)) or "-"
 
 
 @admin.register(Credential)

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from agents.models import Agent, Credential, Tool
+from calls.models import PhoneNumber
 from tenants.models import Organization
 
 
@@ -38,3 +39,22 @@ def access_agent(*, organization: Organization, agent_id: int) -> Agent:
         return agent_list(organization=organization).get(pk=agent_id)
     except Agent.DoesNotExist as exc:
         raise Http404("No such agent.") from exc
+
+
+def agent_phone_numbers(*, agent: Agent) -> QuerySet[PhoneNumber]:
+    """The numbers whose calls this agent answers."""
+    return PhoneNumber.objects.for_org(agent.organization).filter(agent=agent)
+
+
+def tool_agents(*, tool: Tool) -> QuerySet[Agent]:
+    return Agent.objects.for_org(tool.organization).filter(tools=tool)
+
+
+def credential_agents(*, credential: Credential) -> QuerySet[Agent]:
+    return Agent.objects.for_org(credential.organization).filter(
+        Q(stt_credential=credential) | Q(llm_credential=credential) | Q(tts_credential=credential)
+    )
+
+
+def credential_phone_numbers(*, credential: Credential) -> QuerySet[PhoneNumber]:
+    return PhoneNumber.objects.for_org(credential.organization).filter(credential=credential)

@@ -23,6 +23,7 @@ from agents.models import (
     default_fallback,
 )
 from glassbox.api.fields import SafeJSONObjectField, TenantPrimaryKeyRelatedField
+from glassbox.outbound import validate_outbound_url
 from voice.config import (
     CallConfig,
     FallbackConfig,
@@ -295,7 +296,9 @@ class AgentInputSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=200), max_length=50, default=list
     )
     tools = TenantPrimaryKeyRelatedField(model=Tool, many=True, required=False)
-    webhook_url = serializers.URLField(max_length=2000, allow_blank=True, default="")
+    webhook_url = serializers.URLField(
+        max_length=2000, allow_blank=True, default="", validators=[validate_outbound_url]
+    )
     webhook_secret = serializers.CharField(
         max_length=500,
         allow_blank=True,
@@ -388,13 +391,21 @@ class ToolInputSerializer(serializers.Serializer):
         error_messages={"invalid": "Use 1-64 letters, digits, '_' or '-'."},
     )
     description = serializers.CharField(max_length=2000, allow_blank=True, default="")
-    kind = serializers.ChoiceField(ToolKind.choices)
+    kind = serializers.ChoiceField(
+        ToolKind.choices, help_text="An http tool needs a url; the other kinds ignore it."
+    )
     parameters = SafeJSONObjectField(
         default=dict,
         validators=[validate_json_schema],
         help_text="JSON Schema (type object) of the arguments the LLM supplies.",
     )
-    url = serializers.URLField(max_length=2000, allow_blank=True, default="")
+    url = serializers.URLField(
+        max_length=2000,
+        allow_blank=True,
+        default="",
+        validators=[validate_outbound_url],
+        help_text="Required when kind is http: an http(s) URL on a public address.",
+    )
     method = serializers.ChoiceField(HTTP_METHODS, default=_TOOL["method"])
     headers = serializers.DictField(
         child=serializers.CharField(max_length=2000, allow_blank=True),
@@ -406,7 +417,14 @@ class ToolInputSerializer(serializers.Serializer):
         ),
     )
     timeout_s = serializers.FloatField(min_value=0.5, max_value=60.0, default=_TOOL["timeout_s"])
-    transfer_to = serializers.CharField(max_length=32, allow_blank=True, default="")
+    transfer_to = serializers.RegexField(
+        r"^(\+[1-9][0-9]{1,14})?$",
+        max_length=16,
+        allow_blank=True,
+        default="",
+        help_text="transfer_call: the default destination, E.164 (e.g. +14155550123).",
+        error_messages={"invalid": "Use E.164 format, e.g. +14155550123."},
+    )
     max_digits = serializers.IntegerField(min_value=1, max_value=64, default=_TOOL["max_digits"])
     terminator = serializers.ChoiceField(("#", "*", ""), default=_TOOL["terminator"])
     digit_timeout_s = serializers.FloatField(
@@ -500,14 +518,29 @@ class CredentialInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     provider = serializers.ChoiceField(CredentialProvider.choices)
     api_key = serializers.CharField(
-        max_length=2000, write_only=True, required=False, trim_whitespace=True
+        max_length=2000,
+        write_only=True,
+        required=False,
+        trim_whitespace=True,
+        help_text="Required for deepgram, openai and cartesia; not taken for twilio.",
     )
-    account_sid = serializers.CharField(max_length=64, write_only=True, required=False)
-    auth_token = serializers.CharField(max_length=200, write_only=True, required=False)
+    account_sid = serializers.CharField(
+        max_length=64,
+        write_only=True,
+        required=False,
+        help_text="twilio only, required there: 'AC' followed by 32 hex digits.",
+    )
+    auth_token = serializers.CharField(
+        max_length=200,
+        write_only=True,
+        required=False,
+        help_text="twilio only, required there.",
+    )
     base_url = serializers.URLField(
         max_length=500,
         allow_blank=True,
         required=False,
+        validators=[validate_outbound_url],
         help_text="OpenAI only: an OpenAI-compatible server (Ollama, vLLM, Groq, ...).",
     )
 

@@ -143,3 +143,18 @@ def agent_update(*, agent: Agent, data: dict[str, Any]) -> Agent:
 
 def agent_delete(*, agent: Agent) -> None:
     agent.delete()
+
+
+@transaction.atomic
+def agent_duplicate(*, agent: Agent, name: str) -> Agent:
+    """A copy of ``agent`` under ``name``: every setting, its tools, credentials and
+    webhook secret (still encrypted). Phone numbers stay with the original."""
+    tools = list(agent.tools.all())
+    copy = Agent.objects.for_org(agent.organization).get(pk=agent.pk)
+    copy.pk = None
+    copy.id = None
+    copy._state.adding = True
+    copy.name = name
+    copy.save()
+    copy.tools.set(tools)
+    return copy

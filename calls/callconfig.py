@@ -92,20 +92,28 @@ def _credential(call: Call, credential_id: int | None) -> Credential | None:
     return Credential.objects.for_org(call.organization).filter(pk=credential_id).first()
 
 
-def _endpoint(call: Call, kind: Kind, provider: str, credential_id: int | None) -> dict[str, str]:
+def _endpoint(call: Call, kind: Kind, provider: str, credential_id: int | None) -> dict[str, Any]:
     """The API key and base URL for a provider: the tenant's credential, else the
-    platform's ``<CREDENTIAL>_API_KEY`` / ``<CREDENTIAL>_BASE_URL`` settings."""
-    wanted = spec(kind, provider).credential
-    if not wanted:
+    platform's ``<CREDENTIAL>_API_KEY`` / ``<CREDENTIAL>_BASE_URL`` settings. A base URL
+    from the tenant is marked so the engine connects to it through the outbound guard;
+    the operator's own stay trusted."""
+    found = spec(kind, provider)
+    if not found.credential:
         return {}
-    prefix = wanted.upper()
+    prefix = found.credential.upper()
     api_key = getattr(settings, f"{prefix}_API_KEY", "")
     base_url = getattr(settings, f"{prefix}_BASE_URL", "")
+    tenant_url = False
     credential = _credential(call, credential_id)
-    if credential is not None and credential.provider == wanted:
+    if credential is not None and credential.provider == found.credential:
         api_key = credential.api_key or api_key
-        base_url = credential.base_url or base_url
-    return {"api_key": api_key, "base_url": base_url}
+        if credential.base_url:
+            base_url, tenant_url = credential.base_url, True
+    endpoint: dict[str, Any] = {"api_key": api_key, "base_url": base_url}
+    if found.custom_base_url:  # only such providers (LLMConfig) take a tenant URL
+        endpoint["tenant_url"] = tenant_url
+        endpoint["allowed_networks"] = tuple(settings.OUTBOUND_ALLOWED_NETWORKS)
+    return endpoint
 
 
 def _tool_headers(call: Call, snapshot_tools: list[dict[str, Any]]) -> dict[int, dict[str, str]]:
@@ -164,4 +172,5 @@ def call_config_build(call: Call) -> CallConfig:
         llm_fallbacks=fallbacks[Kind.LLM],
         tts_fallbacks=fallbacks[Kind.TTS],
         fallback=from_plain(FallbackConfig, fallback),
+        allowed_networks=tuple(settings.OUTBOUND_ALLOWED_NETWORKS),
     )

@@ -16,13 +16,18 @@ from calls.models import (
     TranscriptEntry,
     TurnMetric,
 )
-from glassbox.api.fields import TenantPrimaryKeyRelatedField
+from glassbox.api.fields import E164_PATTERN, TenantPrimaryKeyRelatedField
 
 
 # Input and output share a component name: the schema calls them PhoneNumberRequest / PhoneNumber.
 @extend_schema_serializer(component_name="PhoneNumber")
 class PhoneNumberInputSerializer(serializers.Serializer):
-    number = serializers.CharField(max_length=32, help_text="E.164, e.g. +14155550123.")
+    number = serializers.RegexField(
+        E164_PATTERN,
+        max_length=16,
+        help_text="E.164, e.g. +14155550123 (and a number that exists).",
+        error_messages={"invalid": "Use E.164 format, e.g. +14155550123."},
+    )
     name = serializers.CharField(max_length=100, allow_blank=True, default="")
     carrier = serializers.ChoiceField(Carrier.choices, default=Carrier.TWILIO)
     credential = TenantPrimaryKeyRelatedField(

@@ -4,6 +4,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -383,7 +384,13 @@ def call_stream_started(*, call: Call, stream_sid: str) -> None:
 # -- maintenance ---------------------------------------------------------------------
 
 SWEEP_GRACE = timedelta(minutes=5)
-STREAM_CONNECT_DEADLINE = timedelta(minutes=10)
+# After its token expired a stream can no longer connect; the carrier opens it within a
+# second or two, so a short grace past the token's lifetime is plenty.
+STREAM_CONNECT_GRACE = timedelta(seconds=60)
+
+
+def _stream_connect_deadline() -> timedelta:
+    return timedelta(seconds=settings.TWILIO_STREAM_TOKEN_MAX_AGE_S) + STREAM_CONNECT_GRACE
 
 
 def calls_sweep_abandoned(*, now: datetime | None = None) -> dict[str, int]:
@@ -395,9 +402,11 @@ def calls_sweep_abandoned(*, now: datetime | None = None) -> dict[str, int]:
     - ended by the carrier, but never finalized: finalized after a grace period;
     - streaming longer than the agent's max duration allows (the engine would have ended
       it): ended as ``lost``;
-    - answered by the webhook, but no stream ever connected: ended as ``no-stream``.
+    - answered by the webhook, but no stream connected before its token expired (it
+      never can after that): failed as ``no-stream``.
 
-    Runs periodically (celery beat); a platform-wide maintenance job, hence unscoped.
+    Runs periodically: celery beat, or in the web process when there is no beat (the
+    embedded default, calls/sweeper.py). A platform-wide maintenance job, hence unscoped.
     """
     now = now or timezone.now()
     counts = {"finalized": 0, "lost": 0, "no_stream": 0}
@@ -412,9 +421,13 @@ def calls_sweep_abandoned(*, now: datetime | None = None) -> dict[str, int]:
             _call_abandon(call, "lost", "The call's media stream stopped without an end.")
             counts["lost"] += 1
     for call in live.filter(
-        stream_connected_at__isnull=True, started_at__lt=now - STREAM_CONNECT_DEADLINE
+        stream_connected_at__isnull=True, started_at__lt=now - _stream_connect_deadline()
     ):
-        _call_abandon(call, "no-stream", "The carrier never opened the media stream.")
+        _call_abandon(
+            call,
+            "no-stream",
+            "The carrier never opened the media stream before its token expired.",
+        )
         counts["no_stream"] += 1
     return counts
 

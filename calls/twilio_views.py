@@ -20,6 +20,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from calls import services
 from calls.admission import admission_refusal
 from calls.models import Call, CallStatus, PhoneNumber
+from glassbox.ratelimit import failure_record, failures_retry_after, too_many
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +40,29 @@ def _twiml(response: VoiceResponse) -> HttpResponse:
     return HttpResponse(str(response), content_type="text/xml; charset=utf-8")
 
 
-def _signed(request: HttpRequest, auth_token: str) -> bool:
+# Checked against when the named number or call is unknown, so an unknown one costs the
+# same HMAC as a known one (no timing oracle either).
+_NO_TOKEN = "glassbox-no-such-number"
+
+
+def _signed(request: HttpRequest, auth_token: str | None) -> bool:
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not auth_token:
-        return False
     url = settings.PUBLIC_BASE_URL + request.get_full_path()
-    return bool(RequestValidator(auth_token).validate(url, request.POST, signature))
+    valid = RequestValidator(auth_token or _NO_TOKEN).validate(url, request.POST, signature)
+    return bool(valid and signature and auth_token)
+
+
+def _forged(request: HttpRequest) -> HttpResponse:
+    # One answer for "unknown number", "unknown call", "unsigned" and "forged": a sweep
+    # of unsigned requests must not tell which numbers are registered here.
+    failure_record(request, kind="twilio")
+    return _plain(403, "Invalid X-Twilio-Signature.")
+
+
+def _throttled(request: HttpRequest) -> HttpResponse | None:
+    """429 for a client address that keeps sending unsigned or forged webhooks."""
+    wait = failures_retry_after(request, kind="twilio")
+    return too_many(wait) if wait is not None else None
 
 
 def _websocket_origin() -> str:
@@ -64,6 +82,8 @@ def _hang_up_with(message: str) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def voice(request: HttpRequest) -> HttpResponse:
+    if (throttled := _throttled(request)) is not None:
+        return throttled
     call_sid = request.POST.get("CallSid", "")
     to_number = request.POST.get("To", "")
     from_number = request.POST.get("From", "")
@@ -76,11 +96,10 @@ def voice(request: HttpRequest) -> HttpResponse:
         .filter(number=to_number)
         .first()
     )
-    if phone_number is None:
-        return _plain(404, "Unknown number.")
-    if not _signed(request, phone_number.credential.auth_token):
-        logger.warning("twilio voice webhook: bad signature for %s", to_number)
-        return _plain(403, "Invalid X-Twilio-Signature.")
+    token = phone_number.credential.auth_token if phone_number is not None else None
+    if not _signed(request, token) or phone_number is None:
+        logger.warning("twilio voice webhook: unsigned, forged or unknown number %s", to_number)
+        return _forged(request)
     if phone_number.agent is None:
         return _hang_up_with("This number is not in service.")
     # After the checks above: an admission check may take a concurrency slot.
@@ -122,6 +141,8 @@ def voice(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def status(request: HttpRequest) -> HttpResponse:
+    if (throttled := _throttled(request)) is not None:
+        return throttled
     call_sid = request.POST.get("CallSid", "")
     new_status = request.POST.get("CallStatus", "")
     if not _SID.fullmatch(call_sid) or new_status not in CallStatus.values:
@@ -135,11 +156,11 @@ def status(request: HttpRequest) -> HttpResponse:
         .filter(carrier="twilio", carrier_call_sid=call_sid)
         .first()
     )
-    if call is None or call.phone_number is None:
-        return _plain(404, "Unknown call.")
-    if not _signed(request, call.phone_number.credential.auth_token):
-        logger.warning("twilio status callback: bad signature for %s", call_sid)
-        return _plain(403, "Invalid X-Twilio-Signature.")
+    phone_number = call.phone_number if call is not None else None
+    token = phone_number.credential.auth_token if phone_number is not None else None
+    if not _signed(request, token) or call is None:
+        logger.warning("twilio status callback: unsigned, forged or unknown call %s", call_sid)
+        return _forged(request)
     services.call_status_update(
         call=call,
         status=new_status,

@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 
 
@@ -96,8 +96,17 @@ class EncryptedJSONField(EncryptedTextField):
 
     def to_python(self, value: Any) -> Any:
         if isinstance(value, str):
-            return json.loads(value) if value else {}
+            try:
+                return json.loads(value) if value else {}
+            except ValueError as exc:
+                raise ValidationError("Enter a JSON object.", code="invalid") from exc
         return value
+
+    def formfield(self, **kwargs: Any) -> Any:
+        # A JSON editor, not a text box showing a Python repr; admins exclude secret ones.
+        from django import forms
+
+        return super(models.TextField, self).formfield(**{"form_class": forms.JSONField, **kwargs})
 
     def get_prep_value(self, value: Any) -> Any:
         if value is None:
@@ -112,3 +121,15 @@ class EncryptedJSONField(EncryptedTextField):
 
 def encrypted_fields(model: type[models.Model]) -> list[str]:
     return [f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+
+
+if __name__ == "__main__":
+    # `SECRET_KEY=... python -m glassbox.encryption`: the key that was derived from
+    # SECRET_KEY while ENCRYPTION_KEYS was unset, to list after a new key before rotating.
+    import os
+    import sys
+
+    secret = os.environ.get("SECRET_KEY", "")
+    if not secret:
+        sys.exit("Set SECRET_KEY to the value the secrets were stored under.")
+    print(_derived_key(secret).decode())

@@ -1,11 +1,14 @@
 """Django settings, read from the environment (django-environ).
 
-Every variable is optional: with nothing set the platform runs on the embedded default
-(SQLite, in-memory channel layer, eager Celery, local speech providers) in development
-mode. Production is ``DEBUG=0``, and then a missing or insecure ``SECRET_KEY`` refuses to
-start.
+Every variable is optional for development: with ``DEBUG=1`` (``make run`` and the test
+suite set it) the platform runs on the embedded default (SQLite, in-memory channel layer,
+eager Celery, local speech providers). ``DEBUG`` defaults to off: production is the
+default, and then a missing or insecure ``SECRET_KEY`` or a missing ``ENCRYPTION_KEYS``
+refuses to start.
 """
 
+import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -19,7 +22,7 @@ if (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEV_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
-DEBUG = env.bool("DEBUG", default=True)
+DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY if DEBUG else "")
 if not DEBUG and (not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32):
     raise ImproperlyConfigured(
@@ -41,6 +44,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -62,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # last, as django-axes asks: turns a locked-out login into its lockout response
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "glassbox.urls"
@@ -141,6 +147,40 @@ CELERY_BEAT_SCHEDULE = {
     "calls-sweep-abandoned": {"task": "calls.tasks.calls_sweep_abandoned", "schedule": 300.0},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
+# The call recorder bounds every database write; what it cannot write (a stalled or
+# failing database) is kept in CALL_SPOOL_DIR, on local disk, and replayed by the web
+# process (calls/recorder.py). A spool file without the call's end is replayed once
+# nothing has touched it for CALL_SPOOL_ORPHAN_AGE_S (its process died).
+RECORDER_WRITE_TIMEOUT_S = env.float("RECORDER_WRITE_TIMEOUT_S", default=5.0)
+RECORDER_WRITE_ATTEMPTS = env.int("RECORDER_WRITE_ATTEMPTS", default=3)
+CALL_SPOOL_DIR = env.path("CALL_SPOOL_DIR", default=VAR_DIR / "spool")
+CALL_SPOOL_ORPHAN_AGE_S = env.float("CALL_SPOOL_ORPHAN_AGE_S", default=3600.0)
+CALL_SPOOL_REPLAY_INTERVAL_S = env.float("CALL_SPOOL_REPLAY_INTERVAL_S", default=30.0)
+# Without celery beat (no REDIS_URL) the web process sweeps abandoned calls itself, every
+# this many seconds (calls/sweeper.py, started by the ASGI lifespan); 0 turns it off.
+CALLS_SWEEP_INTERVAL_S = env.float("CALLS_SWEEP_INTERVAL_S", default=0.0 if REDIS_URL else 60.0)
+
+# Every authenticate() (the admin's login, the dashboard's) goes through django-axes first:
+# failed logins are counted by client address and by account, and either one locks out
+# for a while with 429 + Retry-After (glassbox/ratelimit.py).
+AUTHENTICATION_BACKENDS = [
+    "glassbox.ratelimit.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "glassbox.ratelimit.axes_client_address"
+AXES_LOCKOUT_CALLABLE = "glassbox.ratelimit.axes_lockout_response"
+
+# How the client address is found (throttles, login lockouts, logs): the socket's peer,
+# unless this many proxies of ours stand in front and append to X-Forwarded-For (then the
+# address the outermost one saw). 0 (the default) never trusts X-Forwarded-For.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Failed attempts without credentials (invalid API keys; unsigned or forged carrier
+# webhooks) allowed per client address; past it, 429 + Retry-After. Empty disables.
+AUTH_FAILURE_RATE = env.str("AUTH_FAILURE_RATE", default="20/minute")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -153,16 +193,21 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# The image runs collectstatic at build time: hashed names, compressed, cached forever.
+# Started without it (a bare `uvicorn` with DEBUG=0), WhiteNoise serves the files straight
+# from the apps through the finders, so /admin/ and /api/docs/ work either way.
+_MANIFEST = Path(STATIC_ROOT) / "staticfiles.json"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
+        if not DEBUG and _MANIFEST.is_file()
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+WHITENOISE_USE_FINDERS = DEBUG or not _MANIFEST.is_file()
 
 CSRF_FAILURE_VIEW = "glassbox.api.errors.csrf_failure"
 
@@ -202,6 +247,15 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 # new key in front and keep the old ones until re-encryption has run. Without it, a key
 # is derived from SECRET_KEY (fine for the embedded default, not for production).
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+if not DEBUG and not [k for k in ENCRYPTION_KEYS if k.strip()]:
+    raise ImproperlyConfigured(
+        "ENCRYPTION_KEYS must be set when DEBUG=0: tenant secrets would otherwise be "
+        "encrypted with a key derived from SECRET_KEY, and lost when SECRET_KEY changes. "
+        "Generate one with: python -c 'from cryptography.fernet import Fernet; "
+        "print(Fernet.generate_key().decode())'. If secrets were already stored under the "
+        "derived key, list it after the new one (python -m glassbox.encryption prints it) "
+        "and run manage.py rotate_encryption_keys."
+    )
 
 # Platform default provider keys and endpoint overrides (tests point these at fakes).
 DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
@@ -213,17 +267,42 @@ CARTESIA_BASE_URL = env.str("CARTESIA_BASE_URL", default="https://api.cartesia.a
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 
+# Tenant-supplied URLs (HTTP tools, OpenAI-compatible base URLs, webhooks) may reach only
+# public addresses, checked when saved and again after DNS on every connection
+# (glassbox/outbound.py, voice/netguard.py). A self-hoster running Ollama or vLLM on a
+# private network allows exactly those networks: comma-separated CIDRs, e.g.
+# "10.0.0.0/8,127.0.0.1/32". The platform's own *_BASE_URL settings are trusted as given.
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+for _network in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"OUTBOUND_ALLOWED_NETWORKS: {_network!r} is not a network in CIDR form"
+        ) from exc
+
 # Calls. The media-stream token in the TwiML is single-use and short-lived: Twilio opens
 # the WebSocket within a second or two of our answer.
 TWILIO_STREAM_TOKEN_MAX_AGE_S = env.float("TWILIO_STREAM_TOKEN_MAX_AGE_S", default=60.0)
 # Extra admission checks for inbound calls (quota, billing): dotted paths to functions
-# ``check(organization) -> str | None`` returning a refusal message.
+# ``check(organization, *, call_sid) -> Refusal | str | None`` (calls/admission.py).
 CALL_ADMISSION_CHECKS = env.list("CALL_ADMISSION_CHECKS", default=[])
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    # The TLS-terminating proxy in front must set (and overwrite) X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS only (on in the Docker deploy): redirect http:// requests and send HSTS. Off by
+# default so a first start over plain http on a private network is not locked out.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# HSTS for every subdomain and the browsers' preload list bind the operator's whole domain
+# (and are hard to undo): their decision, made with the two settings above, not a default
+# that `check --deploy` should nag about.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 
 LOGGING = {
     "version": 1,
@@ -247,7 +326,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["glassbox.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "glassbox.api.pagination.Pagination",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["glassbox.api.filters.StrictFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "glassbox.api.schema.TenantAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["glassbox.api.throttling.ApiKeyRateThrottle"],
     "EXCEPTION_HANDLER": "glassbox.api.errors.exception_handler",
@@ -275,6 +354,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "glassbox.api.schema.add_error_responses",
+        "glassbox.api.schema.patch_merges_nested_objects",
+        "glassbox.api.schema.ids_are_positive",
     ],
     "ENUM_NAME_OVERRIDES": {
         "CredentialProviderEnum": "agents.models.CredentialProvider",

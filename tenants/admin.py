@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from glassbox.outbound import validate_outbound_url
 from tenants.models import ApiKey, Invitation, Membership, Organization
 from tenants.scoping import dangerously_unscoped_context
 
@@ -41,7 +42,11 @@ class TenantAdminForm(forms.ModelForm):
 class TenantModelAdmin(admin.ModelAdmin):
     form = TenantAdminForm
     list_select_related = ("organization",)
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    # Tenant URLs (tool url, credential base_url, agent webhook_url) follow the outbound
+    # guard here as in the API.
+    formfield_overrides = {
+        models.URLField: {"assume_scheme": "https", "validators": [validate_outbound_url]}
+    }
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         qs = self.model.objects.dangerously_unscoped()  # type: ignore[attr-defined]

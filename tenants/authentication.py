@@ -12,6 +12,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from glassbox.ratelimit import failure_record, failures_retry_after
 from tenants.models import ApiKey, Organization
 from tenants.selectors import api_key_authenticate
 from tenants.services import api_key_touch
@@ -46,17 +47,24 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request)
         if not header:
             return None
+        # A client address that keeps presenting bad keys is refused before any lookup.
+        wait = failures_retry_after(request, kind="api_key")
+        if wait is not None:
+            raise exceptions.Throttled(wait, "Too many requests with an invalid API key.")
         try:
             text = header.decode("ascii")
         except UnicodeDecodeError as exc:
+            failure_record(request, kind="api_key")
             raise exceptions.AuthenticationFailed("Malformed Authorization header.") from exc
         parts = text.split()
         if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
+            failure_record(request, kind="api_key")
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header; expected 'Bearer <api key>'."
             )
         api_key = api_key_authenticate(raw_key=parts[1])
         if api_key is None:
+            failure_record(request, kind="api_key")
             # One message for unknown, revoked and wrong keys: no oracle for which it was.
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         api_key_touch(api_key=api_key)

@@ -1,12 +1,11 @@
 import django_filters
 
+from glassbox.api.filters import StrictBooleanFilter
 from tenants.models import ApiKey
 
 
 class ApiKeyFilter(django_filters.FilterSet):
-    revoked = django_filters.BooleanFilter(
-        field_name="revoked_at", lookup_expr="isnull", exclude=True
-    )
+    revoked = StrictBooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
         model = ApiKey

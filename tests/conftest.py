@@ -39,3 +39,11 @@ def tenant_b(db: Any) -> Tenant:
 def _fast_password_hashing(settings: Any) -> None:
     # PBKDF2's deliberate slowness buys nothing in tests.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_failure_throttle(settings: Any) -> None:
+    # Failed-attempt counters live in the cache, which outlives a test (and is shared
+    # Redis in CI); tests of the throttle itself set a rate and a client address of their
+    # own (tests/glassbox/test_ratelimit.py).
+    settings.AUTH_FAILURE_RATE = ""

@@ -20,7 +20,15 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tenants.models import Organization, Role
 from tenants.web import Access, view_access
-from tests.factories import make_api_key, make_invitation, make_membership
+from tests.factories import (
+    make_agent,
+    make_api_key,
+    make_credential,
+    make_invitation,
+    make_membership,
+    make_phone_number,
+    make_tool,
+)
 
 NOT_PAGES = ("api/", "admin/", "telephony/", "static/", "ws/")
 
@@ -30,6 +38,15 @@ PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {
     "tenants:member-remove": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
     "tenants:invitation-revoke": lambda org: {"pk": make_invitation(org).pk},
     "tenants:api-key-revoke": lambda org: {"pk": make_api_key(org).api_key.pk},
+    "agents:agent-detail": lambda org: {"agent_id": make_agent(org).pk},
+    "agents:agent-duplicate": lambda org: {"agent_id": make_agent(org).pk},
+    "agents:agent-delete": lambda org: {"agent_id": make_agent(org).pk},
+    "agents:tool-detail": lambda org: {"tool_id": make_tool(org).pk},
+    "agents:tool-delete": lambda org: {"tool_id": make_tool(org).pk},
+    "agents:credential-detail": lambda org: {"credential_id": make_credential(org).pk},
+    "agents:credential-delete": lambda org: {"credential_id": make_credential(org).pk},
+    "agents:phone-number-detail": lambda org: {"phone_number_id": make_phone_number(org).pk},
+    "agents:phone-number-delete": lambda org: {"phone_number_id": make_phone_number(org).pk},
 }
 
 

@@ -53,6 +53,10 @@ class LLMConfig:
     max_tokens: int = 512
     api_key: str = ""
     base_url: str = ""  # e.g. "https://api.openai.com/v1"
+    # base_url came from a tenant's credential (not the operator's environment): connect
+    # only to public addresses plus allowed_networks (CIDRs), see voice/netguard.py
+    tenant_url: bool = False
+    allowed_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,9 @@ class ToolConfig:
     # say this when the tool has not answered within filler_after_s
     filler: str = ""
     filler_after_s: float = 1.0
+    # the url is a tenant's: connect only to public addresses plus
+    # CallConfig.allowed_networks (voice/netguard.py)
+    tenant_url: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +175,8 @@ class CallConfig:
     # signs HTTP tool requests (HMAC-SHA256 over timestamp + body)
     webhook_secret: str = ""
     carrier_format: AudioFormat = TWILIO_FORMAT
+    # private networks (CIDRs) tenant-supplied URLs may reach anyway (OUTBOUND_ALLOWED_NETWORKS)
+    allowed_networks: tuple[str, ...] = ()
 
 
 # -- the platform's view of these dataclasses ----------------------------------------------

@@ -47,12 +47,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
-
-import httpx
 
 from voice.audio import Converter
 from voice.config import AudioFormat, CallConfig, Encoding, TTSConfig
@@ -91,6 +90,7 @@ from voice.machine import (
     VoiceEnded,
     VoiceStarted,
 )
+from voice.netguard import guarded_async_client
 from voice.playback import Playback
 from voice.providers.base import (
     LLMProvider,
@@ -162,7 +162,7 @@ class Conversation:
         self._stts: list[STTProvider] = [stt, *stt_fallbacks]
         self._llms: list[LLMProvider] = [llm, *llm_fallbacks]
         self._ttss: list[TTSProvider] = [tts, *tts_fallbacks]
-        self._stt_at = self._tts_at = 0
+        self._tts_at = 0  # the TTS in use
         self._fallbacks: list[Fallback] = []
         self._output = output
         self._sink = sink
@@ -256,7 +256,9 @@ class Conversation:
     async def _run_call(self) -> None:
         async with (
             asyncio.timeout(None) as self._deadline,
-            httpx.AsyncClient(verify=httpx_tls()) as http,
+            # tools are tenant URLs: public addresses only (plus the allowed networks),
+            # checked after DNS on every connection and redirect (voice/netguard.py)
+            guarded_async_client(self._config.allowed_networks, verify=httpx_tls()) as http,
         ):
             runner = ToolRunner(self._config, http=http, digits=self._digits, clock=self._now_s)
             self._speaker = Speaker(
@@ -650,17 +652,16 @@ class Conversation:
         else:
             speaking = speaker.speak(turn, speaker.reply())
         task = self._spawn(self._run_turn(turn, speaking))
+        task.add_done_callback(functools.partial(self._turn_done, turn, speaking))
         self._turns[turn.index] = (turn, task)
 
     async def _run_turn(self, turn: Turn, speaking: Coroutine[Any, Any, None]) -> None:
-        """Speak one turn to its end (or its interruption), then settle it.
+        """Speak one turn to its end (or its interruption); ``_turn_done`` settles it.
 
         A turn whose LLM chain is exhausted, or whose TTS failed while another TTS is left,
         does not end the call from here: it is settled with what was heard and the machine
         decides (the goodbye; the apology in the new voice). Any other failure ends the
         call through the task group."""
-        assert self._speaker is not None
-        after: Event | None = None
         try:
             await speaking
         except ProviderError as exc:
@@ -668,30 +669,33 @@ class Conversation:
                 raise
             self._tts_error = exc
             self._tts_failed.set()  # the supervisor connects the next TTS
-        finally:
-            self._turns.pop(turn.index, None)
-            settled = settle(turn, self._now())
-            self._history.extend(settled.history)
-            for record in turn.tool_records:
-                self._sink.emit(record)
-            for entry in settled.transcript:
-                self._sink.emit(entry)
-            self._sink.emit(turn.timeline)
-            restore = turn.user if settled.restore_user else None
-            finished = TurnFinished(
-                turn.index,
-                interrupted=turn.interrupted,
-                end_call=turn.end_call,
-                transfer_to=turn.transfer_to,
-                spoken=" ".join(m.content for m in turn.messages if m.role == "assistant"),
-                restore=restore,
-            )
+
+    def _turn_done(
+        self, turn: Turn, speaking: Coroutine[Any, Any, None], _task: asyncio.Task[None]
+    ) -> None:
+        """Settle a finished turn, however it finished: a done callback, so a turn task
+        cancelled before it ever ran is settled (and reported to the machine) too."""
+        speaking.close()  # no-op once run; never leave it un-awaited
+        self._turns.pop(turn.index, None)
+        settled = settle(turn, self._now())
+        self._history.extend(settled.history)
+        for record in turn.tool_records:
+            self._sink.emit(record)
+        for entry in settled.transcript:
+            self._sink.emit(entry)
+        self._sink.emit(turn.timeline)
+        finished = TurnFinished(
+            turn.index,
+            interrupted=turn.interrupted,
+            end_call=turn.end_call,
+            transfer_to=turn.transfer_to,
+            spoken=" ".join(m.content for m in turn.messages if m.role == "assistant"),
+            restore=turn.user if settled.restore_user else None,
+        )
+        with contextlib.suppress(asyncio.QueueFull):  # only when the call is over
+            self._inbox.put_nowait(finished)
             if turn.failure:
-                after = ProvidersDown(turn.failure, can_speak=True)
-            with contextlib.suppress(asyncio.QueueFull):  # only when the call is over
-                self._inbox.put_nowait(finished)
-                if after is not None:
-                    self._inbox.put_nowait(after)
+                self._inbox.put_nowait(ProvidersDown(turn.failure, can_speak=True))
 
     def _audible(self, turn: Turn) -> None:
         with contextlib.suppress(asyncio.QueueFull):

@@ -6,6 +6,12 @@
   the tool's ``timeout_s``. The reply must be JSON; it goes to the LLM as the tool result.
   A timeout, a non-2xx status or a body that is not JSON gives the LLM a plain-language
   error instead, so it can tell the caller.
+* A tool whose URL is the tenant's (``ToolConfig.tenant_url``) connects only to public
+  addresses plus ``CallConfig.allowed_networks``, checked after DNS on every connection
+  and redirect (voice/netguard.py). The runner uses the client it is given when that is a
+  :class:`~voice.netguard.GuardedAsyncClient` with the call's policy, and otherwise a
+  guarded client of its own for the request: an unguarded client never reaches a
+  tenant's URL.
 * ``end_call`` and ``transfer_call`` only record the request (:class:`ToolOutcome`); the
   conversation finishes speaking, then hangs up or transfers.
 * ``collect_digits`` takes DTMF digits from :class:`DigitCollector` until the terminator,
@@ -33,7 +39,9 @@ import httpx
 
 from voice.config import CallConfig, ToolConfig, ToolKind
 from voice.events import ToolCallRecord
+from voice.netguard import GuardedAsyncClient, OutboundPolicy, refusal_in
 from voice.providers.base import ToolCall
+from voice.tls import httpx_tls
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +104,7 @@ class DigitCollector:
 
 
 class ToolRunner:
-    __slots__ = ("_clock", "_config", "_digits", "_http", "_tools", "_wall_clock")
+    __slots__ = ("_clock", "_config", "_digits", "_http", "_policy", "_tools", "_wall_clock")
 
     def __init__(
         self,
@@ -113,6 +121,7 @@ class ToolRunner:
         self._digits = digits
         self._clock = clock
         self._wall_clock = wall_clock
+        self._policy = OutboundPolicy.from_strings(config.allowed_networks)
 
     def tool(self, name: str) -> ToolConfig | None:
         return self._tools.get(name)
@@ -181,6 +190,22 @@ class ToolRunner:
         record = ToolCallRecord(0, call.name, arguments, True, redacted, 0.0)
         return ToolOutcome(call, result, record)
 
+    async def _request(
+        self, tool: ToolConfig, *, content: str, headers: dict[str, str]
+    ) -> httpx.Response:
+        http = self._http
+        guarded = isinstance(http, GuardedAsyncClient) and http.policy == self._policy
+        if not tool.tenant_url or guarded:
+            return await http.request(
+                tool.method, tool.url, content=content, headers=headers, timeout=tool.timeout_s
+            )
+        # A cold connection per request: correct, if slower, until the caller hands the
+        # runner a guarded client.
+        async with GuardedAsyncClient(self._policy, verify=httpx_tls()) as own:
+            return await own.request(
+                tool.method, tool.url, content=content, headers=headers, timeout=tool.timeout_s
+            )
+
     async def _http_call(
         self, tool: ToolConfig, call: ToolCall, arguments: dict[str, Any]
     ) -> ToolOutcome:
@@ -198,14 +223,23 @@ class ToolRunner:
         fail = f"Error: the {tool.name} tool"
         try:
             async with asyncio.timeout(tool.timeout_s):
-                response = await self._http.request(
-                    tool.method, tool.url, content=body, headers=headers, timeout=tool.timeout_s
-                )
+                response = await self._request(tool, content=body, headers=headers)
         except (TimeoutError, httpx.TimeoutException):
             return self._outcome(
                 call, arguments, False, f"{fail} did not answer within {tool.timeout_s:g} seconds."
             )
         except httpx.HTTPError as exc:
+            refusal = refusal_in(exc)
+            if refusal is not None:
+                log.warning(
+                    "call %s: tool %s refused by the outbound guard: %s",
+                    self._config.call_id,
+                    tool.name,
+                    refusal,
+                )
+                return self._outcome(
+                    call, arguments, False, f"{fail} could not be reached (address not allowed)."
+                )
             log.warning(
                 "call %s: tool %s request failed: %s",
                 self._config.call_id,

@@ -4,15 +4,17 @@ import json
 from typing import Any
 
 from django.db import models
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 MAX_JSON_DEPTH = 32
+# Ids are positive 64-bit integers; the schema says so and the API holds to it.
+MAX_ID = 2**63 - 1
+E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"
 MAX_JSON_BYTES = 64 * 1024
 
 
-@extend_schema_field(OpenApiTypes.INT)
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
 class TenantPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
     """An id that must name an object of the requesting organization.
 
@@ -35,6 +37,8 @@ class TenantPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
             self.fail("incorrect_type", data_type=type(data).__name__)
         if isinstance(data, str) and not data.isdigit():
             self.fail("incorrect_type", data_type="str")
+        if not 1 <= int(data) <= MAX_ID:
+            self.fail("does_not_exist", pk_value=data)
         return super().to_internal_value(data)
 
 

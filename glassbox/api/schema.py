@@ -79,3 +79,50 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                     },
                 )
     return result
+
+
+def _without_required(schema: Any, components: dict[str, Any], seen: set[str]) -> Any:
+    """A copy of ``schema`` in which nested objects require nothing (PATCH merges them)."""
+    if isinstance(schema, list):
+        return [_without_required(item, components, seen) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        name = ref.rsplit("/", 1)[1]
+        patched = name if name.startswith("Patched") else f"Patched{name}"
+        if patched not in components and patched not in seen and name in components:
+            seen.add(patched)
+            components[patched] = _without_required(components[name], components, seen)
+        return {**schema, "$ref": f"#/components/schemas/{patched}"}
+    return {
+        key: _without_required(value, components, seen)
+        for key, value in schema.items()
+        if key != "required"
+    }
+
+
+def patch_merges_nested_objects(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> Any:
+    """PATCH merges nested objects (``{"llm": {"temperature": 0.2}}`` keeps the provider),
+    so in ``Patched*`` request bodies nested objects have no required fields either.
+    drf-spectacular reuses the full nested component there (postprocessing hook)."""
+    components = result.get("components", {}).get("schemas", {})
+    for name in [n for n in components if n.startswith("Patched")]:
+        component = components[name]
+        for prop, schema in list(component.get("properties", {}).items()):
+            component["properties"][prop] = _without_required(schema, components, set())
+    return result
+
+
+def ids_are_positive(result: dict[str, Any], generator: Any, request: Any, public: bool) -> Any:
+    """Path ids are positive 64-bit integers (postprocessing hook): anything else is a 404."""
+    from glassbox.api.fields import MAX_ID
+
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("name") == "id":
+                    parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    return result

@@ -19,6 +19,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from glassbox.api.strict import type_errors
 from tenants.models import ApiKey, Organization
 from tenants.permissions import ApiKeyScopePermission
 
@@ -96,6 +97,9 @@ class TenantViewSet(viewsets.GenericViewSet):
             partial=partial,
             context=self.get_serializer_context(),
         )
+        errors = type_errors(serializer.fields, request.data)
+        if errors:
+            raise serializers.ValidationError(errors)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 

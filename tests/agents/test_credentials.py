@@ -103,16 +103,19 @@ def test_credential_provider_cannot_change(tenant_a: Tenant) -> None:
     assert response.status_code == 400
 
 
-def test_openai_compatible_base_url(tenant_a: Tenant) -> None:
-    response = tenant_a.client.post(
-        "/api/v1/credentials/",
-        {
-            "name": "ollama",
-            "provider": "openai",
-            "api_key": "x" * 8,
-            "base_url": "http://127.0.0.1:11434/v1",
-        },
-    )
+def test_openai_compatible_base_url(tenant_a: Tenant, settings: Any) -> None:
+    ollama = {
+        "name": "ollama",
+        "provider": "openai",
+        "api_key": "x" * 8,
+        "base_url": "http://127.0.0.1:11434/v1",
+    }
+    refused = tenant_a.client.post("/api/v1/credentials/", ollama)
+    assert refused.status_code == 400
+    assert "not a public address" in refused.json()["error"]["fields"]["base_url"][0]
+    # a self-hoster allows their private network explicitly
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    response = tenant_a.client.post("/api/v1/credentials/", ollama)
     assert response.status_code == 201
     assert response.json()["base_url"] == "http://127.0.0.1:11434/v1"
 

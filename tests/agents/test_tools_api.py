@@ -70,7 +70,7 @@ def test_tool_validation(payload: dict[str, Any], field: str, tenant_a: Tenant) 
 def test_builtin_tools(tenant_a: Tenant) -> None:
     transfer = tenant_a.client.post(
         "/api/v1/tools/",
-        {"name": "transfer", "kind": "transfer_call", "transfer_to": "+1 415 555 2671"},
+        {"name": "transfer", "kind": "transfer_call", "transfer_to": "+14155552671"},
     )
     assert transfer.status_code == 201, transfer.json()
     assert transfer.json()["transfer_to"] == "+14155552671"

@@ -321,3 +321,22 @@ def test_fallback_chains_resolve_their_own_credentials(tenant_a: Tenant) -> None
     assert config.fallback == FallbackConfig(apology="Hang on.")
     # the snapshot names the credential by id only
     assert "groq-key" not in str(call.agent_snapshot)
+
+
+@override_settings(**PLATFORM, OUTBOUND_ALLOWED_NETWORKS=["10.0.0.0/8"])
+def test_a_tenant_base_url_goes_through_the_outbound_guard_the_platforms_does_not(
+    tenant_a: Tenant,
+) -> None:
+    ollama = credential_create(
+        organization=tenant_a.organization,
+        name="ollama",
+        provider="openai",
+        api_key="ollama-key-123456",
+        base_url="https://llm.example.com/v1",
+    )
+    config = call_config_build(_call_for(tenant_a, **CLOUD, llm_credential=ollama))
+    assert (config.llm.tenant_url, config.llm.allowed_networks) == (True, ("10.0.0.0/8",))
+    assert config.allowed_networks == ("10.0.0.0/8",)  # for HTTP tools
+    platform = call_config_build(_call_for(tenant_a, **CLOUD))
+    assert platform.llm.base_url == PLATFORM["OPENAI_BASE_URL"]
+    assert platform.llm.tenant_url is False  # the operator's own endpoint stays trusted

@@ -250,8 +250,10 @@ async def test_provider_failure_ends_the_call_with_a_reason_and_keeps_the_transc
     live: Platform,
 ) -> None:
     live.openai.fail_next(500, times=5)
+    # the apology, a pause while the request is retried, then the goodbye: wait through
+    # the pause (a caller who hangs up in it would end the call first)
     result = await live.call(
-        [WaitForBot(quiet_ms=300), Say(tone_ms=800), WaitForBot(quiet_ms=300, timeout_s=10)]
+        [WaitForBot(quiet_ms=300), Say(tone_ms=800), WaitForBot(quiet_ms=4000, timeout_s=25)]
     )
     # The platform hangs up (through the Twilio API, which then ends the stream).
     assert result.ended_by in ("twilio", "platform")

@@ -17,9 +17,15 @@ def _payload(tenant: Tenant, **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_create_normalizes_to_e164(tenant_a: Tenant) -> None:
-    response = tenant_a.client.post(
+def test_create_takes_strict_e164(tenant_a: Tenant) -> None:
+    # The schema states the E.164 pattern; formatted input is refused, not rewritten.
+    formatted = tenant_a.client.post(
         "/api/v1/phone-numbers/", _payload(tenant_a, number="+1 (415) 555-2671")
+    )
+    assert formatted.status_code == 400
+    assert "Use E.164 format, e.g. +14155550123." in formatted.json()["error"]["fields"]["number"]
+    response = tenant_a.client.post(
+        "/api/v1/phone-numbers/", _payload(tenant_a, number="+14155552671")
     )
     assert response.status_code == 201, response.json()
     assert response.json()["number"] == "+14155552671"

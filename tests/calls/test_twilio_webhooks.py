@@ -253,11 +253,23 @@ def test_signature_with_another_tenants_token_is_403(tenant_a: Tenant, tenant_b:
     assert not _calls(tenant_b.organization).exists()
 
 
-def test_unknown_number_is_404(tenant_a: Tenant) -> None:
+def test_unsigned_or_forged_requests_get_one_answer_whatever_number_they_name(
+    tenant_a: Tenant,
+) -> None:
+    # A sweep of unsigned webhooks must not tell registered numbers from the rest.
     number = make_phone_number(tenant_a.organization)
+    answers = set()
+    for to in (number.number, "+14155550999"):
+        params = _voice_params(number, To=to)
+        for signature in (None, "", "forged", _sign("other-token", VOICE, params)):
+            response = _post(VOICE, params, signature=signature)
+            answers.add((response.status_code, response.content, response["Content-Type"]))
+    assert answers == {(403, b"Invalid X-Twilio-Signature.\n", "text/plain; charset=utf-8")}
+    # signed with a real tenant's token but naming a number not registered: the same 403
     params = _voice_params(number, To="+14155550999")
     response = _post(VOICE, params, signature=_sign(number.credential.auth_token, VOICE, params))
-    assert response.status_code == 404
+    assert response.status_code == 403
+    assert not Call.objects.dangerously_unscoped().exists()
 
 
 @pytest.mark.parametrize(
@@ -448,11 +460,21 @@ def test_forged_status_callback_is_403_and_changes_nothing(tenant_a: Tenant) -> 
     assert call.ended_at is None
 
 
-def test_status_for_unknown_call_sid_is_404(tenant_a: Tenant) -> None:
+def test_status_for_an_unknown_call_sid_answers_like_a_forged_one(tenant_a: Tenant) -> None:
     number = make_phone_number(tenant_a.organization)
-    params = {"CallSid": "CA" + "f" * 32, "CallStatus": "completed"}
+    call = make_call(tenant_a.organization, phone_number=number, carrier_call_sid=CALL_SID)
     token = number.credential.auth_token
-    assert _post(STATUS, params, signature=_sign(token, STATUS, params)).status_code == 404
+    answers = set()
+    for sid in (call.carrier_call_sid, "CA" + "f" * 32):
+        params = {"CallSid": sid, "CallStatus": "completed"}
+        for signature in (None, _sign("other-token", STATUS, params)):
+            response = _post(STATUS, params, signature=signature)
+            answers.add((response.status_code, response.content))
+    # signed with the tenant's real token, naming a call that does not exist: the same
+    params = {"CallSid": "CA" + "f" * 32, "CallStatus": "completed"}
+    response = _post(STATUS, params, signature=_sign(token, STATUS, params))
+    answers.add((response.status_code, response.content))
+    assert answers == {(403, b"Invalid X-Twilio-Signature.\n")}
 
 
 @pytest.mark.parametrize(

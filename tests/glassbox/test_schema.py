@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,12 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tenants.models import ApiKey
 from tests.conftest import Tenant
@@ -34,12 +30,12 @@ from tests.factories import (
 )
 from tests.routes import api_routes
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+# Every built-in check but one. positive_data_acceptance wants every schema-valid body
+# accepted, but some rules cannot be written in OpenAPI and are a 400 by design: ids in
+# a body must name the organization's own objects, a phone number must be a real E.164
+# number (the schema states the pattern), a tenant URL must not name a private address,
+# names are unique per organization. Each of those has its own tests.
+EXCLUDED = [positive_data_acceptance]
 
 
 def test_schema_is_valid_openapi_3(db: Any) -> None:
@@ -124,7 +120,7 @@ def test_fuzzing_finds_no_server_errors_or_schema_violations(
 
     @given(case=st.one_of(strategies))
     @settings(
-        max_examples=250,
+        max_examples=int(os.environ.get("FUZZ_EXAMPLES", "250")),
         deadline=None,
         database=None,
         derandomize=True,
@@ -140,6 +136,6 @@ def test_fuzzing_finds_no_server_errors_or_schema_violations(
         if revokes_own_key:
             return  # the fuzzer would lock itself out; revocation is tested elsewhere
         response = case.call()
-        case.validate_response(response, checks=CHECKS)
+        case.validate_response(response, excluded_checks=EXCLUDED)
 
     run()

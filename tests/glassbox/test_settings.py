@@ -21,18 +21,41 @@ PROBE = (
 )
 
 
-def _load(**env: str) -> subprocess.CompletedProcess[str]:
+def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in _KNOBS}
     clean.update(env, DJANGO_SETTINGS_MODULE="glassbox.settings")
     return subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True
     )
 
 
-_KNOBS = {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER"}
+def _load(**env: str) -> subprocess.CompletedProcess[str]:
+    """Settings in a fresh interpreter; development (DEBUG=1) unless ``env`` says DEBUG."""
+    return _run(PROBE, {"DEBUG": "1", **env})
 
 
-def test_the_embedded_default_needs_nothing() -> None:
+_KNOBS = {
+    "DEBUG",
+    "SECRET_KEY",
+    "ENCRYPTION_KEYS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "OUTBOUND_ALLOWED_NETWORKS",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+    "STATIC_ROOT",
+}
+FERNET_KEY = "3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+def test_debug_defaults_off_so_an_unset_environment_is_production() -> None:
+    result = _run(PROBE, {})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_the_embedded_default_needs_nothing_but_debug() -> None:
     result = _load()
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
@@ -54,10 +77,16 @@ def test_production_refuses_an_insecure_secret_key(key: str) -> None:
     assert "SECRET_KEY must be set" in result.stderr
 
 
-def test_production_starts_with_a_strong_key() -> None:
-    result = _load(DEBUG="0", SECRET_KEY=STRONG_KEY)
+def test_production_starts_with_a_strong_key_and_encryption_keys() -> None:
+    result = _load(DEBUG="0", SECRET_KEY=STRONG_KEY, ENCRYPTION_KEYS=FERNET_KEY)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["debug"] is False
+
+
+def test_production_refuses_to_start_without_encryption_keys() -> None:
+    result = _load(DEBUG="0", SECRET_KEY=STRONG_KEY)
+    assert result.returncode != 0
+    assert "ENCRYPTION_KEYS must be set when DEBUG=0" in result.stderr
 
 
 def test_redis_url_selects_channels_redis_and_a_redis_broker() -> None:
@@ -75,10 +104,6 @@ def test_api_modules_import_first_without_a_cycle(module: str) -> None:
     # errors -> rest_framework.views -> DEFAULT_PARSER_CLASSES -> parsers -> errors was a
     # cycle that only showed when the system checks imported the CSRF failure view first.
     code = f"import django; django.setup(); import {module}; print('imported')"
-    clean = {k: v for k, v in os.environ.items() if k not in _KNOBS}
-    clean["DJANGO_SETTINGS_MODULE"] = "glassbox.settings"
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True
-    )
+    result = _run(code, {"DEBUG": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "imported"

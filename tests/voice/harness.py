@@ -38,6 +38,8 @@ def make_config(**overrides: Any) -> CallConfig:
         interruption=InterruptionConfig(min_speech_ms=200),
         idle=IdleConfig(timeout_s=30.0),
         webhook_secret="whsec-test",
+        # the tool servers of these tests are on loopback (OUTBOUND_ALLOWED_NETWORKS)
+        allowed_networks=("127.0.0.1/32",),
     )
     return dataclasses.replace(base, **overrides)
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import openai
 
 from voice.config import LLMConfig, ToolConfig
+from voice.netguard import Resolver, guarded_httpx2_transport, refusal_in, system_resolve
 from voice.providers.base import (
     LLMChunk,
     LLMUsage,
@@ -50,8 +51,10 @@ class OpenAILLM:
         max_retries: int = 1,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
+        resolver: Resolver = system_resolve,
     ) -> None:
         self.config = config
+        self._resolver = resolver
         # Built lazily so a provider object costs nothing until its first turn; reused
         # across turns so the connection (and its TLS session) is kept warm.
         self._client: openai.AsyncOpenAI | None = None
@@ -61,6 +64,15 @@ class OpenAILLM:
 
     def _get_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
+            # A tenant's base_url reaches only public addresses (plus the allowed
+            # networks), checked after DNS on every connection: voice/netguard.py.
+            transport = (
+                guarded_httpx2_transport(
+                    self.config.allowed_networks, verify=httpx2_tls(), resolver=self._resolver
+                )
+                if self.config.tenant_url
+                else None
+            )
             self._client = openai.AsyncOpenAI(
                 base_url=self.config.base_url or DEFAULT_BASE_URL,
                 # OpenAI-compatible local servers (Ollama, vLLM) accept any key, but the
@@ -69,7 +81,9 @@ class OpenAILLM:
                 max_retries=self._max_retries,
                 timeout=self._timeout,
                 # the default client would load the CA bundle on every call (voice/tls.py)
-                http_client=openai.DefaultAsyncHttpxClient(verify=httpx2_tls()),
+                http_client=openai.DefaultAsyncHttpxClient(
+                    verify=httpx2_tls(), transport=transport, trust_env=transport is None
+                ),
             )
         return self._client
 
@@ -107,6 +121,9 @@ class OpenAILLM:
         except openai.APIStatusError as exc:
             raise ProviderError(self.name, _status_message(exc)) from exc
         except openai.APIError as exc:
+            refusal = refusal_in(exc)
+            if refusal is not None:
+                raise ProviderError(self.name, f"base URL refused: {refusal}") from exc
             raise ProviderError(self.name, f"request failed: {exc}") from exc
 
         calls: dict[int, _PartialCall] = {}

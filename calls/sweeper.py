@@ -1,0 +1,56 @@
+"""Call maintenance inside the web process.
+
+- **Spool replay**, in every web process: the call recorder keeps what it could not
+  write to the database in a local spool (calls/recorder.py); only the process on that
+  disk can replay it.
+- **The abandoned-call sweep**, for deployments without celery beat: with ``REDIS_URL``
+  set, beat runs ``calls.tasks.calls_sweep_abandoned``; the embedded default (``make
+  run``) has no beat, so calls whose stream never connected would stay ``ringing``.
+
+The ASGI application's lifespan (glassbox/asgi.py) starts both. Each job is idempotent
+and locks what it changes, so several web processes may run them side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from calls import services
+from calls.recorder import calls_spool_replay_sync
+
+logger = logging.getLogger(__name__)
+
+
+def _sweep_once() -> dict[str, int]:
+    close_old_connections()
+    try:
+        return services.calls_sweep_abandoned()
+    finally:
+        close_old_connections()
+
+
+async def _every(interval_s: float, job: Callable[[], dict[str, int]], name: str) -> None:
+    """Run ``job`` on a worker thread every ``interval_s`` until cancelled; a failing run
+    is logged, not fatal."""
+    while True:
+        try:
+            counts = await sync_to_async(job, thread_sensitive=False)()
+        except Exception:
+            logger.exception("%s failed; trying again in %.0f s", name, interval_s)
+        else:
+            if any(counts.values()):
+                logger.warning("%s: %s", name, counts)
+        await asyncio.sleep(interval_s)
+
+
+async def calls_sweep_periodically(*, interval_s: float) -> None:
+    await _every(interval_s, _sweep_once, "calls sweep")
+
+
+async def calls_spool_replay_periodically(*, interval_s: float) -> None:
+    await _every(interval_s, calls_spool_replay_sync, "call spool replay")
