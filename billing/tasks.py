@@ -67,9 +67,12 @@ def usage_reconcile_task(*, older_than_s: float = 900.0, batch: int = 500) -> in
         try:
             if usage_report(usage=usage, subscription=subscription):
                 reported += 1
+        except stripe.InvalidRequestError as exc:
+            # This one event is refused (e.g. older than Stripe accepts): say so, go on.
+            logger.error("usage reconcile: Stripe refused call %s: %s", usage.call_id, exc)
         except stripe.StripeError as exc:
             logger.warning("usage reconcile: call %s not reported: %s", usage.call_id, exc)
-            break  # Stripe is still unhappy: the next run goes on
+            break  # Stripe is down or limiting: the next run goes on
     return reported
 
 

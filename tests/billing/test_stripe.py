@@ -326,3 +326,15 @@ def test_unknown_customer_is_acknowledged(fake_stripe: FakeStripe, db: Any) -> N
 def test_webhook_without_a_secret_is_404(db: Any, settings: Any) -> None:
     settings.STRIPE_WEBHOOK_SECRET = ""
     assert _post_event("{}", "t=1,v1=00").status_code == 404
+
+
+def test_reconciliation_goes_past_an_event_stripe_refuses(
+    tenant_a: Tenant, fake_stripe: FakeStripe
+) -> None:
+    _customer(tenant_a)
+    make_call_usage(tenant_a.organization, seconds=30)
+    make_call_usage(tenant_a.organization, seconds=30)
+    fake_stripe.meter_event_name = "another_meter"  # every report is a 400 now
+    assert usage_reconcile_task(older_than_s=0) == 0
+    tried = [r for r in fake_stripe.requests if r.path == "/v1/billing/meter_events"]
+    assert len(tried) == 2  # a refused event does not stop the run (an outage does)
