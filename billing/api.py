@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -48,14 +49,15 @@ class UsageViewSet(TenantViewSet):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("start", str, description="First day (YYYY-MM-DD)."),
-            OpenApiParameter("end", str, description="Day after the last (YYYY-MM-DD)."),
+            OpenApiParameter("start", OpenApiTypes.DATE, description="First day."),
+            OpenApiParameter("end", OpenApiTypes.DATE, description="Day after the last."),
             OpenApiParameter("grouping", str, enum=list(selectors.GROUPINGS)),
         ],
         responses={200: UsageSerializer},
     )
     def summary(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        query = UsageQuerySerializer(data=request.query_params)
+        # A plain dict: an empty parameter (``?grouping=``) is then invalid, not "unset".
+        query = UsageQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         period_start, period_end, _ = _period(self.organization)
         start = query.validated_data.get("start") or period_start

@@ -140,6 +140,8 @@ def test_usage_api_groups(tenant_a: Tenant) -> None:
     "query",
     [
         "grouping=hour",
+        "grouping=",
+        "start=",
         "start=yesterday",
         "start=2026-02-02&end=2026-02-01",
         "start=2020-01-01&end=2026-01-01",
