@@ -1,8 +1,8 @@
 """``/api/v1/billing/usage/`` and ``/api/v1/billing/subscription/``: read-only, one
 object each (not lists of rows), always for the credential's organization.
 
-``aggregate = True`` tells the isolation tests these answer with totals, not rows with
-ids: they are checked by building usage in another tenant and seeing none of it.
+Their actions are not list/retrieve, so the isolation tests treat them as aggregates:
+they are checked by building usage in another tenant and seeing none of it.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ class UsageViewSet(TenantViewSet):
     model = CallUsage
     output_serializer_class = UsageSerializer
     pagination_class = None
-    aggregate = True
 
     @extend_schema(
         parameters=[
@@ -80,7 +79,6 @@ class SubscriptionViewSet(TenantViewSet):
     model = Subscription
     output_serializer_class = SubscriptionSerializer
     pagination_class = None
-    aggregate = True
 
     @extend_schema(responses={200: SubscriptionSerializer})
     def current(self, request: Request, *args: Any, **kwargs: Any) -> Response:

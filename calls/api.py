@@ -3,16 +3,23 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from calls import selectors, services
+from calls import analytics, selectors, services
+from calls.analytics import Window
 from calls.filters import CallFilter, PhoneNumberFilter
 from calls.models import Call, PhoneNumber
 from calls.serializers import (
+    AgentsAnalyticsSerializer,
+    AnalyticsQuerySerializer,
     CallDetailSerializer,
     CallOutputSerializer,
+    CallsAnalyticsSerializer,
+    LatencyAnalyticsSerializer,
     PhoneNumberInputSerializer,
     PhoneNumberOutputSerializer,
 )
@@ -63,3 +70,85 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         call = self.get_object()
         return Response(CallDetailSerializer(call, context=self.get_serializer_context()).data)
+
+
+class AnalyticsViewSet(TenantViewSet):
+    """Aggregates over the organization's calls and turns, computed by the database.
+
+    A call (and all of its turns) counts in the period it started in. ``agent`` must be
+    an agent of your organization (another tenant's id is a 400, like a missing one).
+    """
+
+    # The rows these aggregates read; used for scoping checks, never listed.
+    model = Call
+    output_serializer_class = LatencyAnalyticsSerializer
+    pagination_class = None
+    filter_backends: list[Any] = []
+
+    def _query(self) -> tuple[Window, int | None]:
+        serializer = AnalyticsQuerySerializer(
+            data=self.request.query_params, context=self.get_serializer_context()
+        )
+        serializer.is_valid(raise_exception=True)
+        agent = serializer.validated_data["agent"]
+        window = analytics.analytics_window(period=serializer.validated_data["period"])
+        return window, (agent.pk if agent is not None else None)
+
+    @staticmethod
+    def _window_fields(window: Window, agent_id: int | None) -> dict[str, Any]:
+        return {
+            "period": window.period,
+            "start": window.start,
+            "end": window.end,
+            "agent": agent_id,
+        }
+
+    @extend_schema(parameters=[AnalyticsQuerySerializer], responses=LatencyAnalyticsSerializer)
+    @action(detail=False, methods=["get"])
+    def latency(self, request: Request) -> Response:
+        """p50/p95 of every latency stage and of voice-to-voice, overall and per day."""
+        window, agent_id = self._query()
+        org = self.organization
+        summary = analytics.latency_summary(organization=org, window=window, agent_id=agent_id)
+        data = {
+            **self._window_fields(window, agent_id),
+            "turns": summary.turns,
+            "stages": summary.stages,
+            "by_day": analytics.latency_by_day(organization=org, window=window, agent_id=agent_id),
+        }
+        return Response(LatencyAnalyticsSerializer(data).data)
+
+    @extend_schema(parameters=[AnalyticsQuerySerializer], responses=CallsAnalyticsSerializer)
+    @action(detail=False, methods=["get"])
+    def calls(self, request: Request) -> Response:
+        """Calls, minutes, outcomes, end reasons and interruptions, overall and per day."""
+        window, agent_id = self._query()
+        org = self.organization
+        totals = analytics.call_totals(organization=org, window=window, agent_id=agent_id)
+        data = {
+            **self._window_fields(window, agent_id),
+            **{name: getattr(totals, name) for name in CALL_TOTALS_FIELDS},
+            "by_day": analytics.calls_by_day(organization=org, window=window, agent_id=agent_id),
+        }
+        return Response(CallsAnalyticsSerializer(data).data)
+
+    @extend_schema(parameters=[AnalyticsQuerySerializer], responses=AgentsAnalyticsSerializer)
+    @action(detail=False, methods=["get"])
+    def agents(self, request: Request) -> Response:
+        """Voice-to-voice p50/p95 per agent, busiest first (``agent`` is ignored here)."""
+        window, _ = self._query()
+        rows = analytics.latency_by_agent(organization=self.organization, window=window)
+        data = {**self._window_fields(window, None), "results": rows}
+        return Response(AgentsAnalyticsSerializer(data).data)
+
+
+CALL_TOTALS_FIELDS = (
+    "calls",
+    "minutes",
+    "completed",
+    "failed",
+    "turns",
+    "interruptions",
+    "interruptions_per_call",
+    "end_reasons",
+)

@@ -1,6 +1,8 @@
 import django_filters
+from django.db.models import QuerySet
 
 from calls.models import Call, CallStatus, Carrier, Direction, PhoneNumber
+from calls.selectors import call_transcript_contains
 from glassbox.api.filters import IdFilter, UtcDateTimeFilter
 
 
@@ -21,7 +23,26 @@ class CallFilter(django_filters.FilterSet):
     direction = django_filters.ChoiceFilter(choices=Direction.choices)
     started_after = UtcDateTimeFilter(field_name="started_at", lookup_expr="gte")
     started_before = UtcDateTimeFilter(field_name="started_at", lookup_expr="lt")
+    end_reason = django_filters.CharFilter(max_length=32)
+    q = django_filters.CharFilter(
+        method="filter_transcript", max_length=200, label="Text in the transcript"
+    )
 
     class Meta:
         model = Call
-        fields = ("agent", "phone_number", "status", "direction", "started_after", "started_before")
+        fields = (
+            "agent",
+            "phone_number",
+            "status",
+            "direction",
+            "started_after",
+            "started_before",
+            "end_reason",
+            "q",
+        )
+
+    def filter_transcript(self, queryset: QuerySet[Call], name: str, value: str) -> QuerySet[Call]:
+        if not value:
+            return queryset
+        organization = self.request.auth.organization
+        return queryset.filter(call_transcript_contains(organization=organization, text=value))

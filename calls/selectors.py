@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404
 
-from calls.models import Call, PhoneNumber
+from calls.models import Call, PhoneNumber, TranscriptEntry
 from tenants.models import Organization
 
 
@@ -31,3 +33,59 @@ def access_call(*, organization: Organization, call_id: int) -> Call:
         )
     except Call.DoesNotExist as exc:
         raise Http404("No such call.") from exc
+
+
+def call_search(
+    *,
+    organization: Organization,
+    agent_id: int | None = None,
+    phone_number_id: int | None = None,
+    status: str = "",
+    direction: str = "",
+    end_reason: str = "",
+    started_after: datetime | None = None,
+    started_before: datetime | None = None,
+    text: str = "",
+) -> QuerySet[Call]:
+    """Calls, newest first, narrowed by whichever filters are given.
+
+    ``text`` finds calls whose transcript contains it (case-insensitive); a correlated
+    EXISTS, so a call that says it twice is still listed once.
+    """
+    calls = call_list(organization=organization)
+    if agent_id is not None:
+        calls = calls.filter(agent_id=agent_id)
+    if phone_number_id is not None:
+        calls = calls.filter(phone_number_id=phone_number_id)
+    if status:
+        calls = calls.filter(status=status)
+    if direction:
+        calls = calls.filter(direction=direction)
+    if end_reason:
+        calls = calls.filter(end_reason=end_reason)
+    if started_after is not None:
+        calls = calls.filter(started_at__gte=started_after)
+    if started_before is not None:
+        calls = calls.filter(started_at__lt=started_before)
+    if text:
+        calls = calls.filter(call_transcript_contains(organization=organization, text=text))
+    return calls
+
+
+def call_transcript_contains(*, organization: Organization, text: str) -> Exists:
+    return Exists(
+        TranscriptEntry.objects.for_org(organization).filter(
+            call_id=OuterRef("pk"), text__icontains=text
+        )
+    )
+
+
+def call_end_reasons(*, organization: Organization) -> list[str]:
+    """The end reasons the organization's calls have, for a filter's choices."""
+    return list(
+        Call.objects.for_org(organization)
+        .exclude(end_reason="")
+        .order_by("end_reason")
+        .values_list("end_reason", flat=True)
+        .distinct()
+    )

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, Credential
 from agents.serializers import e164
+from calls.analytics import DEFAULT_PERIOD, PERIODS
 from calls.models import (
     TURN_STAGES,
     Call,
@@ -162,3 +163,95 @@ class CallDetailSerializer(CallOutputSerializer):
             "tool_calls",
         )
         read_only_fields = fields
+
+
+# -- analytics -------------------------------------------------------------------------
+
+
+class AnalyticsQuerySerializer(serializers.Serializer):
+    """Query parameters shared by the analytics endpoints."""
+
+    agent = TenantPrimaryKeyRelatedField(
+        model=Agent,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Only calls answered by this agent of your organization.",
+    )
+    period = serializers.ChoiceField(
+        choices=list(PERIODS),
+        default=DEFAULT_PERIOD,
+        help_text="The window ending now: the last 24 hours, or 7, 30 or 90 days.",
+    )
+
+
+class StageStatsSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True, help_text="Median, in milliseconds.")
+    p95 = serializers.FloatField(allow_null=True, help_text="95th percentile, in milliseconds.")
+    count = serializers.IntegerField(help_text="Turns that measured this stage.")
+
+
+class StagesSerializer(serializers.Serializer):
+    endpointing_ms = StageStatsSerializer()
+    stt_lag_ms = StageStatsSerializer()
+    llm_ttft_ms = StageStatsSerializer()
+    tts_ttfb_ms = StageStatsSerializer()
+    platform_overhead_ms = StageStatsSerializer()
+    voice_to_voice_ms = StageStatsSerializer()
+
+
+class _WindowSerializer(serializers.Serializer):
+    period = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    agent = serializers.IntegerField(allow_null=True)
+
+
+class LatencyDaySerializer(serializers.Serializer):
+    date = serializers.DateField(source="day")
+    turns = serializers.IntegerField()
+    voice_to_voice_ms = StageStatsSerializer(source="voice_to_voice")
+
+
+class LatencyAnalyticsSerializer(_WindowSerializer):
+    turns = serializers.IntegerField(help_text="Assistant turns in calls started in the window.")
+    stages = StagesSerializer(
+        help_text="Continuous percentiles (PostgreSQL's percentile_cont) of each stage."
+    )
+    by_day = LatencyDaySerializer(many=True)
+
+
+class ReasonCountSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class CallsDaySerializer(serializers.Serializer):
+    date = serializers.DateField(source="day")
+    calls = serializers.IntegerField()
+    minutes = serializers.FloatField()
+
+
+class CallsAnalyticsSerializer(_WindowSerializer):
+    calls = serializers.IntegerField(help_text="Calls started in the window.")
+    minutes = serializers.FloatField(help_text="Their total duration (finalized calls).")
+    completed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    turns = serializers.IntegerField()
+    interruptions = serializers.IntegerField(help_text="Assistant turns the caller barged in on.")
+    interruptions_per_call = serializers.FloatField(allow_null=True)
+    end_reasons = ReasonCountSerializer(many=True)
+    by_day = CallsDaySerializer(many=True)
+
+
+class AgentLatencySerializer(serializers.Serializer):
+    agent = serializers.IntegerField(
+        source="agent_id", allow_null=True, help_text="Null: the agent was deleted."
+    )
+    agent_name = serializers.CharField()
+    turns = serializers.IntegerField()
+    voice_to_voice_ms = StageStatsSerializer(source="voice_to_voice")
+
+
+class AgentsAnalyticsSerializer(_WindowSerializer):
+    results = AgentLatencySerializer(many=True)

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import CredentialProvider
+from calls.live import call_publish
 from calls.models import (
     TERMINAL_STATUSES,
     TURN_STAGES,
@@ -130,6 +131,7 @@ def call_create_inbound(
         assert existing is not None
         _check_same_number(existing, phone_number)
         return existing
+    call_publish(call=call)
     return call
 
 
@@ -222,7 +224,9 @@ def call_stream_claim(*, token: str, max_age_s: float) -> Call:
     )
     if claimed != 1:
         raise StreamTokenError("stream token already used or call over")
-    return Call.objects.dangerously_unscoped().select_related("organization").get(pk=call_id)
+    call = Call.objects.dangerously_unscoped().select_related("organization").get(pk=call_id)
+    call_publish(call=call)
+    return call
 
 
 _STATUS_ORDER = {
@@ -265,6 +269,7 @@ def call_status_update(*, call: Call, status: str, duration_s: int | None) -> Ca
                     fields.append("end_reason")
         if fields:
             call.save(update_fields=fields)
+            call_publish(call=call)
         if call.status in TERMINAL_STATUSES and call.finalized_at is None and not engine_ends_it:
             call_finalize_later(call=call)
     return call
@@ -299,6 +304,8 @@ def call_record_turn(*, call: Call, timeline: TurnTimeline) -> None:
         call=call,
         turn_index=timeline.turn_index,
         defaults={
+            "call_started_at": call.started_at,
+            "agent_id": call.agent_id,
             "kind": str(timeline.kind),
             "interrupted": timeline.interrupted_at_ms is not None,
             "timeline": data,
@@ -351,6 +358,7 @@ def call_end(*, call: Call, ended: CallEnded) -> Call:
                 "status",
             ]
         )
+        call_publish(call=call)
         call_finalize_later(call=call)
     return call
 
@@ -372,6 +380,7 @@ def call_finalize(*, call: Call) -> Call:
         call.duration_ms = max(0, int((end - start).total_seconds() * 1000))
         call.finalized_at = timezone.now()
         call.save(update_fields=["ended_at", "duration_ms", "finalized_at"])
+        call_publish(call=call)
     call_finalized.send(sender=Call, call=call)
     return call
 

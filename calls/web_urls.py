@@ -1,7 +1,14 @@
 """Dashboard pages of the calls app (views in calls/views.py); see docs/dashboard.md."""
 
-from django.urls import URLPattern
+from django.urls import path
+
+from calls import views
 
 app_name = "calls"
 
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("calls/", views.call_list, name="call-list"),
+    path("calls/<int:call_id>/", views.call_detail, name="call-detail"),
+    path("analytics/", views.analytics_page, name="analytics"),
+]

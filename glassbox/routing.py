@@ -1,9 +1,16 @@
 """WebSocket routes. Carrier media streams and browser calls register here."""
 
+from channels.auth import AuthMiddlewareStack
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
+from calls.consumers import LiveConsumer
 from calls.media import TwilioMediaStream
 
 websocket_urlpatterns = [
+    # A plain ASGI app without middleware: no session lookup on a carrier's socket.
     path("ws/twilio/<str:token>/", TwilioMediaStream()),
+    # The dashboard's live updates, authenticated by the session cookie. The Origin check
+    # stops another site's page from opening it with the user's cookie.
+    path("ws/live/", AllowedHostsOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))),
 ]

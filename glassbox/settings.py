@@ -123,7 +123,19 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", "glassbox")},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, and channels-redis
+                # waits on a consumer's channel with a 5 s BZPOPMIN: an idle consumer (a
+                # dashboard page between calls) died with "Timeout reading from Redis".
+                # The socket timeout must outlast the blocking pop.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": env.float("CHANNELS_REDIS_SOCKET_TIMEOUT", 15.0),
+                    }
+                ],
+                "prefix": env.str("CHANNELS_PREFIX", "glassbox"),
+            },
         }
     }
     CACHES = {
@@ -316,6 +328,14 @@ LOGGING = {
         for name in ("django.db.backends", "twilio", "httpx", "httpx2", "httpcore", "openai")
     },
 }
+
+# The analytics index (calls.TurnMetric) is a covering index on PostgreSQL; SQLite, the
+# embedded default, gets the same index without its INCLUDE columns, as intended.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
+# PostgreSQL work_mem for the analytics queries (each percentile sorts one column of the
+# period's turns; see docs/analytics.md). Set per transaction, not for the server.
+ANALYTICS_WORK_MEM = env.str("ANALYTICS_WORK_MEM", default="32MB")
 
 # Requests per organization, e.g. "1200/minute"; empty disables the limit.
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="1200/minute") or None

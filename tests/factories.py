@@ -7,8 +7,8 @@ model registry and fail for a model that has none, so a new model cannot slip pa
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -19,8 +19,14 @@ from agents.models import Agent, Credential, Tool
 from agents.services import agent_create, credential_create, tool_create
 from billing.models import CallLease, CallUsage, Plan, Subscription
 from billing.services import plan_assign, usage_record_call
-from calls.models import Call, PhoneNumber, ToolInvocation, TranscriptEntry, TurnMetric
-from calls.services import call_create_inbound, phone_number_create
+from calls.models import Call, CallStatus, PhoneNumber, ToolInvocation, TranscriptEntry, TurnMetric
+from calls.services import (
+    call_create_inbound,
+    call_end,
+    call_finalize,
+    call_record_turn,
+    phone_number_create,
+)
 from tenants.models import ApiKey, Invitation, Membership, Organization, Role
 from tenants.services import (
     IssuedApiKey,
@@ -29,6 +35,7 @@ from tenants.services import (
     membership_create,
     organization_create,
 )
+from voice.events import CallEnded, EndReason, TurnKind, TurnTimeline, Usage
 
 _seq = itertools.count(1)
 
@@ -135,7 +142,11 @@ def make_turn_metric(organization: Organization, **data: Any) -> TurnMetric:
     fields: dict[str, Any] = {"turn_index": 1, "kind": "reply", "voice_to_voice_ms": 640.0}
     fields.update(data)
     return TurnMetric.objects.for_org(organization).create(
-        organization=organization, call=call, **fields
+        organization=organization,
+        call=call,
+        call_started_at=call.started_at,
+        agent_id=call.agent_id,
+        **fields,
     )
 
 
@@ -146,6 +157,85 @@ def make_tool_invocation(organization: Organization, **data: Any) -> ToolInvocat
     return ToolInvocation.objects.for_org(organization).create(
         organization=organization, call=call, **fields
     )
+
+
+def turn_timeline(
+    turn_index: int,
+    *,
+    speech_end_ms: float,
+    endpointing_ms: float = 240.0,
+    stt_lag_ms: float = 90.0,
+    llm_ttft_ms: float = 310.0,
+    tts_ttfb_ms: float = 120.0,
+    overhead_ms: float = 12.0,
+    playback_ms: float = 1800.0,
+    interrupted_after_ms: float | None = None,
+    kind: TurnKind = TurnKind.REPLY,
+) -> TurnTimeline:
+    """A realistic assistant turn whose derived stages are exactly the given numbers.
+
+    The platform's overhead is split across the hand-offs between stages, as in a real
+    call (end of turn -> LLM request, first token -> TTS text, first audio -> sent).
+    """
+    third = overhead_ms / 3
+    end_of_turn = speech_end_ms + endpointing_ms
+    llm_request = end_of_turn + third
+    first_token = llm_request + llm_ttft_ms
+    first_text = first_token + third
+    first_audio = first_text + tts_ttfb_ms
+    sent = first_audio + (overhead_ms - 2 * third)
+    return TurnTimeline(
+        turn_index=turn_index,
+        kind=kind,
+        user_speech_start_ms=speech_end_ms - 1400.0,
+        user_speech_end_ms=speech_end_ms,
+        stt_final_ms=speech_end_ms + stt_lag_ms,
+        end_of_turn_ms=end_of_turn,
+        llm_request_ms=llm_request,
+        llm_first_token_ms=first_token,
+        tts_first_text_ms=first_text,
+        tts_first_audio_ms=first_audio,
+        first_audio_sent_ms=sent,
+        playback_finished_ms=None if interrupted_after_ms is not None else sent + playback_ms,
+        interrupted_at_ms=None if interrupted_after_ms is None else sent + interrupted_after_ms,
+    )
+
+
+def make_finished_call(
+    organization: Organization,
+    *,
+    started_at: datetime,
+    turns: Sequence[TurnTimeline] = (),
+    duration_s: float = 60.0,
+    reason: EndReason = EndReason.CALLER_HANGUP,
+    detail: str = "",
+    **data: Any,
+) -> Call:
+    """A call that streamed, recorded its turns through the recorder's services, ended
+    and was finalized, as the engine and the finalize task would have done it."""
+    call = make_call(organization, started_at=started_at, **data)
+    call.answered_at = started_at
+    call.stream_connected_at = started_at
+    call.status = CallStatus.IN_PROGRESS
+    call.save(update_fields=["answered_at", "stream_connected_at", "status"])
+    for timeline in turns:
+        call_record_turn(call=call, timeline=timeline)
+    call.ended_at = started_at + timedelta(seconds=duration_s)
+    call.save(update_fields=["ended_at"])
+    call = call_end(
+        call=call,
+        ended=CallEnded(
+            reason=reason,
+            detail=detail,
+            usage=Usage(
+                stt_seconds=duration_s / 2,
+                llm_prompt_tokens=800,
+                llm_completion_tokens=90,
+                tts_characters=420,
+            ),
+        ),
+    )
+    return call_finalize(call=call)
 
 
 def make_plan(**data: Any) -> Plan:

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, get_resolver
 
+CRUD_ACTIONS = {"list", "create", "retrieve", "update", "partial_update", "destroy"}
+
 
 @dataclass(frozen=True)
 class Route:
@@ -15,6 +17,11 @@ class Route:
     viewset: Any
     actions: dict[str, str]  # http method -> action
     detail: bool
+
+    @property
+    def aggregate(self) -> bool:
+        """A read-only computed view (``@action``), not a list or an object of the model."""
+        return not set(self.actions.values()) & CRUD_ACTIONS
 
     def __repr__(self) -> str:
         return self.path

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('agents', '0003_agent_fallback'),
-        ('calls', '0003_call_fallbacks'),
+        ('calls', '0005_call_fallbacks'),
         ('tenants', '0002_dashboard_roles'),
     ]
 

@@ -3,7 +3,7 @@ from rest_framework.routers import SimpleRouter
 
 from agents.api import AgentViewSet, CredentialViewSet, ToolViewSet
 from billing.api import SubscriptionViewSet, UsageViewSet
-from calls.api import CallViewSet, PhoneNumberViewSet
+from calls.api import AnalyticsViewSet, CallViewSet, PhoneNumberViewSet
 from tenants.api import ApiKeyViewSet
 
 router = SimpleRouter()
@@ -13,6 +13,7 @@ router.register("credentials", CredentialViewSet, basename="credential")
 router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
+router.register("analytics", AnalyticsViewSet, basename="analytics")
 
 urlpatterns = [
     *router.urls,

@@ -22,13 +22,16 @@ import pytest
 from playwright.sync_api import Page
 
 from agents.models import Agent
+from calls.models import Call, CallStatus
 from calls.services import phone_number_create
 from tenants import services
 from tenants.models import Organization, Role
+from tests.browser.calls_data import support_call, week_of_calls
 from tests.browser.conftest import make_dashboard_user
 from tests.factories import (
     make_agent,
     make_api_key,
+    make_call,
     make_credential,
     make_invitation,
     make_tool,
@@ -207,6 +210,32 @@ def _phone_numbers(org: Organization, page: Page) -> str:
     return "/phone-numbers/"
 
 
+def _calls_history(org: Organization) -> Call:
+    week_of_calls(org)
+    call = support_call(org, hours_ago=0.5)
+    make_call(org, status=CallStatus.IN_PROGRESS, from_number="+15005550142")
+    return call
+
+
+def _overview(org: Organization, page: Page) -> str:
+    _calls_history(org)
+    return "/"
+
+
+def _calls(org: Organization, page: Page) -> str:
+    _calls_history(org)
+    return "/calls/"
+
+
+def _call_detail(org: Organization, page: Page) -> str:
+    return f"/calls/{support_call(org).pk}/"
+
+
+def _analytics(org: Organization, page: Page) -> str:
+    _calls_history(org)
+    return "/analytics/"
+
+
 SCREENS: list[Screen] = [
     Screen("login", _login, logged_in=False),
     Screen("members", _members),
@@ -219,6 +248,10 @@ SCREENS: list[Screen] = [
     Screen("tools", _tools),
     Screen("credentials", _credentials),
     Screen("phone-numbers", _phone_numbers),
+    Screen("overview", _overview),
+    Screen("calls", _calls),
+    Screen("call-detail", _call_detail),
+    Screen("analytics", _analytics),
     Screen("billing", _billing),
 ]
 

@@ -7,11 +7,13 @@ without editing this file (and fail here until they have a factory and a sample 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.relations import ManyRelatedField
 
 from glassbox.api.fields import TenantPrimaryKeyRelatedField
@@ -19,18 +21,20 @@ from glassbox.api.views import TenantViewSet
 from tenants.models import Organization
 from tenants.scoping import TenantScopeError, tenant_models, tenant_scope
 from tests.conftest import Tenant
-from tests.factories import FACTORIES, make_agent, make_credential, make_phone_number
+from tests.factories import (
+    FACTORIES,
+    make_agent,
+    make_credential,
+    make_finished_call,
+    make_phone_number,
+    turn_timeline,
+)
 from tests.routes import Route, api_routes
 
 ROUTES = api_routes()
 DETAIL_CALLS = [(route, method) for route in ROUTES if route.detail for method in route.actions]
-LIST_ROUTES = [
-    route
-    for route in ROUTES
-    if not route.detail and "get" in route.actions and not getattr(route.viewset, "aggregate", 0)
-]
-# Routes that answer with one object of totals (billing usage, subscription), not rows.
-AGGREGATE_ROUTES = [route for route in ROUTES if getattr(route.viewset, "aggregate", False)]
+LIST_ROUTES = [route for route in ROUTES if route.actions.get("get") == "list"]
+AGGREGATE_ROUTES = [route for route in ROUTES if route.aggregate]
 CREATE_ROUTES = [route for route in ROUTES if not route.detail and "post" in route.actions]
 UPDATE_ROUTES = [route for route in ROUTES if route.detail and "patch" in route.actions]
 
@@ -137,19 +141,48 @@ AGGREGATE_CHECKS: dict[str, Callable[[dict[str, Any], Any, Any], bool]] = {
         body["id"] == mine.pk and body["plan"]["name"] == mine.plan.name
     ),
 }
+BILLING_ROUTES = [route for route in AGGREGATE_ROUTES if route.name in AGGREGATE_CHECKS]
 
 
-@pytest.mark.parametrize("route", AGGREGATE_ROUTES, ids=repr)
-def test_aggregates_only_count_own_objects(
+@pytest.mark.parametrize("route", BILLING_ROUTES, ids=repr)
+def test_billing_totals_only_count_own_objects(
     route: Route, tenant_a: Tenant, tenant_b: Tenant
 ) -> None:
-    assert route.name in AGGREGATE_CHECKS, f"add an isolation check for {route.name}"
     model = route.viewset.model
     mine = FACTORIES[model](tenant_b.organization)
     theirs = FACTORIES[model](tenant_a.organization)
     response = tenant_b.client.get(reverse(route.name))
     assert response.status_code == 200, response.json()
     assert AGGREGATE_CHECKS[route.name](response.json(), mine, theirs), response.json()
+
+
+# Computed views over calls and turns (analytics), filterable by agent.
+ANALYTICS_ROUTES = [route for route in AGGREGATE_ROUTES if route not in BILLING_ROUTES]
+
+
+@pytest.mark.parametrize("route", ANALYTICS_ROUTES, ids=repr)
+def test_aggregates_only_count_own_rows(route: Route, tenant_a: Tenant, tenant_b: Tenant) -> None:
+    def get(tenant: Tenant) -> Any:
+        response = tenant.client.get(reverse(route.name))
+        assert response.status_code == 200, response.content
+        # The window ends "now": drop the timestamps before comparing two answers.
+        return {k: v for k, v in response.json().items() if k not in ("start", "end", "by_day")}
+
+    empty_a, before_b = get(tenant_a), get(tenant_b)
+    make_finished_call(
+        tenant_a.organization,
+        started_at=timezone.now() - timedelta(hours=1),
+        turns=[turn_timeline(1, speech_end_ms=1000, interrupted_after_ms=300)],
+    )
+
+    assert get(tenant_b) == before_b
+    assert get(tenant_a) != empty_a, "the route must show the organization's own rows"
+    # An agent id from another tenant is refused, like a missing one.
+    foreign_agent = make_agent(tenant_a.organization).pk
+    for agent in (foreign_agent, 10**9):
+        response = tenant_b.client.get(reverse(route.name), {"agent": agent})
+        assert response.status_code == 400
+        assert "agent" in response.json()["error"]["fields"]
 
 
 @pytest.mark.parametrize("route", CREATE_ROUTES, ids=repr)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('calls', '0002_call_toolinvocation_transcriptentry_turnmetric_and_more'),
+        ('calls', '0004_turnmetric_analytics_index'),
     ]
 
     operations = [

@@ -1,0 +1,110 @@
+"""The dashboard's live socket: one per open page, a member of its organization's group.
+
+Authenticated by the dashboard session (the route is wrapped in AuthMiddlewareStack and
+an Origin check; the carrier media route next to it is not, and stays a plain ASGI app).
+The organization is the session's current one, checked against the user's memberships
+when the socket opens, exactly like the page gate (tenants.web) does for a request, and
+again (session included) at most once a minute before a message is forwarded: a removed
+member, a logout or an organization switch closes the socket.
+Server push only: what the browser sends is ignored.
+
+Messages to the browser (JSON text frames):
+
+    {"type": "call", "call": {"id": 12, "live": true, "status": "in-progress", ...}}
+
+``live`` false means the call is over: pages drop it from their in-progress lists. The
+fields are calls.live.call_live_payload's; docs/dashboard.md#live-updates has the protocol.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import import_module
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+
+from calls.live import live_group
+from tenants.selectors import membership_for_user, membership_list_for_user
+from tenants.web import SESSION_ORG_KEY
+
+# Close codes in the application range (4000-4999): the page stops reconnecting on these.
+CLOSE_NOT_LOGGED_IN = 4401
+CLOSE_NO_ORGANIZATION = 4403
+
+
+def live_organization_id(*, scope: dict[str, Any]) -> int | None:
+    """The organization whose calls this socket may follow, or None."""
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        return None
+    return _organization_for(user=user, chosen=scope.get("session", {}).get(SESSION_ORG_KEY))
+
+
+def live_organization_id_now(*, scope: dict[str, Any]) -> int | None:
+    """The same, from the session as it is stored now: a logout or an organization switch
+    in another tab counts, as does a membership removed since the socket opened."""
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        return None
+    session = import_module(settings.SESSION_ENGINE).SessionStore(
+        session_key=scope["session"].session_key
+    )
+    if str(session.get(SESSION_KEY)) != str(user.pk):
+        return None
+    return _organization_for(user=user, chosen=session.get(SESSION_ORG_KEY))
+
+
+def _organization_for(*, user: Any, chosen: object) -> int | None:
+    # The page gate's rule (tenants.web.current_membership): the session's choice if the
+    # user still belongs to it, else their first organization.
+    membership = None
+    if chosen is not None:
+        membership = membership_for_user(user=user, organization_id=chosen)
+    if membership is None:
+        membership = membership_list_for_user(user=user).first()
+    return None if membership is None else int(membership.organization_id)
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    # A member removed from the organization (or whose session moved to another one)
+    # stops receiving within this many seconds: the membership is checked again before
+    # forwarding a message, at most this often.
+    RECHECK_S = 60.0
+
+    group: str | None = None
+    organization_id: int | None = None
+    checked_at = 0.0
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_NOT_LOGGED_IN)
+            return
+        organization_id = await database_sync_to_async(live_organization_id)(scope=self.scope)
+        if organization_id is None:
+            await self.close(code=CLOSE_NO_ORGANIZATION)
+            return
+        self.organization_id, self.checked_at = organization_id, time.monotonic()
+        self.group = live_group(organization_id=organization_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Server push only."""
+
+    async def call_changed(self, event: dict[str, Any]) -> None:
+        if time.monotonic() - self.checked_at >= self.RECHECK_S:
+            current = await database_sync_to_async(live_organization_id_now)(scope=self.scope)
+            if current != self.organization_id:
+                await self.close(code=CLOSE_NO_ORGANIZATION)
+                return
+            self.checked_at = time.monotonic()
+        await self.send_json({"type": "call", "call": event["call"]})
