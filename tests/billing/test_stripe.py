@@ -338,3 +338,39 @@ def test_reconciliation_goes_past_an_event_stripe_refuses(
     assert usage_reconcile_task(older_than_s=0) == 0
     tried = [r for r in fake_stripe.requests if r.path == "/v1/billing/meter_events"]
     assert len(tried) == 2  # a refused event does not stop the run (an outage does)
+
+
+# -- the fake itself, through the SDK ----------------------------------------------------
+
+
+def _sdk(fake: FakeStripe, key: str | None = None) -> Any:
+    import stripe
+
+    return stripe.StripeClient(
+        key or fake.api_key, base_addresses={"api": fake.url}, max_network_retries=0
+    )
+
+
+def test_fake_answers_the_sdks_errors(fake_stripe: FakeStripe) -> None:
+    import stripe
+
+    with pytest.raises(stripe.AuthenticationError):
+        _sdk(fake_stripe, "sk_test_wrong").v1.customers.create(params={"name": "x"})
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        _sdk(fake_stripe).v1.billing_portal.sessions.create(params={"customer": "cus_nope"})
+    assert (missing.value.code, missing.value.param) == ("resource_missing", "customer")
+    fake_stripe.fail_next = [429]
+    with pytest.raises(stripe.RateLimitError):
+        _sdk(fake_stripe).v1.customers.create(params={"name": "x"})
+
+
+def test_fake_replays_an_idempotency_key(fake_stripe: FakeStripe) -> None:
+    import stripe
+
+    client = _sdk(fake_stripe)
+    first = client.v1.customers.create(params={"name": "A"}, options={"idempotency_key": "k1"})
+    again = client.v1.customers.create(params={"name": "A"}, options={"idempotency_key": "k1"})
+    assert first.id == again.id and len(fake_stripe.customers) == 1
+    assert fake_stripe.requests[-1].replayed
+    with pytest.raises(stripe.IdempotencyError):
+        client.v1.customers.create(params={"name": "B"}, options={"idempotency_key": "k1"})
