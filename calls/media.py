@@ -29,6 +29,7 @@ from calls.callconfig import call_config_build
 from calls.linecache import line_cache
 from calls.models import Call
 from calls.recorder import CallRecorder
+from calls.signals import call_alive
 from voice.carriers.twilio import (
     Dtmf,
     InboundStream,
@@ -190,9 +191,11 @@ class MediaSession:
             async with asyncio.TaskGroup() as tg:
                 engine = tg.create_task(self._engine(conversation))
                 reader = tg.create_task(self._reader(conversation))
+                heartbeat = tg.create_task(self._heartbeat())
                 tg.create_task(recorder.run())
                 await engine
                 reader.cancel()
+                heartbeat.cancel()
         finally:
             if rest is not None:
                 await rest.aclose()
@@ -285,6 +288,16 @@ class MediaSession:
         ended = await conversation.run()
         await self.socket.close(CLOSE_NORMAL, f"call ended: {ended.reason}")
         return ended
+
+    async def _heartbeat(self) -> None:
+        """Vouch for the call while it runs (billing's concurrency lease listens)."""
+        while True:
+            await asyncio.sleep(settings.CALL_HEARTBEAT_S)
+            try:
+                await database_sync_to_async(call_alive.send)(sender=Call, call=self.call)
+            except Exception:
+                # A store that is down must not end the call; the lease may lapse.
+                logger.exception("call %s: heartbeat failed", self.call.pk)
 
     async def _reader(self, conversation: Conversation) -> None:
         assert self.output is not None

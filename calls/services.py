@@ -135,6 +135,53 @@ def call_create_inbound(
     return call
 
 
+def call_create_refused(
+    *,
+    phone_number: PhoneNumber,
+    carrier_call_sid: str,
+    from_number: str,
+    to_number: str,
+    detail: str,
+) -> Call:
+    """An inbound call that admission refused: heard a line and was hung up, never ran.
+
+    Recorded (end reason ``refused``, ``detail`` naming the limit) so the calls API shows
+    it; finalized at once with no duration. A retried webhook returns the recorded call.
+    """
+    existing = _call_by_sid(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
+    if existing is not None:
+        _check_same_number(existing, phone_number)
+        return existing
+    now = timezone.now()
+    call = Call(
+        organization=phone_number.organization,
+        agent=phone_number.agent,
+        phone_number=phone_number,
+        direction=Direction.INBOUND,
+        from_number=from_number[:32],
+        to_number=to_number[:32],
+        carrier=phone_number.carrier,
+        carrier_call_sid=carrier_call_sid,
+        status=CallStatus.COMPLETED,
+        end_reason="refused",
+        end_detail=detail[:2000],
+        stream_nonce="",
+        started_at=now,
+        ended_at=now,
+        duration_ms=0,
+        finalized_at=now,
+    )
+    try:
+        with transaction.atomic():
+            call.save()
+    except IntegrityError:
+        existing = _call_by_sid(carrier=phone_number.carrier, carrier_call_sid=carrier_call_sid)
+        assert existing is not None
+        _check_same_number(existing, phone_number)
+        return existing
+    return call
+
+
 def _call_by_sid(*, carrier: str, carrier_call_sid: str) -> Call | None:
     # Call SIDs are unique across the platform (a constraint), so the lookup must see
     # every tenant's calls; callers check the owner before using the row.

@@ -12,16 +12,15 @@ import re
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
 from calls import services
+from calls.admission import admission_refusal
 from calls.models import Call, CallStatus, PhoneNumber
 from glassbox.ratelimit import failure_record, failures_retry_after, too_many
-from tenants.models import Organization
 
 logger = logging.getLogger(__name__)
 
@@ -73,21 +72,6 @@ def _websocket_origin() -> str:
     return "ws://" + base.removeprefix("http://")
 
 
-def admission_refusal(organization: Organization) -> str | None:
-    """Why this organization may not take a call now, or None.
-
-    Checks beyond "is the organization active" (quota, billing status) are functions
-    named in ``settings.CALL_ADMISSION_CHECKS``: ``check(organization) -> str | None``.
-    """
-    if not organization.is_active:
-        return "This service is not available."
-    for path in settings.CALL_ADMISSION_CHECKS:
-        refusal: str | None = import_string(path)(organization)
-        if refusal:
-            return refusal
-    return None
-
-
 def _hang_up_with(message: str) -> HttpResponse:
     response = VoiceResponse()
     response.say(message)
@@ -116,11 +100,23 @@ def voice(request: HttpRequest) -> HttpResponse:
     if not _signed(request, token) or phone_number is None:
         logger.warning("twilio voice webhook: unsigned, forged or unknown number %s", to_number)
         return _forged(request)
-    refusal = admission_refusal(phone_number.organization)
-    if refusal:
-        return _hang_up_with(refusal)
     if phone_number.agent is None:
         return _hang_up_with("This number is not in service.")
+    # After the checks above: an admission check may take a concurrency slot.
+    refusal = admission_refusal(phone_number.organization, call_sid=call_sid)
+    if refusal is not None:
+        try:
+            services.call_create_refused(
+                phone_number=phone_number,
+                carrier_call_sid=call_sid,
+                from_number=from_number,
+                to_number=to_number,
+                detail=refusal.detail,
+            )
+        except services.CallSidConflict:
+            logger.warning("twilio voice webhook: %s names a call on another number", call_sid)
+            return _plain(409, "This CallSid belongs to another call.")
+        return _hang_up_with(refusal.line)
     try:
         call = services.call_create_inbound(
             phone_number=phone_number,

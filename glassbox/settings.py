@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "tenants",
     "agents",
     "calls",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -296,7 +297,7 @@ for _network in OUTBOUND_ALLOWED_NETWORKS:
 # the WebSocket within a second or two of our answer.
 TWILIO_STREAM_TOKEN_MAX_AGE_S = env.float("TWILIO_STREAM_TOKEN_MAX_AGE_S", default=60.0)
 # Extra admission checks for inbound calls (quota, billing): dotted paths to functions
-# ``check(organization) -> str | None`` returning a refusal message.
+# ``check(organization, *, call_sid) -> Refusal | str | None`` (calls/admission.py).
 CALL_ADMISSION_CHECKS = env.list("CALL_ADMISSION_CHECKS", default=[])
 
 if not DEBUG:
@@ -383,3 +384,32 @@ SPECTACULAR_SETTINGS = {
         "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
     },
 }
+
+# --- Billing: plans, limits, Stripe (billing/, README "Billing") --------------------------
+# The plan is enforced at admission (calls.admission); extra checks go after billing's.
+CALL_ADMISSION_CHECKS = ["billing.admission.plan_admission", *CALL_ADMISSION_CHECKS]
+# A live call's media process vouches for it this often (calls.signals.call_alive); its
+# concurrency slot lapses BILLING_CALL_LEASE_S after the last time (a dead process).
+CALL_HEARTBEAT_S = env.float("CALL_HEARTBEAT_S", default=15.0)
+BILLING_CALL_LEASE_S = env.float("BILLING_CALL_LEASE_S", default=60.0)
+if BILLING_CALL_LEASE_S < 2 * CALL_HEARTBEAT_S:
+    raise ImproperlyConfigured("BILLING_CALL_LEASE_S must be at least 2 x CALL_HEARTBEAT_S.")
+BILLING_REDIS_PREFIX = env.str("BILLING_REDIS_PREFIX", default="glassbox:billing:")
+# After a failed payment calls go on this long, then are refused until an invoice is paid.
+BILLING_PAYMENT_GRACE_S = env.int("BILLING_PAYMENT_GRACE_S", default=3 * 24 * 3600)
+# Stripe: no secret key = self-hosted mode (no Stripe calls at all).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_WEBHOOK_TOLERANCE_S = env.int("STRIPE_WEBHOOK_TOLERANCE_S", default=300)
+STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="glassbox_call_minutes")
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "billing-usage-reconcile": {"task": "billing.tasks.usage_reconcile", "schedule": 600.0},
+        "billing-suspend-overdue": {
+            "task": "billing.tasks.subscriptions_suspend_overdue",
+            "schedule": 900.0,
+        },
+    }
+)
+# --- end billing block --------------------------------------------------------------------

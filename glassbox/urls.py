@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/v1/", include("glassbox.api.urls")),
     path("telephony/twilio/voice/", twilio_views.voice, name="twilio-voice"),
     path("telephony/twilio/status/", twilio_views.status, name="twilio-status"),
+    # Stripe's webhook (billing/webhooks.py): JSON errors like the rest of /api/.
+    path("api/", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # Anything else under /api/ is a JSON 404, in DEBUG too (Django's debug 404 page
@@ -22,6 +24,7 @@ urlpatterns = [
     path("", include("tenants.web_urls")),
     path("", include("agents.web_urls")),
     path("", include("calls.web_urls")),
+    path("", include("billing.web_urls")),
 ]
 
 # Under /api/ these answer with the API's JSON error shape; elsewhere Django's pages.

@@ -13,9 +13,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import models
+from django.utils import timezone
 
 from agents.models import Agent, Credential, Tool
 from agents.services import agent_create, credential_create, tool_create
+from billing.models import CallLease, CallUsage, Plan, Subscription
+from billing.services import plan_assign, usage_record_call
 from calls.models import Call, CallStatus, PhoneNumber, ToolInvocation, TranscriptEntry, TurnMetric
 from calls.services import (
     call_create_inbound,
@@ -235,6 +238,49 @@ def make_finished_call(
     return call_finalize(call=call)
 
 
+def make_plan(**data: Any) -> Plan:
+    fields: dict[str, Any] = {"name": f"Plan {next(_seq)}", "included_minutes": 100}
+    fields.update(data)
+    return Plan.objects.create(**fields)
+
+
+def make_subscription(organization: Organization, **data: Any) -> Subscription:
+    plan = data.pop("plan", None) or make_plan()
+    subscription = plan_assign(organization=organization, plan=plan)
+    for field, value in data.items():
+        setattr(subscription, field, value)
+    if data:
+        subscription.save()
+    return subscription
+
+
+def make_call_usage(organization: Organization, **data: Any) -> CallUsage:
+    """A finalized, answered call's usage (``seconds`` long)."""
+    seconds = data.pop("seconds", 90)
+    now = timezone.now()
+    call = make_call(
+        organization,
+        answered_at=now - timedelta(seconds=seconds),
+        ended_at=now,
+        duration_ms=seconds * 1000,
+        status="completed",
+        finalized_at=now,
+        **data,
+    )
+    usage = usage_record_call(call=call)
+    assert usage is not None
+    return usage
+
+
+def make_call_lease(organization: Organization, **data: Any) -> CallLease:
+    fields: dict[str, Any] = {
+        "call_key": f"twilio:CA{next(_seq):032x}",
+        "expires_at": timezone.now() + timedelta(seconds=60),
+    }
+    fields.update(data)
+    return CallLease.objects.for_org(organization).create(organization=organization, **fields)
+
+
 FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     ApiKey: lambda org: make_api_key(org).api_key,
     Membership: make_membership,
@@ -247,4 +293,7 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     TranscriptEntry: make_transcript_entry,
     TurnMetric: make_turn_metric,
     ToolInvocation: make_tool_invocation,
+    Subscription: make_subscription,
+    CallUsage: make_call_usage,
+    CallLease: make_call_lease,
 }

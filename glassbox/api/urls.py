@@ -1,6 +1,8 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from agents.api import AgentViewSet, CredentialViewSet, ToolViewSet
+from billing.api import SubscriptionViewSet, UsageViewSet
 from calls.api import AnalyticsViewSet, CallViewSet, PhoneNumberViewSet
 from tenants.api import ApiKeyViewSet
 
@@ -13,4 +15,13 @@ router.register("calls", CallViewSet, basename="call")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("analytics", AnalyticsViewSet, basename="analytics")
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    # One object each (totals, the current subscription), not collections.
+    path("billing/usage/", UsageViewSet.as_view({"get": "summary"}), name="billing-usage"),
+    path(
+        "billing/subscription/",
+        SubscriptionViewSet.as_view({"get": "current"}),
+        name="billing-subscription",
+    ),
+]

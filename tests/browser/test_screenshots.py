@@ -73,6 +73,64 @@ def _api_key_created(org: Organization, page: Page) -> str:
     return ""  # stay on the page the form led to
 
 
+def _billing(org: Organization, page: Page) -> str:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import CallUsage
+    from calls.services import phone_number_create
+    from tests.factories import (
+        make_agent,
+        make_call_usage,
+        make_credential,
+        make_plan,
+        make_subscription,
+    )
+
+    now = timezone.now()
+    plan = make_plan(
+        name="Team",
+        included_minutes=500,
+        overage_cents_per_minute=6,
+        max_concurrent_calls=5,
+        max_minutes_per_period=600,
+        max_agents=10,
+        max_numbers=5,
+        features=["analytics", "webhooks"],
+    )
+    # A Stripe-managed period (not rolled to the calendar month), 20 days in.
+    make_subscription(
+        org,
+        plan=plan,
+        current_period_start=now - timedelta(days=20),
+        current_period_end=now + timedelta(days=10),
+        stripe_subscription_id="sub_screenshot",
+    )
+    agents = [make_agent(org, name=n) for n in ("Front desk", "After hours", "Order status")]
+    twilio = make_credential(org, "twilio")
+    numbers = [
+        phone_number_create(
+            organization=org,
+            data={"number": f"+1415555010{i}", "credential": twilio, "agent": agent},
+        )
+        for i, agent in enumerate(agents)
+    ]
+    for day in range(20):
+        for i, agent in enumerate(agents):
+            for _ in range((day * (i + 2)) % 4 + 1):
+                usage = make_call_usage(
+                    org,
+                    seconds=60 + (day * 37 + i * 53) % 400,
+                    agent=agent,
+                    phone_number=numbers[i],
+                )
+                CallUsage.objects.for_org(org).filter(pk=usage.pk).update(
+                    day=(now - timedelta(days=19 - day)).date()
+                )
+    return "/billing/"
+
+
 def _login(org: Organization, page: Page) -> str:
     return "/login/"
 
@@ -194,6 +252,7 @@ SCREENS: list[Screen] = [
     Screen("calls", _calls),
     Screen("call-detail", _call_detail),
     Screen("analytics", _analytics),
+    Screen("billing", _billing),
 ]
 
 

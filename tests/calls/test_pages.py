@@ -258,7 +258,7 @@ def test_pages_need_a_login(db: Any) -> None:
 
 
 def test_call_detail_lists_provider_switches(viewer: Client, finished: Call) -> None:
-    assert 'data-fallbacks' not in viewer.get(f"/calls/{finished.pk}/").content.decode()
+    assert "data-fallbacks" not in viewer.get(f"/calls/{finished.pk}/").content.decode()
     finished.fallbacks = [
         {
             "stage": "llm",

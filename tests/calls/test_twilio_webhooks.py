@@ -33,11 +33,11 @@ CALL_SID = "CA" + "a1" * 16
 CALLER = "+15005550006"
 
 
-def refuse_everything(organization: Organization) -> str | None:
+def refuse_everything(organization: Organization, *, call_sid: str) -> str | None:
     return f"Sorry, {organization.slug} is over its call quota."
 
 
-def admit_everything(organization: Organization) -> str | None:
+def admit_everything(organization: Organization, *, call_sid: str) -> str | None:
     return None
 
 
@@ -296,11 +296,13 @@ def test_get_is_405(db: Any) -> None:
     assert Client().get(STATUS).status_code == 405
 
 
-def test_inactive_organization_hangs_up_without_a_call(tenant_a: Tenant) -> None:
+def test_inactive_organization_hangs_up_and_records_a_refused_call(tenant_a: Tenant) -> None:
     number = make_phone_number(tenant_a.organization)
     Organization.objects.filter(pk=tenant_a.organization.pk).update(is_active=False)
     assert _hangup(_signed_voice(number))
-    assert not _calls(tenant_a.organization).exists()
+    call = _calls(tenant_a.organization).get()
+    assert (call.end_reason, call.end_detail) == ("refused", "The organization is deactivated.")
+    assert call.stream_connected_at is None and call.finalized_at is not None
 
 
 def test_admission_check_refusal_is_said_before_hanging_up(tenant_a: Tenant) -> None:
@@ -309,7 +311,9 @@ def test_admission_check_refusal_is_said_before_hanging_up(tenant_a: Tenant) -> 
     with override_settings(CALL_ADMISSION_CHECKS=checks):
         said = _hangup(_signed_voice(number))
     assert said == f"Sorry, {tenant_a.organization.slug} is over its call quota."
-    assert not _calls(tenant_a.organization).exists()
+    call = _calls(tenant_a.organization).get()
+    assert call.end_reason == "refused"
+    assert call.end_detail == f"Sorry, {tenant_a.organization.slug} is over its call quota."
 
 
 def test_admission_checks_that_admit_let_the_call_in(tenant_a: Tenant) -> None:

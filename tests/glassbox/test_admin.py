@@ -219,6 +219,12 @@ def _objects(model: Any) -> list[Any]:
             "failures_since_start": 1,
         }
         return [model.objects.create(**{k: v for k, v in values.items() if k in names})]
+    if model._meta.label == "billing.Plan":  # the operator's, not a tenant's
+        from tests.factories import make_plan
+
+        return [make_plan(features=["analytics"])]
+    if model._meta.label == "billing.StripeEvent":
+        return [model.objects.create(event_id=f"evt_{org.pk}", type="invoice.paid")]
     if model is Tool:
         return [
             make_tool(

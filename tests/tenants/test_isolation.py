@@ -131,7 +131,36 @@ def test_lists_only_show_own_objects(route: Route, tenant_a: Tenant, tenant_b: T
     assert body["count"] == model.objects.for_org(tenant_b.organization).count()
 
 
-@pytest.mark.parametrize("route", AGGREGATE_ROUTES, ids=repr)
+# route name -> (body, tenant B's object, tenant A's object) -> B sees only its own.
+AGGREGATE_CHECKS: dict[str, Callable[[dict[str, Any], Any, Any], bool]] = {
+    "billing-usage": lambda body, mine, theirs: (
+        sum(r["calls"] for r in body["results"]) == 1
+        and sum(r["inbound_seconds"] for r in body["results"]) == mine.seconds
+    ),
+    "billing-subscription": lambda body, mine, theirs: (
+        body["id"] == mine.pk and body["plan"]["name"] == mine.plan.name
+    ),
+}
+BILLING_ROUTES = [route for route in AGGREGATE_ROUTES if route.name in AGGREGATE_CHECKS]
+
+
+@pytest.mark.parametrize("route", BILLING_ROUTES, ids=repr)
+def test_billing_totals_only_count_own_objects(
+    route: Route, tenant_a: Tenant, tenant_b: Tenant
+) -> None:
+    model = route.viewset.model
+    mine = FACTORIES[model](tenant_b.organization)
+    theirs = FACTORIES[model](tenant_a.organization)
+    response = tenant_b.client.get(reverse(route.name))
+    assert response.status_code == 200, response.json()
+    assert AGGREGATE_CHECKS[route.name](response.json(), mine, theirs), response.json()
+
+
+# Computed views over calls and turns (analytics), filterable by agent.
+ANALYTICS_ROUTES = [route for route in AGGREGATE_ROUTES if route not in BILLING_ROUTES]
+
+
+@pytest.mark.parametrize("route", ANALYTICS_ROUTES, ids=repr)
 def test_aggregates_only_count_own_rows(route: Route, tenant_a: Tenant, tenant_b: Tenant) -> None:
     def get(tenant: Tenant) -> Any:
         response = tenant.client.get(reverse(route.name))

@@ -34,6 +34,7 @@ DOCUMENTED_ACCESS: dict[str, tuple[Role, Role]] = {
     "tenants:invitation-revoke": (Role.ADMIN, Role.ADMIN),
     "tenants:api-key-list": (Role.ADMIN, Role.ADMIN),
     "tenants:api-key-revoke": (Role.ADMIN, Role.ADMIN),
+    "billing:billing": (Role.OWNER, Role.OWNER),
 }
 
 
