@@ -2,6 +2,7 @@ import json
 from typing import Any
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from agents.models import Agent, Credential, Tool
 from agents.serializers import NESTED
@@ -61,5 +62,5 @@ class CredentialAdmin(TenantModelAdmin):
     fields = ("organization", "name", "provider", "base_url", "hint", "created", "updated")
     readonly_fields = ("organization", "provider", "hint", "created", "updated")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.http import QueryDict
+from rest_framework import serializers
 
 from agents import selectors
 from agents.models import Agent, Credential, Tool
@@ -218,11 +219,13 @@ class AgentForm(PageForm):
     def stage_fields(self, stage: str) -> list[str]:
         provider = self.stage_provider(stage)
         settings = PROVIDER_SETTINGS[stage].get(provider)
-        nested = serializer_field(self._schema, stage).fields
+        stage_serializer = serializer_field(self._schema, stage)
+        assert isinstance(stage_serializer, serializers.Serializer)  # stt / llm / tts settings
         paths = [f"{stage}.provider"]
+        # items(), not iteration: the DRF stubs wrongly say a BindingDict iterates its fields.
         paths += [
             f"{stage}.{name}"
-            for name in nested
+            for name, _ in stage_serializer.fields.items()
             if name != "provider" and (settings is None or name in settings)
         ]
         if self._takes_credential(stage):

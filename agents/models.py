@@ -51,7 +51,8 @@ def default_analysis() -> dict[str, object]:
 
 
 # The provider credential kinds come from the engine's provider registry; carriers after.
-CredentialProvider = models.TextChoices(  # type: ignore[misc]
+# django-stubs type only the one-member functional form, not a list of (name, value) pairs.
+CredentialProvider = models.TextChoices(  # type: ignore[call-overload]
     "CredentialProvider", [(kind.upper(), kind) for kind in (*credential_kinds(), "twilio")]
 )
 

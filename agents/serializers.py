@@ -55,10 +55,10 @@ _FALLBACK = field_defaults(FallbackConfig)
 MAX_FALLBACKS = 3  # per stage
 
 
-def validate_json_schema(value: dict[str, Any]) -> dict[str, Any]:
+def validate_json_schema(value: dict[str, Any]) -> None:
     """A JSON Schema document, checked against its own meta-schema (2020-12 by default)."""
     if not value:
-        return value
+        return
     try:
         validator_for(value, default=validator_for({})).check_schema(value)
     except SchemaError as exc:
@@ -67,7 +67,6 @@ def validate_json_schema(value: dict[str, Any]) -> dict[str, Any]:
         raise serializers.ValidationError(f"Not a valid JSON Schema{where}: {exc.message}") from exc
     except (RecursionError, TypeError, ValueError) as exc:
         raise serializers.ValidationError("Not a valid JSON Schema.") from exc
-    return value
 
 
 def e164(value: str) -> str:
@@ -338,7 +337,8 @@ class AgentOutputSerializer(serializers.ModelSerializer):
     idle = IdleSerializer()
     analysis = AnalysisSerializer()
     fallback = FallbackOutputSerializer()
-    tools = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    # many_init is what many=True calls; spelled out, the stubs see the ManyRelatedField.
+    tools = serializers.PrimaryKeyRelatedField.many_init(read_only=True)
     end_call_phrases = serializers.ListField(child=serializers.CharField())
     has_webhook_secret = serializers.BooleanField(read_only=True)
     webhook_url = serializers.CharField(help_text="A URL, or '' when unset.")

@@ -32,7 +32,7 @@ from agents.serializers import AgentInputSerializer
 from glassbox.api.exceptions import Conflict
 from glassbox.pageforms import FormField, PageForm
 from tenants.models import Role
-from tenants.web import org_required
+from tenants.web import OrgRequest, org_required
 
 # A POST carrying this field redraws the form for a changed choice (a provider, a tool
 # kind) without saving: htmx sends it when the choice changes and swaps in the part of the
@@ -55,7 +55,7 @@ def _refresh(request: HttpRequest) -> str:
 
 
 @org_required
-def agent_list(request: HttpRequest) -> HttpResponse:
+def agent_list(request: OrgRequest) -> HttpResponse:
     # A GROUP BY drops the model's default ordering; pages need a stable one.
     agents = (
         selectors.agent_list(organization=request.organization)
@@ -71,7 +71,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 
 
 def _agent_page(
-    request: HttpRequest, form: AgentForm, agent: Agent | None, status: int = 200
+    request: OrgRequest, form: AgentForm, agent: Agent | None, status: int = 200
 ) -> HttpResponse:
     refresh = _refresh(request)
     if refresh in STAGES and request.htmx:
@@ -93,7 +93,7 @@ def _agent_page(
 
 
 @org_required(min_role=Role.MEMBER)
-def agent_create(request: HttpRequest) -> HttpResponse:
+def agent_create(request: OrgRequest) -> HttpResponse:
     organization = request.organization
     if request.method != "POST":
         return _agent_page(request, agent_form(organization=organization), None)
@@ -108,7 +108,7 @@ def agent_create(request: HttpRequest) -> HttpResponse:
 
 
 @org_required
-def agent_detail(request: HttpRequest, agent_id: int) -> HttpResponse:
+def agent_detail(request: OrgRequest, agent_id: int) -> HttpResponse:
     """The agent's settings: a form for members and above, read-only for viewers."""
     organization = request.organization
     agent = selectors.access_agent(organization=organization, agent_id=agent_id)
@@ -125,7 +125,7 @@ def agent_detail(request: HttpRequest, agent_id: int) -> HttpResponse:
 
 
 @org_required(min_role=Role.MEMBER)
-def agent_duplicate(request: HttpRequest, agent_id: int) -> HttpResponse:
+def agent_duplicate(request: OrgRequest, agent_id: int) -> HttpResponse:
     organization = request.organization
     agent = selectors.access_agent(organization=organization, agent_id=agent_id)
     # The copy's name is checked by the API's own name field (a partial update's rules);
@@ -155,7 +155,7 @@ def agent_duplicate(request: HttpRequest, agent_id: int) -> HttpResponse:
 
 
 @org_required(min_role=Role.MEMBER)
-def agent_delete(request: HttpRequest, agent_id: int) -> HttpResponse:
+def agent_delete(request: OrgRequest, agent_id: int) -> HttpResponse:
     agent = selectors.access_agent(organization=request.organization, agent_id=agent_id)
     if request.method == "POST":
         services.agent_delete(agent=agent)
@@ -169,7 +169,7 @@ def agent_delete(request: HttpRequest, agent_id: int) -> HttpResponse:
 
 
 @org_required
-def tool_list(request: HttpRequest) -> HttpResponse:
+def tool_list(request: OrgRequest) -> HttpResponse:
     tools = (
         selectors.tool_list(organization=request.organization)
         .annotate(agent_count=Count("agents", distinct=True))
@@ -183,7 +183,7 @@ def tool_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _tool_page(request: HttpRequest, form: ToolForm, status: int = 200) -> HttpResponse:
+def _tool_page(request: OrgRequest, form: ToolForm, status: int = 200) -> HttpResponse:
     template = "agents/tool_form.html"
     if _refresh(request) == "kind" and request.htmx:
         template = "agents/_tool_kind.html"
@@ -191,7 +191,7 @@ def _tool_page(request: HttpRequest, form: ToolForm, status: int = 200) -> HttpR
 
 
 @org_required(min_role=Role.MEMBER)
-def tool_create(request: HttpRequest) -> HttpResponse:
+def tool_create(request: OrgRequest) -> HttpResponse:
     organization = request.organization
     if request.method != "POST":
         return _tool_page(request, tool_form(organization=organization))
@@ -206,7 +206,7 @@ def tool_create(request: HttpRequest) -> HttpResponse:
 
 
 @org_required
-def tool_detail(request: HttpRequest, tool_id: int) -> HttpResponse:
+def tool_detail(request: OrgRequest, tool_id: int) -> HttpResponse:
     organization = request.organization
     tool = selectors.access_tool(organization=organization, tool_id=tool_id)
     if request.method != "POST":
@@ -222,7 +222,7 @@ def tool_detail(request: HttpRequest, tool_id: int) -> HttpResponse:
 
 
 @org_required(min_role=Role.MEMBER)
-def tool_delete(request: HttpRequest, tool_id: int) -> HttpResponse:
+def tool_delete(request: OrgRequest, tool_id: int) -> HttpResponse:
     tool = selectors.access_tool(organization=request.organization, tool_id=tool_id)
     if request.method == "POST":
         services.tool_delete(tool=tool)
@@ -236,7 +236,7 @@ def tool_delete(request: HttpRequest, tool_id: int) -> HttpResponse:
 
 
 @org_required
-def credential_list(request: HttpRequest) -> HttpResponse:
+def credential_list(request: OrgRequest) -> HttpResponse:
     credentials = selectors.credential_list(organization=request.organization)
     filtered = CredentialFilter(request.GET, queryset=credentials)
     return render(
@@ -246,7 +246,7 @@ def credential_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _credential_page(request: HttpRequest, form: CredentialForm, status: int = 200) -> HttpResponse:
+def _credential_page(request: OrgRequest, form: CredentialForm, status: int = 200) -> HttpResponse:
     template = "agents/credential_form.html"
     if _refresh(request) == "provider" and request.htmx:
         template = "agents/_credential_provider.html"
@@ -254,7 +254,7 @@ def _credential_page(request: HttpRequest, form: CredentialForm, status: int = 2
 
 
 @org_required(min_role=Role.MEMBER)
-def credential_create(request: HttpRequest) -> HttpResponse:
+def credential_create(request: OrgRequest) -> HttpResponse:
     organization = request.organization
     if request.method != "POST":
         return _credential_page(request, credential_form(organization=organization))
@@ -271,7 +271,7 @@ def credential_create(request: HttpRequest) -> HttpResponse:
 
 
 @org_required
-def credential_detail(request: HttpRequest, credential_id: int) -> HttpResponse:
+def credential_detail(request: OrgRequest, credential_id: int) -> HttpResponse:
     organization = request.organization
     credential = selectors.access_credential(organization=organization, credential_id=credential_id)
     if request.method != "POST":
@@ -287,7 +287,7 @@ def credential_detail(request: HttpRequest, credential_id: int) -> HttpResponse:
 
 
 @org_required(min_role=Role.MEMBER)
-def credential_delete(request: HttpRequest, credential_id: int) -> HttpResponse:
+def credential_delete(request: OrgRequest, credential_id: int) -> HttpResponse:
     credential = selectors.access_credential(
         organization=request.organization, credential_id=credential_id
     )

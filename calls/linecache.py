@@ -64,7 +64,8 @@ class SharedLineCache(MemoryLineCache):
         except (redis.RedisError, OSError) as exc:
             logger.warning("line cache: Redis get failed: %s", exc)
             return None
-        if not blob:
+        # The client does not decode responses, so a value is bytes; anything else is a miss.
+        if not blob or not isinstance(blob, bytes):
             return None
         chunks = decode_chunks(blob)
         self.put_now(key, chunks)

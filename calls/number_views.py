@@ -7,7 +7,7 @@ API's own serializer and services (glassbox/pageforms.py).
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 
 from agents import selectors as agents_selectors
@@ -19,7 +19,7 @@ from calls.models import PhoneNumber
 from calls.serializers import PhoneNumberInputSerializer, PhoneNumberOutputSerializer
 from glassbox.pageforms import FormField, PageForm
 from tenants.models import Organization, Role
-from tenants.web import org_required
+from tenants.web import OrgRequest, org_required
 
 FIELDS = ["number", "name", "carrier", "credential", "agent"]
 
@@ -63,7 +63,7 @@ def phone_number_form(
 
 
 @org_required
-def phone_number_list(request: HttpRequest) -> HttpResponse:
+def phone_number_list(request: OrgRequest) -> HttpResponse:
     numbers = selectors.phone_number_list(organization=request.organization).select_related(
         "agent", "credential"
     )
@@ -72,14 +72,14 @@ def phone_number_list(request: HttpRequest) -> HttpResponse:
 
 
 def _page(
-    request: HttpRequest, form: PageForm, number: PhoneNumber | None, status: int = 200
+    request: OrgRequest, form: PageForm, number: PhoneNumber | None, status: int = 200
 ) -> HttpResponse:
     context = {"form": form, "phone_number": number, "fields": form.bound_fields(FIELDS)}
     return render(request, "calls/phone_number_form.html", context, status=status)
 
 
 @org_required(min_role=Role.MEMBER)
-def phone_number_create(request: HttpRequest) -> HttpResponse:
+def phone_number_create(request: OrgRequest) -> HttpResponse:
     organization = request.organization
     if request.method != "POST":
         return _page(request, phone_number_form(organization=organization), None)
@@ -94,7 +94,7 @@ def phone_number_create(request: HttpRequest) -> HttpResponse:
 
 
 @org_required
-def phone_number_detail(request: HttpRequest, phone_number_id: int) -> HttpResponse:
+def phone_number_detail(request: OrgRequest, phone_number_id: int) -> HttpResponse:
     organization = request.organization
     number = selectors.access_phone_number(
         organization=organization, phone_number_id=phone_number_id
@@ -112,7 +112,7 @@ def phone_number_detail(request: HttpRequest, phone_number_id: int) -> HttpRespo
 
 
 @org_required(min_role=Role.MEMBER)
-def phone_number_delete(request: HttpRequest, phone_number_id: int) -> HttpResponse:
+def phone_number_delete(request: OrgRequest, phone_number_id: int) -> HttpResponse:
     number = selectors.access_phone_number(
         organization=request.organization, phone_number_id=phone_number_id
     )

@@ -208,7 +208,7 @@ def call_stream_token(*, call: Call) -> str:
 def call_stream_claim(*, token: str, max_age_s: float) -> Call:
     """Check a media-stream token and mark it used. Raises StreamTokenError."""
     try:
-        data = signing.loads(token, salt=STREAM_TOKEN_SALT, max_age=max_age_s)
+        data = signing.loads(token, salt=STREAM_TOKEN_SALT, max_age=timedelta(seconds=max_age_s))
         call_id, nonce = int(data["c"]), str(data["n"])
     except signing.SignatureExpired as exc:
         raise StreamTokenError("stream token expired") from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
 from calls import analytics, selectors
@@ -18,8 +18,7 @@ from calls.charts import Series, column_chart
 from calls.forms import PERIOD_LABELS, AnalyticsForm, CallFilterForm
 from calls.waterfall import STAGES as WATERFALL_STAGES
 from calls.waterfall import waterfall_layout
-from tenants.models import Organization
-from tenants.web import org_required
+from tenants.web import OrgRequest, org_required
 
 CALLS_PER_PAGE = 25
 LIVE_FRAGMENT = "live-calls"  # the id of the in-progress panel that htmx refreshes
@@ -29,37 +28,31 @@ STAGE_LABELS = {f"{key}_ms": label for key, label, *_ in WATERFALL_STAGES} | {
 }
 
 
-def _org(request: HttpRequest) -> Organization:
-    organization: Organization = request.organization  # type: ignore[attr-defined]
-    return organization
-
-
-def _live_panel(request: HttpRequest) -> HttpResponse | None:
+def _live_panel(request: OrgRequest) -> HttpResponse | None:
     """The in-progress panel alone, when live.js asks for it (after (re)connecting)."""
-    htmx = getattr(request, "htmx", None)
-    if htmx and htmx.target == LIVE_FRAGMENT:
-        calls = analytics.calls_in_progress(organization=request.organization)  # type: ignore[attr-defined]
+    if request.htmx and request.htmx.target == LIVE_FRAGMENT:
+        calls = analytics.calls_in_progress(organization=request.organization)
         return render(request, "calls/_live_calls.html", {"live_calls": calls})
     return None
 
 
 @org_required
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: OrgRequest) -> HttpResponse:
     fragment = _live_panel(request)
     if fragment is not None:
         return fragment
-    view = analytics.overview(organization=request.organization)  # type: ignore[attr-defined]
+    view = analytics.overview(organization=request.organization)
     return render(
         request, "calls/overview.html", {"overview": view, "live_calls": view.in_progress}
     )
 
 
 @org_required
-def call_list(request: HttpRequest) -> HttpResponse:
+def call_list(request: OrgRequest) -> HttpResponse:
     fragment = _live_panel(request)
     if fragment is not None:
         return fragment
-    organization = _org(request)
+    organization = request.organization
     form = CallFilterForm(request.GET or None, organization=organization)
     filters: dict[str, Any] = {}
     if form.is_bound:
@@ -84,8 +77,8 @@ def call_list(request: HttpRequest) -> HttpResponse:
 
 
 @org_required
-def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
-    call = selectors.access_call(organization=_org(request), call_id=call_id)
+def call_detail(request: OrgRequest, call_id: int) -> HttpResponse:
+    call = selectors.access_call(organization=request.organization, call_id=call_id)
     turns = list(call.turns.all())
     return render(
         request,
@@ -109,8 +102,8 @@ def _timeline(turn: Any) -> dict[str, Any]:
 
 
 @org_required
-def analytics_page(request: HttpRequest) -> HttpResponse:
-    organization = _org(request)
+def analytics_page(request: OrgRequest) -> HttpResponse:
+    organization = request.organization
     form = AnalyticsForm(request.GET or None, organization=organization)
     valid = form.is_valid() if form.is_bound else False
     data = form.cleaned_data if valid else {}

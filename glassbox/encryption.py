@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django import forms
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
@@ -102,11 +103,18 @@ class EncryptedJSONField(EncryptedTextField):
                 raise ValidationError("Enter a JSON object.", code="invalid") from exc
         return value
 
-    def formfield(self, **kwargs: Any) -> Any:
+    def formfield(
+        self,
+        form_class: type[forms.Field] | None = None,
+        choices_form_class: type[forms.ChoiceField] | None = None,
+        **kwargs: Any,
+    ) -> forms.Field | None:
         # A JSON editor, not a text box showing a Python repr; admins exclude secret ones.
-        from django import forms
-
-        return super(models.TextField, self).formfield(**{"form_class": forms.JSONField, **kwargs})
+        return super(models.TextField, self).formfield(
+            form_class=form_class or forms.JSONField,
+            choices_form_class=choices_form_class,
+            **kwargs,
+        )
 
     def get_prep_value(self, value: Any) -> Any:
         if value is None:

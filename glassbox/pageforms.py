@@ -438,7 +438,9 @@ class PageForm:
         if isinstance(fld, serializers.ManyRelatedField):
             fld = fld.child_relation
         if isinstance(fld, serializers.RelatedField):
-            return [(str(obj.pk), str(obj)) for obj in fld.get_queryset()]
+            queryset = fld.get_queryset()
+            assert queryset is not None  # only read-only relations have none; forms show none
+            return [(str(obj.pk), str(obj)) for obj in queryset]
         assert isinstance(fld, serializers.ChoiceField)
         return [(str(v), str(label)) for v, label in fld.choices.items()]
 
@@ -448,7 +450,7 @@ class PageForm:
     @property
     def error_summary(self) -> list[ErrorLink]:
         """Every error, each linking to its field; errors of no shown field link nowhere."""
-        links = []
+        links: list[ErrorLink] = []
         for path, messages in self.errors.items():
             if path in self.fields:
                 label = self[path].label

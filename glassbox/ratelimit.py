@@ -111,7 +111,7 @@ class LoginLockoutBackend(AxesStandaloneBackend):
     calls pass through to the next backend unchecked.
     """
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self,
         request: HttpRequest | None,
         username: str | None = None,

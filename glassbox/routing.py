@@ -1,5 +1,7 @@
 """WebSocket routes. Carrier media streams and browser calls register here."""
 
+from typing import Any, cast
+
 from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
@@ -8,8 +10,9 @@ from calls.consumers import LiveConsumer
 from calls.media import TwilioMediaStream
 
 websocket_urlpatterns = [
-    # A plain ASGI app without middleware: no session lookup on a carrier's socket.
-    path("ws/twilio/<str:token>/", TwilioMediaStream()),
+    # A plain ASGI app without middleware: no session lookup on a carrier's socket. (The
+    # cast: django-stubs type path()'s view as an HTTP view; Channels routes ASGI apps.)
+    path("ws/twilio/<str:token>/", cast(Any, TwilioMediaStream())),
     # The dashboard's live updates, authenticated by the session cookie. The Origin check
     # stops another site's page from opening it with the user's cookie.
     path("ws/live/", AllowedHostsOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))),

@@ -25,7 +25,8 @@ class TenantAdminForm(forms.ModelForm):
     """Many-to-many choices (e.g. an agent's tools) must belong to the row's organization."""
 
     def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what ModelForm.clean() returns
         organization = cleaned.get("organization") or getattr(self.instance, "organization", None)
         if organization is None:
             return cleaned
@@ -49,7 +50,7 @@ class TenantModelAdmin(admin.ModelAdmin):
     }
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        qs = self.model.objects.dangerously_unscoped()  # type: ignore[attr-defined]
+        qs = self.model.objects.dangerously_unscoped()
         ordering = self.get_ordering(request)
         return qs.order_by(*ordering) if ordering else qs
 

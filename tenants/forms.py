@@ -45,9 +45,11 @@ class LoginForm(AuthenticationForm):
 
     def __init__(self, request: Any = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(request, *args, **kwargs)
-        self.fields["username"].label = "Email"
-        self.fields["username"].max_length = 254
-        self.fields["username"].widget.attrs["maxlength"] = 254
+        username = self.fields["username"]
+        assert isinstance(username, forms.CharField)  # Django's UsernameField
+        username.label = "Email"
+        username.max_length = 254
+        username.widget.attrs["maxlength"] = 254
 
     def clean(self) -> dict[str, Any]:
         email = self.cleaned_data.get("username")
@@ -70,6 +72,13 @@ def _role_choices(actor_role: Role | str) -> list[tuple[str, str]]:
     return [(role.value, role.label) for role in roles]
 
 
+def _role_field(form: forms.Form) -> forms.ChoiceField:
+    """The form's ``role`` field, typed: ``form.fields`` only promises a ``Field``."""
+    field = form.fields["role"]
+    assert isinstance(field, forms.ChoiceField)
+    return field
+
+
 class InviteForm(forms.Form):
     email = forms.EmailField(
         label="Email address",
@@ -81,8 +90,8 @@ class InviteForm(forms.Form):
 
     def __init__(self, *args: Any, actor_role: Role | str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = _role_choices(actor_role)
-        self.fields["role"].initial = Role.MEMBER.value
+        _role_field(self).choices = _role_choices(actor_role)
+        _role_field(self).initial = Role.MEMBER.value
 
 
 class RoleForm(forms.Form):
@@ -90,7 +99,7 @@ class RoleForm(forms.Form):
 
     def __init__(self, *args: Any, actor_role: Role | str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = _role_choices(actor_role)
+        _role_field(self).choices = _role_choices(actor_role)
 
 
 class ApiKeyForm(forms.Form):

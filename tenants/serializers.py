@@ -24,7 +24,7 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "name",
             "prefix",
@@ -35,7 +35,7 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
             "revoked",
             "revoked_at",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
 
 @extend_schema_serializer(component_name="ApiKeyCreated")

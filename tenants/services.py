@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -63,7 +63,7 @@ def membership_create(
 @transaction.atomic
 def organization_create_with_owner(
     *, name: str, owner_email: str, slug: str | None = None, owner_password: str | None = None
-) -> tuple[Organization, AbstractBaseUser, IssuedApiKey]:
+) -> tuple[Organization, User, IssuedApiKey]:
     """A new organization, its owner (an existing user with that email, or a new one) and
     a first API key. A new owner without ``owner_password`` has no usable password until
     they follow a set-password link (``user_set_password_link``)."""

@@ -27,6 +27,7 @@ from tenants.forms import ApiKeyForm, InviteForm, LoginForm, NewAccountPasswordF
 from tenants.models import Membership, Role
 from tenants.web import (
     SESSION_ORG_KEY,
+    OrgRequest,
     form_add_service_errors,
     org_required,
     organization_switch,
@@ -117,8 +118,8 @@ def _member_rows(membership: Membership) -> list[dict[str, Any]]:
     ]
 
 
-def _members_page(request: HttpRequest, invite_form: InviteForm, status: int = 200) -> HttpResponse:
-    membership: Membership = request.membership  # type: ignore[attr-defined]
+def _members_page(request: OrgRequest, invite_form: InviteForm, status: int = 200) -> HttpResponse:
+    membership = request.membership
     context = {
         "rows": _member_rows(membership),
         "invitations": selectors.invitation_list_pending(organization=membership.organization),
@@ -128,9 +129,9 @@ def _members_page(request: HttpRequest, invite_form: InviteForm, status: int = 2
 
 
 @org_required(min_role=Role.VIEWER, write_role=Role.ADMIN)
-def member_list(request: HttpRequest) -> HttpResponse:
+def member_list(request: OrgRequest) -> HttpResponse:
     """Everyone can see who is in the organization; admins invite (POST)."""
-    membership: Membership = request.membership  # type: ignore[attr-defined]
+    membership = request.membership
     if request.method != "POST":
         return _members_page(request, InviteForm(actor_role=membership.role))
     form = InviteForm(request.POST, actor_role=membership.role)
@@ -153,10 +154,10 @@ def member_list(request: HttpRequest) -> HttpResponse:
 
 
 @org_required(min_role=Role.ADMIN)
-def member_role(request: HttpRequest, pk: int) -> HttpResponse:
+def member_role(request: OrgRequest, pk: int) -> HttpResponse:
     """Change a member's role: a page of its own, or (htmx) the members table's inline
     form, answered with the table fragment rendered from the same rows."""
-    actor: Membership = request.membership  # type: ignore[attr-defined]
+    actor = request.membership
     target = selectors.access_membership(organization=actor.organization, membership_id=pk)
     prefix = f"m{target.pk}"
     form = RoleForm(initial={"role": target.role}, actor_role=actor.role, prefix=prefix)
@@ -172,23 +173,23 @@ def member_role(request: HttpRequest, pk: int) -> HttpResponse:
                 form_add_service_errors(form, exc)
             else:
                 notice = f"{target.user.email} is now {target.get_role_display().lower()}."
-                if not request.htmx:  # type: ignore[attr-defined]
+                if not request.htmx:
                     messages.success(request, notice)
                     return redirect("tenants:member-list")
     status = 400 if form.errors else 200
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         errors = [e for errs in form.errors.values() for e in errs]
         if target.pk == actor.pk:  # your own new role decides what the table offers you
-            actor = request.membership = target  # type: ignore[attr-defined]
-        context = {"rows": _member_rows(actor), "notice": notice, "errors": errors}
-        return render(request, "tenants/_members_table.html", context, status=status)
+            actor = request.membership = target
+        table = {"rows": _member_rows(actor), "notice": notice, "errors": errors}
+        return render(request, "tenants/_members_table.html", table, status=status)
     context = {"form": form, "target": target}
     return render(request, "tenants/member_role.html", context, status=status)
 
 
 @org_required(min_role=Role.ADMIN)
-def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    actor: Membership = request.membership  # type: ignore[attr-defined]
+def member_remove(request: OrgRequest, pk: int) -> HttpResponse:
+    actor = request.membership
     target = selectors.access_membership(organization=actor.organization, membership_id=pk)
     error = None
     if request.method == "POST":
@@ -212,8 +213,8 @@ def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @org_required(min_role=Role.ADMIN)
-def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    actor: Membership = request.membership  # type: ignore[attr-defined]
+def invitation_revoke(request: OrgRequest, pk: int) -> HttpResponse:
+    actor = request.membership
     invitation = selectors.access_invitation(organization=actor.organization, invitation_id=pk)
     if request.method == "POST":
         services.invitation_revoke(invitation=invitation)
@@ -282,14 +283,14 @@ NEW_KEY_SESSION = "dashboard_new_api_key"
 
 
 @org_required(min_role=Role.ADMIN)
-def api_key_list(request: HttpRequest) -> HttpResponse:
+def api_key_list(request: OrgRequest) -> HttpResponse:
     """List and create keys.
 
     A created key is shown on the page the POST redirects to, once: it waits in the
     session encrypted (the same rotatable keys as tenant secrets) and is popped by that
     GET, so a reload neither shows it again nor creates a second key.
     """
-    membership: Membership = request.membership  # type: ignore[attr-defined]
+    membership = request.membership
     organization = membership.organization
     form = ApiKeyForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -320,8 +321,8 @@ def api_key_list(request: HttpRequest) -> HttpResponse:
 
 
 @org_required(min_role=Role.ADMIN)
-def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    membership: Membership = request.membership  # type: ignore[attr-defined]
+def api_key_revoke(request: OrgRequest, pk: int) -> HttpResponse:
+    membership = request.membership
     api_key = selectors.access_api_key(organization=membership.organization, api_key_id=pk)
     if request.method == "POST":
         services.api_key_revoke(api_key=api_key)

@@ -23,12 +23,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
+from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
+from django_htmx.middleware import HtmxDetails
 
 from tenants.models import ROLE_RANK, Membership, Organization, Role
 from tenants.scoping import tenant_scope
@@ -38,6 +40,18 @@ SESSION_ORG_KEY = "organization_id"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 View = Callable[..., HttpResponse]
+_AnyView = TypeVar("_AnyView", bound=Callable[..., HttpResponseBase])
+
+
+class OrgRequest(HttpRequest):
+    """The request a gated view receives: the gate has checked the user is logged in and a
+    member, and set ``organization`` and ``membership``; django-htmx's middleware sets
+    ``htmx`` on every request. Annotate gated views with it."""
+
+    htmx: HtmxDetails
+    user: User
+    organization: Organization
+    membership: Membership
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +97,10 @@ def current_membership(request: HttpRequest) -> Membership | None:
 
 def organization_switch(request: HttpRequest, *, organization_id: object) -> Membership | None:
     """Make ``organization_id`` the session's organization, if the user belongs to it."""
-    membership = membership_for_user(user=request.user, organization_id=organization_id)
+    user = request.user
+    if not user.is_authenticated:
+        return None
+    membership = membership_for_user(user=user, organization_id=organization_id)
     if membership is not None:
         request.session[SESSION_ORG_KEY] = membership.organization_id
     return membership
@@ -95,9 +112,11 @@ def _gate(request: HttpRequest, access: Access) -> HttpResponse | Membership:
     membership = current_membership(request)
     if membership is None:
         return render(request, "tenants/no_organization.html", status=403)
-    # Set before the role check so a 403 page still shows the layout and switcher.
-    request.membership = membership  # type: ignore[attr-defined]
-    request.organization = membership.organization  # type: ignore[attr-defined]
+    # Set before the role check so a 403 page still shows the layout and switcher. Setting
+    # them is what makes this request an OrgRequest.
+    gated = cast(OrgRequest, request)
+    gated.membership = membership
+    gated.organization = membership.organization
     if not access.allows(membership.role, request.method or "GET"):
         raise PermissionDenied("Your role does not allow this.")
     return membership
@@ -147,10 +166,11 @@ class OrgRequiredMixin:
         if isinstance(gated, HttpResponse):
             return gated
         with tenant_scope(gated.organization):
-            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc, no-any-return]
+            # A mixin: the View class after it in the MRO has dispatch; mypy cannot know.
+            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
 
 
-def public_page(view: View) -> View:
+def public_page(view: _AnyView) -> _AnyView:
     """Mark a page that is deliberately not behind ``org_required`` (login, password reset,
     invitation links). The role-matrix test fails for a page route that is neither."""
     view.dashboard_public = True  # type: ignore[attr-defined]
@@ -192,7 +212,10 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
     organization: Organization = membership.organization
 
     def switchable() -> list[Membership]:
-        return list(membership_list_for_user(user=request.user))
+        user = request.user
+        if not user.is_authenticated:  # not reached: a membership implies a logged-in user
+            return []
+        return list(membership_list_for_user(user=user))
 
     return {
         "organization": organization,

@@ -47,10 +47,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoValidationError):
         # Services raise Django's ValidationError for rules that need the database.
-        detail = (
+        messages = (
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )
-        exc = exceptions.ValidationError(detail)
+        exc = exceptions.ValidationError(messages)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
@@ -98,13 +98,13 @@ def handler500(request: HttpRequest) -> Any:
     return defaults.server_error(request)
 
 
-def handler400(request: HttpRequest, exception: Exception | None = None) -> Any:
+def handler400(request: HttpRequest, exception: Exception) -> Any:
     if _wants_json(request):
         return JsonResponse(error_body("bad_request", "Bad request."), status=400)
     return defaults.bad_request(request, exception)
 
 
-def handler403(request: HttpRequest, exception: Exception | None = None) -> Any:
+def handler403(request: HttpRequest, exception: Exception) -> Any:
     if _wants_json(request):
         return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)
     return defaults.permission_denied(request, exception)

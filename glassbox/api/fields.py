@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+if TYPE_CHECKING:
+    from tenants.scoping import TenantModel
 
 MAX_JSON_DEPTH = 32
 # Ids are positive 64-bit integers; the schema says so and the API holds to it.
@@ -21,7 +24,7 @@ class TenantPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
     Another tenant's id gets the same "does not exist" 400 as a missing one.
     """
 
-    def __init__(self, *, model: type[models.Model], **kwargs: Any) -> None:
+    def __init__(self, *, model: type[TenantModel], **kwargs: Any) -> None:
         self.model = model
         super().__init__(**kwargs)
 
@@ -29,7 +32,7 @@ class TenantPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         organization = self.context.get("organization")
         if organization is None:
             return self.model.objects.none()
-        return self.model.objects.for_org(organization)  # type: ignore[attr-defined]
+        return self.model.objects.for_org(organization)
 
     def to_internal_value(self, data: Any) -> Any:
         # bool is an int subclass; "true" as an id is a client bug, not object 1.

@@ -41,18 +41,23 @@ ERROR_DESCRIPTIONS = {
 
 
 class TenantAutoSchema(AutoSchema):
-    def _is_write(self) -> bool:
-        return self.method in ("POST", "PATCH", "PUT") and isinstance(self.view, TenantViewSet)
+    def _write_view(self) -> TenantViewSet | None:
+        """The view, when this operation is a write to one of our tenant viewsets."""
+        view = self.view
+        if self.method in ("POST", "PATCH", "PUT") and isinstance(view, TenantViewSet):
+            return view
+        return None
 
     def get_request_serializer(self) -> Any:
-        view = self.view
-        if self._is_write() and view.input_serializer_class is not None:
+        view = self._write_view()
+        if view is not None and view.input_serializer_class is not None:
             return view.input_serializer_class
         return super().get_request_serializer()
 
     def get_response_serializers(self) -> Any:
-        if self._is_write():
-            return self.view.output_serializer_class
+        view = self._write_view()
+        if view is not None:
+            return view.output_serializer_class
         return super().get_response_serializers()
 
 

@@ -8,6 +8,7 @@ bug it should hear about: a 400 naming the field, before the serializer runs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
@@ -79,7 +80,7 @@ def _field_errors(field: serializers.Field, value: Any) -> Any:
     return errors or None
 
 
-def type_errors(fields: dict[str, serializers.Field], data: Any) -> dict[str, Any]:
+def type_errors(fields: Mapping[str, serializers.Field], data: Any) -> dict[str, Any]:
     """Errors, by field, for values whose JSON type is not the declared one."""
     if not isinstance(data, dict):
         return {}  # the serializer itself answers "expected a dictionary"

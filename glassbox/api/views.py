@@ -10,7 +10,7 @@ is expected to call an ``access_<entity>(organization, id)`` selector so "missin
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db import models
 from rest_framework import mixins, serializers, status, viewsets
@@ -23,9 +23,12 @@ from glassbox.api.strict import type_errors
 from tenants.models import ApiKey, Organization
 from tenants.permissions import ApiKeyScopePermission
 
+if TYPE_CHECKING:
+    from tenants.scoping import TenantModel
+
 
 class TenantViewSet(viewsets.GenericViewSet):
-    model: ClassVar[type[models.Model]]
+    model: ClassVar[type[TenantModel]]
     input_serializer_class: ClassVar[type[serializers.Serializer] | None] = None
     output_serializer_class: ClassVar[type[serializers.Serializer]]
     # Integer ids only: anything else is a plain 404 from the URL resolver.
@@ -54,7 +57,7 @@ class TenantViewSet(viewsets.GenericViewSet):
     def get_queryset(self) -> models.QuerySet[Any]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no tenant
             return self.model.objects.none()
-        scoped = self.model.objects.for_org(self.organization)  # type: ignore[attr-defined]
+        scoped = self.model.objects.for_org(self.organization)
         return self.safely_get_queryset(scoped)
 
     def safely_get_queryset(self, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:

@@ -21,9 +21,8 @@ class Command(BaseCommand):
             fields = encrypted_fields(model)
             if not fields:
                 continue
-            manager = getattr(
-                model.objects, "dangerously_unscoped", None
-            )  # maintenance: all tenants
+            # maintenance: all tenants (the default manager is a model's `objects`)
+            manager = getattr(model._default_manager, "dangerously_unscoped", None)
             queryset = manager() if manager else model._base_manager.all()
             count = 0
             with transaction.atomic():

@@ -215,10 +215,10 @@ class Command(BaseCommand):
         out.write("As the caller heard it (ms)")
         if result.greeting_ms is not None:
             out.write(f"  greeting after {result.greeting_ms:.0f}")
-        for turn in result.turns:
-            v2v = _ms(turn.voice_to_voice_ms)
-            clear = f", clear after {turn.clear_ms:.0f}" if turn.clear_ms is not None else ""
-            out.write(f"  {turn.label[:40]!r}: voice-to-voice {v2v}{clear}")
+        for heard in result.turns:
+            v2v = _ms(heard.voice_to_voice_ms)
+            clear = f", clear after {heard.clear_ms:.0f}" if heard.clear_ms is not None else ""
+            out.write(f"  {heard.label[:40]!r}: voice-to-voice {v2v}{clear}")
 
 
 def _stages(turn: TurnMetric) -> dict[str, float | None]:

@@ -50,10 +50,10 @@ class Command(BaseCommand):
                     f"{key.name}"
                 )
         else:
-            key = api_key_list(organization=organization).filter(prefix=options["prefix"]).first()
-            if key is None:
+            found = api_key_list(organization=organization).filter(prefix=options["prefix"]).first()
+            if found is None:
                 raise CommandError(
                     f"No key with prefix {options['prefix']!r} in {organization.slug}."
                 )
-            api_key_revoke(api_key=key)
-            self.stdout.write(f"Revoked {key.masked}.")
+            api_key_revoke(api_key=found)
+            self.stdout.write(f"Revoked {found.masked}.")
