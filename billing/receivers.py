@@ -72,7 +72,7 @@ def _plan_limit_check(instance: Any, field: str, noun: str) -> None:
         return
     plan = plan_for(organization_id=instance.organization_id)
     limit = getattr(plan, field, None) if plan is not None else None
-    if limit is None:
+    if plan is None or limit is None:
         return
     count = type(instance).objects.dangerously_unscoped()
     if count.filter(organization_id=instance.organization_id).count() >= limit:

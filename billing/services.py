@@ -58,6 +58,7 @@ def plan_assign(*, organization: Organization, plan: Plan) -> Subscription:
     """Put an organization on a plan (the operator's choice, or Stripe's)."""
     with transaction.atomic():
         subscription = subscription_ensure(organization=organization, plan=plan)
+        assert subscription is not None  # a plan was given: there is always one to create
         if subscription.plan_id != plan.pk:
             subscription.plan = plan
             subscription.save(update_fields=["plan", "updated"])

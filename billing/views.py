@@ -39,7 +39,7 @@ class BillingActionForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("action") == "checkout" and not data.get("plan"):
             self.add_error("plan", "Choose a plan to subscribe to.")
         return data
@@ -92,15 +92,19 @@ def _percent(used: float, limit: int | None) -> int | None:
 def _limits(organization: Organization, summary: dict[str, Any]) -> list[dict[str, Any]]:
     plan: Plan | None = summary["plan"]
     minutes = summary["minutes_used"]
+
+    def limit_of(field: str) -> int | None:
+        return getattr(plan, field) if plan is not None else None
+
     rows = [
-        ("Calls in progress now", summary["concurrent_calls"], plan and plan.max_concurrent_calls),
-        ("Minutes this period (included)", minutes, plan and plan.included_minutes),
-        ("Minutes this period (cap)", minutes, plan and plan.max_minutes_per_period),
-        ("Agents", Agent.objects.for_org(organization).count(), plan and plan.max_agents),
+        ("Calls in progress now", summary["concurrent_calls"], limit_of("max_concurrent_calls")),
+        ("Minutes this period (included)", minutes, limit_of("included_minutes")),
+        ("Minutes this period (cap)", minutes, limit_of("max_minutes_per_period")),
+        ("Agents", Agent.objects.for_org(organization).count(), limit_of("max_agents")),
         (
             "Phone numbers",
             PhoneNumber.objects.for_org(organization).count(),
-            plan and plan.max_numbers,
+            limit_of("max_numbers"),
         ),
     ]
     return [

@@ -59,16 +59,16 @@ class Command(BaseCommand):
                 raise CommandError("; ".join(exc.messages)) from exc
             self.stdout.write(f"Created plan {plan.name}.")
         elif action == "list":
-            for plan in Plan.objects.all():
-                limits = {f: getattr(plan, f) for f, _ in LIMITS}
-                default = " (default)" if plan.is_default else ""
-                self.stdout.write(f"{plan.name}{default} {json.dumps(limits)}")
+            for listed in Plan.objects.all():
+                limits = {f: getattr(listed, f) for f, _ in LIMITS}
+                default = " (default)" if listed.is_default else ""
+                self.stdout.write(f"{listed.name}{default} {json.dumps(limits)}")
         else:
             organization = Organization.objects.filter(slug=options["org"]).first()
             if organization is None:
                 raise CommandError(f"No organization with slug {options['org']!r}.")
-            plan = Plan.objects.filter(name=options["plan"]).first()
-            if plan is None:
+            chosen = Plan.objects.filter(name=options["plan"]).first()
+            if chosen is None:
                 raise CommandError(f"No plan named {options['plan']!r}.")
-            services.plan_assign(organization=organization, plan=plan)
-            self.stdout.write(f"{organization.slug} is on plan {plan.name}.")
+            services.plan_assign(organization=organization, plan=chosen)
+            self.stdout.write(f"{organization.slug} is on plan {chosen.name}.")
