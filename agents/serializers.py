@@ -223,6 +223,9 @@ class FallbackSerializer(serializers.Serializer):
                 continue
             entries = []
             for n, entry in enumerate(attrs[stage]):
+                if "provider" not in entry:  # a PATCH validates its parts partially
+                    errors[stage] = f"Fallback {n + 1}: provider: This field is required."
+                    continue
                 credential = entry.get("credential")
                 wanted = registry.spec(stage, entry["provider"]).credential
                 if credential is not None and credential.provider != wanted:
@@ -321,9 +324,14 @@ class AgentInputSerializer(serializers.Serializer):
             stored = getattr(instance, name) if instance is not None else {}
             if name in attrs or instance is None:
                 attrs[name] = _full(name, {**stored, **attrs.get(name, {})})
-        if "fallback" in attrs:  # a PATCH replaces the keys it names
+        if "fallback" in attrs:  # a PATCH replaces the keys it names...
             stored = instance.fallback if instance is not None else default_fallback()
-            attrs["fallback"] = {**default_fallback(), **stored, **attrs["fallback"]}
+            merged = {**default_fallback(), **stored, **attrs["fallback"]}
+            # ... and the result is validated whole, defaults and all, as on create
+            full = FallbackSerializer(data=merged, context=self.context)
+            if not full.is_valid():
+                raise serializers.ValidationError({"fallback": full.errors})
+            attrs["fallback"] = dict(full.validated_data)
         return attrs
 
 

@@ -224,3 +224,21 @@ def test_another_tenants_credential_is_no_fallback(tenant_a: Tenant, tenant_b: T
     response = tenant_a.client.post("/api/v1/agents/", body, format="json")
     assert response.status_code == 400
     assert "llm" in response.json()["error"]["fields"]["fallback"]
+
+
+def test_a_patch_with_an_incomplete_fallback_is_a_400_not_a_500(tenant_a: Tenant) -> None:
+    agent = make_agent(tenant_a.organization)
+    for fallback in ({"llm": [{}]}, {"llm": [{"model": "x"}]}, {"tts": [{"voice": "v"}]}):
+        response = tenant_a.client.patch(
+            f"/api/v1/agents/{agent.pk}/", {"fallback": fallback}, format="json"
+        )
+        assert response.status_code == 400, response.json()
+        assert "fallback" in response.json()["error"]["fields"]
+    # a complete entry added by a PATCH gets the engine's defaults
+    ok = tenant_a.client.patch(
+        f"/api/v1/agents/{agent.pk}/",
+        {"fallback": {"tts": [{"provider": "espeak"}]}},
+        format="json",
+    )
+    assert ok.status_code == 200, ok.json()
+    assert ok.json()["fallback"]["tts"][0]["speed"] == 1.0
