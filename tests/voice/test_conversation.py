@@ -28,6 +28,16 @@ LONG_REPLY = (
 
 pytestmark = pytest.mark.looptime
 
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 TIMELINE_ORDER = (
     "end_of_turn_ms",
     "llm_request_ms",
@@ -601,9 +611,15 @@ async def test_unexpected_error_ends_with_error_and_leaks_nothing(
 
 @pytest.mark.parametrize("ending", ["llm-error", "stt-error", "caller-hangup"])
 async def test_a_provider_whose_close_hangs_cannot_hold_the_call_past_its_shutdown_bound(
-    ending: str, caplog: pytest.LogCaptureFixture
+    ending: str,
 ) -> None:
     from voice.conversation import SHUTDOWN_TIMEOUT_S
+
+    # the engine's own logger, read directly (not through the root logger, which other
+    # tests' servers and workers reconfigure)
+    heard = _Records()
+    engine_log = logging.getLogger("voice.conversation")
+    engine_log.addHandler(heard)
 
     failing = [TextDelta("Let me"), ProviderError("fake-llm", "stream reset")]
     llm = FakeLLM([failing, list(failing)])
@@ -634,8 +650,9 @@ async def test_a_provider_whose_close_hangs_cannot_hold_the_call_past_its_shutdo
             "caller-hangup": EndReason.CALLER_HANGUP,
         }[ending]
     )
+    engine_log.removeHandler(heard)
     stuck = ("did not close within", "still stopping")
-    assert any(w in r.getMessage() for r in caplog.records for w in stuck)
+    assert any(w in r.getMessage() for r in heard.records for w in stuck), heard.records
     assert not leftover_tasks()
 
 
