@@ -611,14 +611,16 @@ async def test_unexpected_error_ends_with_error_and_leaks_nothing(
 
 @pytest.mark.parametrize("ending", ["llm-error", "stt-error", "caller-hangup"])
 async def test_a_provider_whose_close_hangs_cannot_hold_the_call_past_its_shutdown_bound(
-    ending: str,
+    ending: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from voice.conversation import SHUTDOWN_TIMEOUT_S
 
-    # the engine's own logger, read directly (not through the root logger, which other
-    # tests' servers and workers reconfigure)
+    # the engine's own logger, read directly and switched on for this test: in the full
+    # suite, servers and workers that other tests start in this process reconfigure logging
     heard = _Records()
     engine_log = logging.getLogger("voice.conversation")
+    monkeypatch.setattr(engine_log, "disabled", False)
+    monkeypatch.setattr(engine_log, "level", logging.DEBUG)
     engine_log.addHandler(heard)
 
     failing = [TextDelta("Let me"), ProviderError("fake-llm", "stream reset")]
