@@ -221,6 +221,7 @@ class FakeTTS:
     boundaries: bool = True
     fail_on_push: int | None = None  # raise ProviderError on the n-th push (1-based)
     close_hangs_s: float = 0.0  # closing the connection takes this long (a stuck provider)
+    closes_cut_short: int = 0  # hanging closes the engine gave up on
     refuse: bool = False  # fail to connect
     connect_delay: float = 0.0
     pushed: list[str] = field(default_factory=list)
@@ -238,7 +239,11 @@ class FakeTTS:
             yield FakeTTSConnection(self)
         finally:
             self.connections_open -= 1
-            await asyncio.sleep(self.close_hangs_s)
+            try:
+                await asyncio.sleep(self.close_hangs_s)
+            except asyncio.CancelledError:
+                self.closes_cut_short += 1
+                raise
 
 
 class FakeTTSConnection:
