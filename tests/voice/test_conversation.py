@@ -621,6 +621,7 @@ async def test_a_provider_whose_close_hangs_cannot_hold_the_call_past_its_shutdo
     engine_log = logging.getLogger("voice.conversation")
     monkeypatch.setattr(engine_log, "disabled", False)
     monkeypatch.setattr(engine_log, "level", logging.DEBUG)
+    engine_log.setLevel(logging.DEBUG)  # also drops the loggers' cached "enabled?" answers
     engine_log.addHandler(heard)
 
     failing = [TextDelta("Let me"), ProviderError("fake-llm", "stream reset")]
