@@ -4,6 +4,7 @@ against the fake servers (see :mod:`tests.voice.cloud`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -37,3 +38,17 @@ async def cloud() -> AsyncIterator[CloudCall]:
         await _closed([s.closed for s in dg.streams] + [c.closed for c in ca.connections])
         assert all(s.closed_by for s in dg.streams)
     assert await stray_tasks() == []
+
+
+@pytest.fixture(autouse=True)
+def _engine_logs_on() -> None:
+    """The engine's loggers speak in every engine test. In the full suite something that
+    other tests start in this process leaves them disabled (see the closing note of the
+    engine v2 work); a test that reads, or rules out, a log line must not pass because
+    nothing was logged."""
+    manager = logging.Logger.manager
+    for name in list(manager.loggerDict):
+        if name == "voice" or name.startswith("voice."):
+            logging.getLogger(name).disabled = False
+    engine = logging.getLogger("voice")
+    engine.setLevel(engine.level)  # drops logging's cached "enabled?" answers
