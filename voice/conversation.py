@@ -63,6 +63,7 @@ from voice.events import (
     TranscriptEntry,
     TurnTimeline,
     Usage,
+    chain_label,
 )
 from voice.events import Role as _Role
 from voice.linecache import LineCache
@@ -352,8 +353,7 @@ class Conversation:
             await asyncio.Event().wait()  # cancelled when the call ends
 
     def _label(self, providers: Sequence[STTProvider | TTSProvider], at: int) -> str:
-        name = providers[at].name
-        return f"{name} (primary)" if at == 0 else f"{name} (fallback {at})"
+        return chain_label(providers[at].name, at)
 
     def _record_fallback(self, switch: Fallback) -> None:
         self._fallbacks.append(switch)

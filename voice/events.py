@@ -146,6 +146,11 @@ class CallEnded:
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
 
 
+def chain_label(name: str, at: int) -> str:
+    """How a provider's place in its fallback chain is named in the record."""
+    return f"{name} (primary)" if at == 0 else f"{name} (fallback {at})"
+
+
 @dataclass(frozen=True, slots=True)
 class Fallback:
     """A provider replaced by the next in its chain (or retried, when it has none)."""

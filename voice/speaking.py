@@ -31,7 +31,7 @@ from typing import Any
 
 from voice.chunker import TextChunker
 from voice.config import CallConfig, TTSConfig
-from voice.events import Fallback, Usage
+from voice.events import Fallback, Usage, chain_label
 from voice.linecache import (
     LineCache,
     MemoryLineCache,
@@ -318,8 +318,7 @@ class Speaker:
                     await self._push(ctx, turn, Piece(apology, len(turn.messages) - 1))
 
     def _llm_label(self, at: int) -> str:
-        name = self._llms[at].name
-        return f"{name} (primary)" if at == 0 else f"{name} (fallback {at})"
+        return chain_label(self._llms[at].name, at)
 
     def _fall_back(self, turn: Turn, to: int, exc: ProviderError) -> None:
         switch = Fallback(
