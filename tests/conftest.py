@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from channels.layers import channel_layers
 from rest_framework.test import APIClient
 
 from tenants.models import Organization
@@ -47,3 +49,16 @@ def _no_failure_throttle(settings: Any) -> None:
     # Redis in CI); tests of the throttle itself set a rate and a client address of their
     # own (tests/glassbox/test_ratelimit.py).
     settings.AUTH_FAILURE_RATE = ""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layers() -> Iterator[None]:
+    # Each test gets channel layer instances of its own. A channels-redis layer serves
+    # receive() on one event loop at a time, and a test's loop is new: a socket still open on
+    # another loop (the browser tests' server thread, still closing a page's live socket when
+    # the next test starts) would otherwise make every receive in this test raise "Two event
+    # loops are trying to receive() on one channel layer at once!". The in-memory layer's
+    # groups and queues start empty too, as they would in a new process.
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
