@@ -9,6 +9,13 @@
 - ``call_alive``: sent every ``CALL_HEARTBEAT_S`` by the process running the call's media
   stream; billing refreshes the call's concurrency lease here, so a process that dies
   stops vouching for its calls.
+- ``call_started``: the call was answered and its media stream is running.
+- ``turn_stored``: one turn's transcript line was stored (``call`` and ``turn``: the
+  TranscriptTurn); receivers must be cheap (they run on the call's path).
+- ``call_analyzed``: post-call analysis finished (or failed for good) and is stored on the call.
+- ``recording_ready``: the call's recording is finished and stored.
+
+Outbound event webhooks connect to all of these in their own app; nothing here knows them.
 """
 
 from django.dispatch import Signal
@@ -16,3 +23,7 @@ from django.dispatch import Signal
 call_ended = Signal()
 call_finalized = Signal()
 call_alive = Signal()
+call_started = Signal()
+turn_stored = Signal()
+call_analyzed = Signal()
+recording_ready = Signal()
