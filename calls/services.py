@@ -25,7 +25,7 @@ from calls.models import (
 )
 from calls.signals import call_ended, call_finalized
 from tenants.models import Organization
-from voice.events import CallEnded, EndReason, ToolCallRecord, TurnTimeline
+from voice.events import CallEnded, EndReason, SecureCapture, ToolCallRecord, TurnTimeline
 from voice.events import TranscriptEntry as TranscriptEntryEvent
 
 # Deliberately says nothing about who holds the number.
@@ -325,6 +325,23 @@ def call_record_tool(*, call: Call, record: ToolCallRecord) -> None:
         result=record.result,
         duration_ms=record.duration_ms,
     )
+
+
+def call_record_secure_capture(*, call: Call, capture: SecureCapture, replay: bool = False) -> None:
+    """A closed secure-digits window (no digits in it): kept so a recording can be muted."""
+    window = {
+        "tool": capture.tool,
+        "turn_index": capture.turn_index,
+        "start_ms": capture.start_ms,
+        "end_ms": capture.end_ms,
+    }
+    with transaction.atomic():
+        locked = _call_locked(call)
+        if replay and window in locked.secure_captures:
+            return
+        locked.secure_captures = [*locked.secure_captures, window]
+        locked.save(update_fields=["secure_captures"])
+    call.secure_captures = locked.secure_captures
 
 
 def call_end(*, call: Call, ended: CallEnded) -> Call:
