@@ -10,6 +10,7 @@ from agents.serializers import e164
 from calls.analytics import DEFAULT_PERIOD, PERIODS
 from calls.models import (
     TURN_STAGES,
+    AnalysisStatus,
     Call,
     Carrier,
     PhoneNumber,
@@ -128,8 +129,52 @@ _CALL_FIELDS = (
     "llm_prompt_tokens",
     "llm_completion_tokens",
     "tts_characters",
+    "analysis_prompt_tokens",
+    "analysis_completion_tokens",
     "fallback_count",
 )
+
+
+class CallAnalysisSerializer(serializers.Serializer):
+    """Post-call analysis (the agent's ``analysis`` settings), once the call is over."""
+
+    status = serializers.ChoiceField(
+        [s.value for s in AnalysisStatus],
+        help_text="'' (the agent asks for none), pending, completed, or failed (see error).",
+    )
+    # the parts, from the call's stored analysis
+    summary = serializers.CharField(allow_null=True, help_text="Null: not asked for, or failed.")
+    structured_data = serializers.JSONField(
+        allow_null=True, help_text="Valid against the agent's structured_data_schema, or null."
+    )
+    success = serializers.JSONField(
+        allow_null=True,
+        help_text="The verdict against the rubric: true/false, or an integer score.",
+    )
+    success_reason = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True, help_text="Which part failed, and why.")
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    analyzed_at = serializers.DateTimeField(allow_null=True)
+
+    def get_attribute(self, instance: Call) -> Call:
+        return instance  # built from several of the call's columns
+
+    def to_representation(self, instance: Call) -> dict[str, Any]:
+        stored = instance.analysis or {}
+        analyzed_at = instance.analyzed_at
+        when = serializers.DateTimeField().to_representation(analyzed_at) if analyzed_at else None
+        return {
+            "status": instance.analysis_status,
+            "summary": stored.get("summary"),
+            "structured_data": stored.get("structured_data"),
+            "success": stored.get("success"),
+            "success_reason": stored.get("success_reason") or "",
+            "error": instance.analysis_error,
+            "prompt_tokens": instance.analysis_prompt_tokens,
+            "completion_tokens": instance.analysis_completion_tokens,
+            "analyzed_at": when,
+        }
 
 
 class CallOutputSerializer(serializers.ModelSerializer):
@@ -151,6 +196,7 @@ class CallDetailSerializer(CallOutputSerializer):
     transcript = TranscriptEntrySerializer(many=True, read_only=True)
     metrics = TurnMetricSerializer(source="turns", many=True, read_only=True)
     tool_calls = ToolInvocationSerializer(source="tool_invocations", many=True, read_only=True)
+    analysis = CallAnalysisSerializer(read_only=True)
 
     class Meta:
         model = Call
@@ -161,6 +207,7 @@ class CallDetailSerializer(CallOutputSerializer):
             "transcript",
             "metrics",
             "tool_calls",
+            "analysis",
         )
         read_only_fields = fields
 
