@@ -82,7 +82,11 @@ class Subscription(TenantModel):
 class CallUsage(TenantModel):
     """What one finalized call used, and whether Stripe has heard of it."""
 
-    call = models.OneToOneField("calls.Call", on_delete=models.CASCADE, related_name="usage")
+    # Usage outlives its call: deleting a call (a tenant's data-deletion request) keeps
+    # what it used, so minutes already spent still count against the plan.
+    call = models.OneToOneField(
+        "calls.Call", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
+    )
     agent = models.ForeignKey(
         "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
     )
@@ -115,7 +119,8 @@ class CallUsage(TenantModel):
 
     @property
     def meter_identifier(self) -> str:
-        return f"call-{self.call_id}"
+        # A call deleted before its usage reached Stripe is named by the usage row.
+        return f"call-{self.call_id}" if self.call_id is not None else f"usage-{self.pk}"
 
 
 class CallLease(TenantModel):

@@ -4,12 +4,12 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from calls import analytics, selectors, services
+from calls import analytics, retention, selectors, services
 from calls.analytics import Window
 from calls.filters import CallFilter, PhoneNumberFilter
 from calls.models import Call, PhoneNumber
@@ -25,6 +25,7 @@ from calls.serializers import (
 )
 from glassbox.api.views import ListRetrieveMixin, TenantCRUDViewSet, TenantViewSet
 from tenants.models import Organization
+from tenants.services import Actor
 
 
 class PhoneNumberViewSet(TenantCRUDViewSet):
@@ -50,7 +51,8 @@ class PhoneNumberViewSet(TenantCRUDViewSet):
 
 class CallViewSet(ListRetrieveMixin, TenantViewSet):
     """Calls, newest first. The detail view carries the transcript, the per-turn latency
-    timeline (``metrics``) and tool calls; calls are created by carriers, not the API."""
+    timeline (``metrics``), tool calls and the post-call ``analysis``; calls are created
+    by carriers, not the API, and deleted by it (``DELETE``)."""
 
     model = Call
     output_serializer_class = CallOutputSerializer
@@ -70,6 +72,16 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         call = self.get_object()
         return Response(CallDetailSerializer(call, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        responses={204: None},
+        description="Delete the call with its transcript, metrics, tool calls, analysis and "
+        "recording (a data-deletion request); recorded in the audit log. What the call used "
+        "stays in billing. Needs a full-access key.",
+    )
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        retention.call_delete(call=self.get_object(), actor=Actor(api_key=request.auth))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AnalyticsViewSet(TenantViewSet):

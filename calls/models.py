@@ -123,6 +123,8 @@ class Call(TenantModel):
     analysis_prompt_tokens = models.PositiveIntegerField(default=0)
     analysis_completion_tokens = models.PositiveIntegerField(default=0)
     analyzed_at = models.DateTimeField(null=True, blank=True)
+    # the organization's transcript retention deleted the transcript and tool calls
+    transcript_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-started_at", "-id")

@@ -23,6 +23,7 @@ from calls.models import (
     TranscriptEntry,
     TurnMetric,
 )
+from calls.redaction import redact
 from calls.signals import call_ended, call_finalized
 from tenants.models import Organization
 from voice.events import CallEnded, EndReason, SecureCapture, ToolCallRecord, TurnTimeline
@@ -285,11 +286,14 @@ def _call_locked(call: Call) -> Call:
 
 
 def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
+    # Redacted before it is stored, so nothing downstream (API, webhooks, analysis,
+    # search) ever holds the original.
+    text = redact(entry.text) if call.organization.redact_transcripts else entry.text
     TranscriptEntry.objects.for_org(call.organization).create(
         organization=call.organization,
         call=call,
         role=str(entry.role),
-        text=entry.text,
+        text=text,
         turn_index=entry.turn_index,
         start_ms=entry.start_ms,
         end_ms=entry.end_ms,

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.db import transaction
 from django.dispatch import receiver
 
-from calls import analysis, services
+from calls import analysis, retention, services
 from calls.models import Call
 from calls.signals import call_analyzed, call_ended, call_finalized
 from tenants.models import Organization
@@ -99,4 +99,13 @@ def calls_sweep_abandoned() -> dict[str, int]:
     counts = services.calls_sweep_abandoned()
     if any(counts.values()):
         logger.warning("calls_sweep_abandoned: %s", counts)
+    return counts
+
+
+@shared_task(name="calls.tasks.calls_retention_purge")
+def calls_retention_purge_task() -> dict[str, int]:
+    """Transcripts and recordings past each organization's retention (calls/retention.py)."""
+    counts = retention.calls_retention_purge()
+    if counts["organizations"]:
+        logger.info("retention purge: %s", counts)
     return counts

@@ -157,6 +157,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_BEAT_SCHEDULE = {
     # Calls whose web process died mid-stream still get an end and a finalization.
     "calls-sweep-abandoned": {"task": "calls.tasks.calls_sweep_abandoned", "schedule": 300.0},
+    # Transcripts and recordings past each organization's retention (calls/retention.py).
+    "calls-retention-purge": {"task": "calls.tasks.calls_retention_purge", "schedule": 3600.0},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
 # The call recorder bounds every database write; what it cannot write (a stalled or
