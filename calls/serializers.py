@@ -197,6 +197,12 @@ class CallDetailSerializer(CallOutputSerializer):
     metrics = TurnMetricSerializer(source="turns", many=True, read_only=True)
     tool_calls = ToolInvocationSerializer(source="tool_invocations", many=True, read_only=True)
     analysis = CallAnalysisSerializer(read_only=True)
+    transcript_purged_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Set: the organization's transcript retention deleted the transcript and "
+        "tool calls.",
+    )
 
     class Meta:
         model = Call
@@ -208,6 +214,7 @@ class CallDetailSerializer(CallOutputSerializer):
             "metrics",
             "tool_calls",
             "analysis",
+            "transcript_purged_at",
         )
         read_only_fields = fields
 
