@@ -217,7 +217,7 @@ def _validated(text: str, schema: dict[str, Any]) -> Any:
     """The parsed output, or _PartFailed-worthy ValueError naming what is wrong."""
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg})") from exc
     validator = validator_for(schema, default=validator_for({}))(schema)
     error = next(iter(sorted(validator.iter_errors(data), key=lambda e: list(e.path))), None)

@@ -80,7 +80,7 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
         "stays in billing. Needs a full-access key.",
     )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        retention.call_delete(call=self.get_object(), actor=Actor(api_key=request.auth))
+        retention.call_delete(call=self.get_object(), actor=Actor.of_request(request.auth))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -82,7 +82,12 @@ def _purge_recordings(organization: Organization, *, now: datetime) -> int:
     responses = recordings_expired.send(
         sender=Call, organization=organization, started_before=_cutoff(now, days), days=days
     )
-    return sum(n for _, n in responses if isinstance(n, int))
+    deleted = 0
+    for _, answer in responses:
+        count: object = answer
+        if isinstance(count, int) and not isinstance(count, bool):
+            deleted += count
+    return deleted
 
 
 def calls_retention_purge(*, now: datetime | None = None) -> dict[str, int]:

@@ -65,7 +65,7 @@ class OrganizationViewSet(TenantViewSet):
     def update_current(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self.validated_input(request, partial=True)
         organization = services.organization_data_settings_update(
-            organization=self.organization, actor=services.Actor(api_key=request.auth), data=data
+            organization=self.organization, actor=services.Actor.of_request(request.auth), data=data
         )
         return Response(DataSettingsSerializer(organization).data)
 

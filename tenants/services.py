@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -291,6 +292,11 @@ class Actor:
     user: AbstractBaseUser | None = None
     api_key: ApiKey | None = None
 
+    @classmethod
+    def of_request(cls, auth: object) -> Actor:
+        """The API key a request authenticated with (``request.auth``)."""
+        return cls(api_key=auth if isinstance(auth, ApiKey) else None)
+
     @property
     def label(self) -> str:
         if self.api_key is not None:
@@ -310,7 +316,7 @@ def audit_record(
     action: str,
     target_type: str,
     target_id: str | int = "",
-    detail: dict[str, object] | None = None,
+    detail: Mapping[str, object] | None = None,
 ) -> AuditLogEntry:
     return AuditLogEntry.objects.for_org(organization).create(
         organization=organization,
@@ -320,7 +326,7 @@ def audit_record(
         action=action,
         target_type=target_type,
         target_id=str(target_id),
-        detail=detail or {},
+        detail=dict(detail or {}),
     )
 
 
