@@ -97,6 +97,9 @@ class CallUsage(TenantModel):
     llm_prompt_tokens = models.PositiveIntegerField(default=0)
     llm_completion_tokens = models.PositiveIntegerField(default=0)
     tts_characters = models.PositiveIntegerField(default=0)
+    # post-call analysis (calls/analysis.py), added when it is done: after the call's usage
+    analysis_prompt_tokens = models.PositiveIntegerField(default=0)
+    analysis_completion_tokens = models.PositiveIntegerField(default=0)
     # Stripe Billing Meters: the meter event's identifier makes a retried report a no-op.
     stripe_reported_at = models.DateTimeField(null=True, blank=True)
     stripe_attempts = models.PositiveIntegerField(default=0)

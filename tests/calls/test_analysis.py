@@ -15,6 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from billing.models import CallUsage
 from calls import services
 from calls.models import Call
 from calls.signals import call_analyzed
@@ -133,6 +134,12 @@ async def test_summary_structured_data_and_verdict_are_stored_and_returned(
     # every request's tokens are counted on the call
     assert analysis["prompt_tokens"] > 0 and analysis["completion_tokens"] > 0
     assert detail.json()["analysis_prompt_tokens"] == analysis["prompt_tokens"]
+    # ... and in billing's usage of the call
+    usage = await CallUsage.objects.for_org(tenant_a.organization).aget(call_id=call.pk)
+    assert (usage.analysis_prompt_tokens, usage.analysis_completion_tokens) == (
+        analysis["prompt_tokens"],
+        analysis["completion_tokens"],
+    )
 
     # structured outputs on the wire: the tenant's schema as the response format
     formats = [r.get("response_format") for r in fake.requests]
