@@ -23,6 +23,7 @@ from calls.serializers import (
     PhoneNumberInputSerializer,
     PhoneNumberOutputSerializer,
 )
+from glassbox.api.exceptions import ServiceUnavailable
 from glassbox.api.views import ListRetrieveMixin, TenantCRUDViewSet, TenantViewSet
 from tenants.models import Organization
 from tenants.services import Actor
@@ -80,7 +81,10 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
         "stays in billing. Needs a full-access key.",
     )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        retention.call_delete(call=self.get_object(), actor=Actor.of_request(request.auth))
+        try:
+            retention.call_delete(call=self.get_object(), actor=Actor.of_request(request.auth))
+        except retention.CallDeleteFailed as exc:
+            raise ServiceUnavailable(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,13 @@ from calls.models import Call, ToolInvocation, TranscriptEntry
 from calls.signals import call_deleting, recordings_expired
 from tenants.models import AuditAction, Organization
 from tenants.services import PLATFORM, Actor, audit_record
+
+logger = logging.getLogger(__name__)
+
+
+class CallDeleteFailed(Exception):
+    """Something stored outside the call's rows (its recording) could not be deleted:
+    nothing was deleted; try again later."""
 
 
 def call_delete(*, call: Call, actor: Actor) -> None:
@@ -39,7 +47,14 @@ def call_delete(*, call: Call, actor: Actor) -> None:
             .filter(call=call)
             .count(),
         }
-        call_deleting.send(sender=Call, call=call)
+        try:
+            call_deleting.send(sender=Call, call=call)
+        except Exception as exc:  # any receiver's failure: the transaction rolls back
+            logger.warning("call %s: not deleted: %s: %s", call.pk, type(exc).__name__, exc)
+            raise CallDeleteFailed(
+                "The call's recording could not be deleted just now, so nothing was "
+                "deleted. Try again later."
+            ) from exc
         call_id = call.pk
         call.delete()
         audit_record(

@@ -168,10 +168,15 @@ def analytics_page(request: OrgRequest) -> HttpResponse:
 @org_required(min_role=Role.ADMIN)
 def call_delete(request: OrgRequest, call_id: int) -> HttpResponse:
     call = selectors.access_call(organization=request.organization, call_id=call_id)
+    error = ""
     if request.method == "POST":
-        retention.call_delete(call=call, actor=Actor(user=request.user))
-        messages.success(request, f"Call {call_id} deleted.")
-        return redirect("calls:call-list")
+        try:
+            retention.call_delete(call=call, actor=Actor(user=request.user))
+        except retention.CallDeleteFailed as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"Call {call_id} deleted.")
+            return redirect("calls:call-list")
     context = {
         "title": f"Delete call {call.pk}?",
         "body": "Its transcript, latency metrics, tool calls, analysis and recording are "
@@ -179,5 +184,6 @@ def call_delete(request: OrgRequest, call_id: int) -> HttpResponse:
         "stays in billing.",
         "button": "Delete call",
         "cancel_url": reverse("calls:call-detail", kwargs={"call_id": call.pk}),
+        "error": error,
     }
-    return render(request, "tenants/confirm.html", context)
+    return render(request, "tenants/confirm.html", context, status=503 if error else 200)

@@ -92,10 +92,14 @@ def test_a_receiver_that_fails_keeps_the_call(tenant_a: Tenant) -> None:
 
     call_deleting.connect(refuse, dispatch_uid="test-refuse")
     try:
-        with pytest.raises(OSError):
-            tenant_a.client.delete(f"/api/v1/calls/{call.pk}/")
+        response = tenant_a.client.delete(f"/api/v1/calls/{call.pk}/")
+        page = _page_client(tenant_a.organization, "admin").post(f"/calls/{call.pk}/delete/")
     finally:
         call_deleting.disconnect(dispatch_uid="test-refuse")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    assert "nothing was deleted" in response.json()["error"]["message"]
+    assert page.status_code == 503 and "nothing was deleted" in page.content.decode()
     assert Call.objects.for_org(tenant_a.organization).filter(pk=call.pk).exists()
     assert not AuditLogEntry.objects.for_org(tenant_a.organization).exists()
 
