@@ -13,6 +13,8 @@
 - ``turn_stored``: one turn's transcript line was stored (``call`` and ``turn``: the
   TranscriptTurn); receivers must be cheap (they run on the call's path).
 - ``call_analyzed``: post-call analysis finished (or failed for good) and is stored on the call.
+- ``call_sid_assigned``: an outbound call, placed under a placeholder SID, got its
+  carrier SID (``previous_sid``: the placeholder); billing moves its concurrency slot.
 - ``recording_ready``: the call's recording is finished and stored.
 
 Outbound event webhooks connect to all of these in their own app; nothing here knows them.
@@ -27,3 +29,4 @@ call_started = Signal()
 turn_stored = Signal()
 call_analyzed = Signal()
 recording_ready = Signal()
+call_sid_assigned = Signal()

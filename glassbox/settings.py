@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "agents",
     "calls",
     "billing",
+    "campaigns",
 ]
 
 MIDDLEWARE = [
@@ -413,3 +414,20 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 # --- end billing block --------------------------------------------------------------------
+
+# --- Outbound calls and campaigns (calls/outbound.py, campaigns/) -------------------------
+# Number prefixes no organization may call, whatever its dialing policy (premium-rate and
+# shared-cost numbers are refused by default too, from libphonenumber's metadata).
+OUTBOUND_REFUSED_PREFIXES = env.list(
+    "OUTBOUND_REFUSED_PREFIXES", default=["+1900", "+1976", "+4487", "+449", "+3389", "+49900"]
+)
+# Campaigns are driven by call ends; this tick catches retries whose delay has passed and
+# calling windows that opened (and campaigns whose worker restarted).
+CAMPAIGN_TICK_S = env.float("CAMPAIGN_TICK_S", default=30.0)
+# A contact still "dialing" this long after it was claimed lost its worker mid-dial: it is
+# failed (never dialed again: Twilio may have placed the call).
+CAMPAIGN_DIAL_STALE_S = env.float("CAMPAIGN_DIAL_STALE_S", default=120.0)
+CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
+    "task": "campaigns.tasks.campaigns_tick",
+    "schedule": CAMPAIGN_TICK_S,
+}
