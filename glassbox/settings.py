@@ -419,7 +419,7 @@ CELERY_BEAT_SCHEDULE.update(
 # Number prefixes no organization may call, whatever its dialing policy (premium-rate and
 # shared-cost numbers are refused by default too, from libphonenumber's metadata).
 OUTBOUND_REFUSED_PREFIXES = env.list(
-    "OUTBOUND_REFUSED_PREFIXES", default=["+1900", "+1976", "+4487", "+449", "+3389", "+49900"]
+    "OUTBOUND_REFUSED_PREFIXES", default=["+1900", "+1976"]
 )
 # Campaigns are driven by call ends; this tick catches retries whose delay has passed and
 # calling windows that opened (and campaigns whose worker restarted).
