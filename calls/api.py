@@ -5,8 +5,8 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import Throttled
 from rest_framework.decorators import action
+from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -20,8 +20,8 @@ from calls.serializers import (
     CallCreateSerializer,
     CallDetailSerializer,
     CallOutputSerializer,
-    DialingPolicySerializer,
     CallsAnalyticsSerializer,
+    DialingPolicySerializer,
     LatencyAnalyticsSerializer,
     PhoneNumberInputSerializer,
     PhoneNumberOutputSerializer,

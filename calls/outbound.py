@@ -85,9 +85,7 @@ def twilio_rest_run(
 
 
 def dialing_policy_get(*, organization: Organization) -> DialingPolicy:
-    policy, _ = DialingPolicy.objects.for_org(organization).get_or_create(
-        organization=organization
-    )
+    policy, _ = DialingPolicy.objects.for_org(organization).get_or_create(organization=organization)
     return policy
 
 

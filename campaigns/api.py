@@ -114,9 +114,7 @@ class CampaignViewSet(ListRetrieveMixin, TenantViewSet):
         """For good: contacts not yet called are skipped; calls in progress finish."""
         return self._transition(services.campaign_cancel)
 
-    @extend_schema(
-        methods=["GET"], request=None, responses=ContactOutputSerializer(many=True)
-    )
+    @extend_schema(methods=["GET"], request=None, responses=ContactOutputSerializer(many=True))
     @extend_schema(
         methods=["POST"],
         request={
@@ -171,5 +169,3 @@ class StopListViewSet(ListRetrieveMixin, TenantViewSet):
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.stop_list_remove(entry=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-

@@ -12,10 +12,9 @@ from campaigns.services import MAX_CONTACTS, RETRYABLE, timezone_valid
 from glassbox.api.fields import E164_PATTERN, SafeJSONObjectField, TenantPrimaryKeyRelatedField
 
 
-def _timezone(value: str) -> str:
+def _timezone(value: str) -> None:
     if value and not timezone_valid(value):
         raise serializers.ValidationError("Not an IANA time zone (e.g. Europe/London).")
-    return value
 
 
 class ContactInputSerializer(serializers.Serializer):
@@ -39,7 +38,9 @@ class CampaignInputSerializer(serializers.Serializer):
     )
     max_concurrency = serializers.IntegerField(min_value=1, max_value=100, default=1)
     window_start = serializers.TimeField(help_text="Local time, e.g. 09:00.")
-    window_end = serializers.TimeField(help_text="Local time, e.g. 18:00 (before start: overnight).")
+    window_end = serializers.TimeField(
+        help_text="Local time, e.g. 18:00 (before start: overnight)."
+    )
     window_days = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=7),
         max_length=7,
@@ -132,9 +133,6 @@ class CampaignOutputSerializer(serializers.ModelSerializer):
             "by_status": p.by_status,
             "by_outcome": p.by_outcome,
         }
-
-
-
 
 
 class ContactOutputSerializer(serializers.ModelSerializer):

@@ -234,7 +234,9 @@ def campaign_pause(*, campaign: Campaign) -> Campaign:
     with transaction.atomic():
         campaign = _campaign_locked(campaign)
         if campaign.status != CampaignStatus.RUNNING:
-            raise ValidationError(f"Only a running campaign can be paused (it is {campaign.status}).")
+            raise ValidationError(
+                f"Only a running campaign can be paused (it is {campaign.status})."
+            )
         campaign.status = CampaignStatus.PAUSED
         campaign.save(update_fields=["status", "updated"])
     return campaign
@@ -244,7 +246,9 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
     with transaction.atomic():
         campaign = _campaign_locked(campaign)
         if campaign.status != CampaignStatus.PAUSED:
-            raise ValidationError(f"Only a paused campaign can be resumed (it is {campaign.status}).")
+            raise ValidationError(
+                f"Only a paused campaign can be resumed (it is {campaign.status})."
+            )
         campaign.status = CampaignStatus.RUNNING
         campaign.save(update_fields=["status", "updated"])
     campaign_tick_later(campaign=campaign)
@@ -308,9 +312,7 @@ def _claim(campaign_ref: Campaign, now: datetime) -> tuple[Campaign, list[Campai
         if campaign.status != CampaignStatus.RUNNING:
             return campaign, []
         _fail_stale_dials(campaign, now)
-        contacts = CampaignContact.objects.for_org(campaign.organization).filter(
-            campaign=campaign
-        )
+        contacts = CampaignContact.objects.for_org(campaign.organization).filter(campaign=campaign)
         active = contacts.filter(status__in=ACTIVE_CONTACT).count()
         slots = campaign.max_concurrency - active
         queued = contacts.filter(status=ContactStatus.QUEUED).filter(

@@ -23,7 +23,9 @@ def campaign_tick_task(*, organization_id: int, campaign_id: int) -> int:
         else None
     )
     if campaign is None:
-        logger.warning("campaign_tick: no campaign %s in organization %s", campaign_id, organization_id)
+        logger.warning(
+            "campaign_tick: no campaign %s in organization %s", campaign_id, organization_id
+        )
         return 0
     return services.campaign_tick(campaign=campaign)
 

@@ -45,7 +45,9 @@ def campaign_detail(request: OrgRequest, campaign_id: int) -> HttpResponse:
             except ValidationError as exc:
                 error = " ".join(exc.messages)
             else:
-                return HttpResponseRedirect(reverse("campaigns:campaign-detail", args=[campaign.pk]))
+                return HttpResponseRedirect(
+                    reverse("campaigns:campaign-detail", args=[campaign.pk])
+                )
     progress = selectors.campaign_progress(campaign=campaign)
     context = {
         "campaign": campaign,

@@ -418,9 +418,7 @@ CELERY_BEAT_SCHEDULE.update(
 # --- Outbound calls and campaigns (calls/outbound.py, campaigns/) -------------------------
 # Number prefixes no organization may call, whatever its dialing policy (premium-rate and
 # shared-cost numbers are refused by default too, from libphonenumber's metadata).
-OUTBOUND_REFUSED_PREFIXES = env.list(
-    "OUTBOUND_REFUSED_PREFIXES", default=["+1900", "+1976"]
-)
+OUTBOUND_REFUSED_PREFIXES = env.list("OUTBOUND_REFUSED_PREFIXES", default=["+1900", "+1976"])
 # Campaigns are driven by call ends; this tick catches retries whose delay has passed and
 # calling windows that opened (and campaigns whose worker restarted).
 CAMPAIGN_TICK_S = env.float("CAMPAIGN_TICK_S", default=30.0)

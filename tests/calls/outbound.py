@@ -61,9 +61,7 @@ def signed_post(url: str, params: dict[str, str], *, token: str = AUTH_TOKEN) ->
     )
 
 
-def status_callback(
-    request: RecordedRequest, call_sid: str, status: str, **extra: str
-) -> Any:
+def status_callback(request: RecordedRequest, call_sid: str, status: str, **extra: str) -> Any:
     """Twilio's status callback for a call the fake created, to the URL it was given."""
     url = request.value("StatusCallback")
     assert url is not None

@@ -297,5 +297,7 @@ def test_the_answer_webhook_connects_the_media_stream(
     wrong_sid = signed_post(url, {**params, "CallSid": "CA" + "e" * 32})
     assert wrong_sid.status_code == 409
     # An inbound call's id is not an outbound answer URL.
-    inbound = signed_post(f"{settings.PUBLIC_BASE_URL}/telephony/twilio/outbound/{call_id + 999}/", params)
+    inbound = signed_post(
+        f"{settings.PUBLIC_BASE_URL}/telephony/twilio/outbound/{call_id + 999}/", params
+    )
     assert inbound.status_code == 403

@@ -70,7 +70,9 @@ def test_without_detection_twilio_is_not_asked(tenant_a: Tenant, twilio: FakeTwi
     assert request.value("AsyncAmd") is None
 
 
-@pytest.mark.parametrize(("action", "mode"), [("hangup", "Enable"), ("leave_message", "DetectMessageEnd")])
+@pytest.mark.parametrize(
+    ("action", "mode"), [("hangup", "Enable"), ("leave_message", "DetectMessageEnd")]
+)
 def test_detection_asks_for_asynchronous_amd_with_a_callback(
     tenant_a: Tenant, twilio: FakeTwilioRest, action: str, mode: str
 ) -> None:

@@ -16,7 +16,13 @@ from campaigns import services
 from campaigns.models import Campaign, CampaignContact
 from tests.calls.outbound import creates, fake_twilio, status_callback
 from tests.conftest import Tenant
-from tests.factories import make_agent, make_campaign, make_phone_number, make_plan, make_subscription
+from tests.factories import (
+    make_agent,
+    make_campaign,
+    make_phone_number,
+    make_plan,
+    make_subscription,
+)
 from tests.fakes.twilio_rest import FakeTwilioRest, RecordedRequest
 
 pytestmark = [
@@ -43,7 +49,9 @@ def _number(i: int) -> str:
     return f"+1415555{1000 + i:04d}"
 
 
-def _campaign_body(agent: Any, numbers: list[Any], contacts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def _campaign_body(
+    agent: Any, numbers: list[Any], contacts: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
     return {
         "name": "Reminders",
         "agent": agent.pk,
@@ -281,9 +289,7 @@ def test_a_worker_that_dies_mid_dial_never_makes_a_contact_be_called_twice(
     later = now + timedelta(seconds=settings.CAMPAIGN_DIAL_STALE_S + 1)
     assert services.campaign_tick(campaign=campaign, now=later) == 1
     assert [r.value("To") for r in creates(twilio)] == [_number(2)]
-    outcomes = dict(
-        CampaignContact.objects.for_org(org).values_list("number", "outcome")
-    )
+    outcomes = dict(CampaignContact.objects.for_org(org).values_list("number", "outcome"))
     assert outcomes[_number(0)] == outcomes[_number(1)] == "dial-interrupted"
 
 
@@ -350,7 +356,9 @@ def test_contacts_from_csv_and_bad_contacts(
     )
     assert no_number.status_code == 400
     assert "'number' column" in str(no_number.json()["error"])
-    missing = _campaign_body(agent, numbers, [{"number": _number(5)}, {"number": "12345", "variables": {"name": "X"}}])
+    missing = _campaign_body(
+        agent, numbers, [{"number": _number(5)}, {"number": "12345", "variables": {"name": "X"}}]
+    )
     answer = tenant_a.client.post("/api/v1/campaigns/", missing, format="json").json()
     messages = answer["error"]["fields"]["contacts"]
     assert "Contact 1: unknown variables: name" in messages
