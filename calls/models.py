@@ -24,6 +24,9 @@ class PhoneNumber(TenantModel):
         on_delete=models.SET_NULL,
         related_name="phone_numbers",
     )
+    # Asked for variables (and agent overrides) before an inbound call is answered
+    # (calls/lookup.py); signed with the agent's webhook secret. "" for none.
+    lookup_url = models.URLField(max_length=2000, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -19,6 +19,7 @@ from calls.models import (
     TurnMetric,
 )
 from glassbox.api.fields import E164_PATTERN, SafeJSONObjectField, TenantPrimaryKeyRelatedField
+from glassbox.outbound import validate_outbound_url
 
 
 # Input and output share a component name: the schema calls them PhoneNumberRequest / PhoneNumber.
@@ -38,6 +39,14 @@ class PhoneNumberInputSerializer(serializers.Serializer):
     agent = TenantPrimaryKeyRelatedField(
         model=Agent, allow_null=True, default=None, help_text="The agent that answers calls."
     )
+    lookup_url = serializers.URLField(
+        max_length=2000,
+        allow_blank=True,
+        default="",
+        validators=[validate_outbound_url],
+        help_text="Asked for call variables before an inbound call is answered "
+        "(signed with the agent's webhook secret); '' for none.",
+    )
 
     def validate_number(self, value: str) -> str:
         return e164(value)
@@ -45,9 +54,21 @@ class PhoneNumberInputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="PhoneNumber")
 class PhoneNumberOutputSerializer(serializers.ModelSerializer):
+    lookup_url = serializers.CharField(help_text="A URL, or '' when unset.")
+
     class Meta:
         model = PhoneNumber
-        fields = ("id", "number", "name", "carrier", "credential", "agent", "created", "updated")
+        fields = (
+            "id",
+            "number",
+            "name",
+            "carrier",
+            "credential",
+            "agent",
+            "lookup_url",
+            "created",
+            "updated",
+        )
         read_only_fields = fields
 
 

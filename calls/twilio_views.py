@@ -20,6 +20,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from calls import services
 from calls.admission import admission_refusal
+from calls.lookup import LookupResult, number_lookup
 from calls.models import TERMINAL_STATUSES, Call, CallStatus, Direction, PhoneNumber
 from calls.outbound import PENDING_PREFIX, call_sid_adopt
 from calls.voicemail import ANSWERED_BY, voicemail_verdict
@@ -120,12 +121,23 @@ def voice(request: HttpRequest) -> HttpResponse:
             logger.warning("twilio voice webhook: %s names a call on another number", call_sid)
             return _plain(409, "This CallSid belongs to another call.")
         return _hang_up_with(refusal.line)
+    found = LookupResult(status="")
+    if phone_number.lookup_url and not _call_exists(call_sid):
+        found = number_lookup(
+            phone_number=phone_number,
+            call_sid=call_sid,
+            from_number=from_number,
+            to_number=to_number,
+        )
     try:
         call = services.call_create_inbound(
             phone_number=phone_number,
             carrier_call_sid=call_sid,
             from_number=from_number,
             to_number=to_number,
+            variables=found.variables,
+            overrides=found.overrides,
+            metadata={"lookup": found.record()} if found.status else {},
         )
     except services.CallSidConflict:
         logger.warning("twilio voice webhook: %s names a call on another number", call_sid)
@@ -134,6 +146,11 @@ def voice(request: HttpRequest) -> HttpResponse:
         # A retried webhook for a call whose stream already runs: do not start another.
         return _hang_up_with("This call is already connected.")
     return _stream_twiml(call)
+
+
+def _call_exists(call_sid: str) -> bool:
+    # A retried webhook (Twilio timed out on us) must not ask the lookup again.
+    return Call.objects.dangerously_unscoped().filter(carrier_call_sid=call_sid).exists()
 
 
 def _stream_twiml(call: Call) -> HttpResponse:

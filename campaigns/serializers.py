@@ -17,6 +17,20 @@ def _timezone(value: str) -> None:
         raise serializers.ValidationError("Not an IANA time zone (e.g. Europe/London).")
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        "example": "09:00",
+    }
+)
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time without a zone ("09:00"): the contact's zone applies."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%H:%M:%S", input_formats=["%H:%M", "%H:%M:%S"], **kwargs)
+
+
 class ContactInputSerializer(serializers.Serializer):
     number = serializers.CharField(max_length=32, help_text="E.164, e.g. +14155550123.")
     variables = SafeJSONObjectField(default=dict, help_text="Values for {{name}} placeholders.")
@@ -37,8 +51,8 @@ class CampaignInputSerializer(serializers.Serializer):
         model=PhoneNumber, many=True, help_text="Your numbers to call from (used in turn)."
     )
     max_concurrency = serializers.IntegerField(min_value=1, max_value=100, default=1)
-    window_start = serializers.TimeField(help_text="Local time, e.g. 09:00.")
-    window_end = serializers.TimeField(
+    window_start = LocalTimeField(help_text="Local time, e.g. 09:00.")
+    window_end = LocalTimeField(
         help_text="Local time, e.g. 18:00 (before start: overnight)."
     )
     window_days = serializers.ListField(
@@ -92,6 +106,8 @@ class ProgressSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="Campaign")
 class CampaignOutputSerializer(serializers.ModelSerializer):
+    window_start = LocalTimeField(read_only=True)
+    window_end = LocalTimeField(read_only=True)
     from_numbers = serializers.PrimaryKeyRelatedField.many_init(read_only=True)
     progress = serializers.SerializerMethodField()
 

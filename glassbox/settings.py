@@ -383,6 +383,9 @@ SPECTACULAR_SETTINGS = {
         "STTProviderEnum": "agents.serializers.STT_PROVIDERS",
         "LLMProviderEnum": "agents.serializers.LLM_PROVIDERS",
         "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "CallStatusEnum": "calls.models.CallStatus",
+        "ContactStatusEnum": "campaigns.models.ContactStatus",
     },
 }
 
@@ -419,6 +422,9 @@ CELERY_BEAT_SCHEDULE.update(
 # Number prefixes no organization may call, whatever its dialing policy (premium-rate and
 # shared-cost numbers are refused by default too, from libphonenumber's metadata).
 OUTBOUND_REFUSED_PREFIXES = env.list("OUTBOUND_REFUSED_PREFIXES", default=["+1900", "+1976"])
+# An inbound number's lookup webhook (calls/lookup.py) has this long, all in: the caller
+# is waiting for the call to be answered.
+NUMBER_LOOKUP_TIMEOUT_S = env.float("NUMBER_LOOKUP_TIMEOUT_S", default=2.0)
 # Campaigns are driven by call ends; this tick catches retries whose delay has passed and
 # calling windows that opened (and campaigns whose worker restarted).
 CAMPAIGN_TICK_S = env.float("CAMPAIGN_TICK_S", default=30.0)
