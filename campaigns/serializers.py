@@ -52,9 +52,7 @@ class CampaignInputSerializer(serializers.Serializer):
     )
     max_concurrency = serializers.IntegerField(min_value=1, max_value=100, default=1)
     window_start = LocalTimeField(help_text="Local time, e.g. 09:00.")
-    window_end = LocalTimeField(
-        help_text="Local time, e.g. 18:00 (before start: overnight)."
-    )
+    window_end = LocalTimeField(help_text="Local time, e.g. 18:00 (before start: overnight).")
     window_days = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=7),
         max_length=7,
