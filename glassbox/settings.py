@@ -431,6 +431,10 @@ CAMPAIGN_TICK_S = env.float("CAMPAIGN_TICK_S", default=30.0)
 # A contact still "dialing" this long after it was claimed lost its worker mid-dial: it is
 # failed (never dialed again: Twilio may have placed the call).
 CAMPAIGN_DIAL_STALE_S = env.float("CAMPAIGN_DIAL_STALE_S", default=120.0)
+# Without celery beat (no REDIS_URL) the web process ticks campaigns itself (0: off).
+CAMPAIGNS_TICK_INTERVAL_S = env.float(
+    "CAMPAIGNS_TICK_INTERVAL_S", default=0.0 if REDIS_URL else CAMPAIGN_TICK_S
+)
 CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
     "task": "campaigns.tasks.campaigns_tick",
     "schedule": CAMPAIGN_TICK_S,

@@ -363,3 +363,29 @@ def test_contacts_from_csv_and_bad_contacts(
     messages = answer["error"]["fields"]["contacts"]
     assert "Contact 1: unknown variables: name" in messages
     assert any(m.startswith("Contact 2 (12345)") for m in messages)
+
+
+def test_a_retry_waits_for_its_delay_then_the_periodic_tick_dials_it(
+    tenant_a: Tenant, twilio: FakeTwilioRest, agent_and_numbers: tuple[Any, list[Any]]
+) -> None:
+    agent, numbers = agent_and_numbers
+    org = tenant_a.organization
+    contacts = [{"number": _number(1), "variables": {"name": "X"}}]
+    body = _campaign_body(
+        agent, numbers, contacts, max_attempts=3, retry_on=["no-answer"], retry_delay_s=3600
+    )
+    assert tenant_a.client.post("/api/v1/campaigns/", body, format="json").status_code == 201
+    first = creates(twilio)[0]
+    status_callback(first, _sid(twilio, first), "no-answer")
+    contact = CampaignContact.objects.for_org(org).get()
+    assert (contact.status, contact.outcome, contact.attempts) == ("queued", "no-answer", 1)
+    assert contact.next_attempt_at is not None
+    assert services.campaigns_tick_all() == 1  # the tick runs, but the retry is not due
+    assert len(creates(twilio)) == 1
+    CampaignContact.objects.for_org(org).filter(pk=contact.pk).update(
+        next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    services.campaigns_tick_all()
+    assert [r.value("To") for r in creates(twilio)] == [_number(1), _number(1)]
+    contact.refresh_from_db()
+    assert (contact.status, contact.attempts) == ("in-progress", 2)
