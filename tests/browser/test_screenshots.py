@@ -236,6 +236,12 @@ def _analytics(org: Organization, page: Page) -> str:
     return "/analytics/"
 
 
+def _campaign(org: Organization, page: Page) -> str:
+    from tests.browser.test_campaigns import running_campaign
+
+    return f"/campaigns/{running_campaign(org).pk}/"
+
+
 SCREENS: list[Screen] = [
     Screen("login", _login, logged_in=False),
     Screen("members", _members),
@@ -253,6 +259,7 @@ SCREENS: list[Screen] = [
     Screen("call-detail", _call_detail),
     Screen("analytics", _analytics),
     Screen("billing", _billing),
+    Screen("campaign", _campaign),
 ]
 
 

@@ -49,7 +49,7 @@ def test_values_are_one_line_of_plain_text(value: object, escaped: str) -> None:
 
 def test_clean_checks_names_and_types() -> None:
     assert variables_clean({"name": "Ada", "n": 3}) == {"name": "Ada", "n": "3"}
-    with pytest.raises(ValueError, match="Invalid variable names.*1st"):
+    with pytest.raises(ValueError, match=r"Invalid variable names.*1st"):
         variables_clean({"1st": "x"})
     with pytest.raises(ValueError, match="Variable a: use a string"):
         variables_clean({"a": ["x"]})
