@@ -9,6 +9,7 @@ from xml.etree import ElementTree
 
 import pytest
 
+from agents.models import Agent
 from calls.models import Call
 from tests.calls.outbound import creates, fake_twilio, signed_post
 from tests.conftest import Tenant
@@ -156,3 +157,28 @@ def test_leaving_a_message_needs_one(tenant_a: Tenant) -> None:
     )
     assert response.status_code == 400
     assert "voicemail" in response.json()["error"]["fields"]
+
+
+def test_the_agent_page_sets_the_voicemail_policy(tenant_a: Tenant) -> None:
+    from tests.agents.test_pages import AGENT_POST, client_for
+
+    member = client_for(tenant_a.organization)
+    page = member.get("/agents/new/").content.decode()
+    assert 'name="voicemail.action"' in page and "leave_message" in page
+    leave = {
+        **AGENT_POST,
+        "voicemail.detect": "true",
+        "voicemail.action": "leave_message",
+        "voicemail.message": "",
+    }
+    refused = member.post("/agents/new/", leave)
+    assert refused.status_code == 400
+    assert "Needed to leave a message." in refused.content.decode()
+    saved = member.post("/agents/new/", {**leave, "voicemail.message": "Call us, {{name}}."})
+    assert saved.status_code == 302
+    agent = Agent.objects.for_org(tenant_a.organization).get()
+    assert agent.voicemail == {
+        "detect": True,
+        "action": "leave_message",
+        "message": "Call us, {{name}}.",
+    }
