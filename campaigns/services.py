@@ -177,10 +177,10 @@ def campaign_create(
 
 
 def campaign_contacts_add(*, campaign: Campaign, contacts: Sequence[ContactInput]) -> int:
-    """Append contacts to a campaign that is not over (a number already in it is kept
-    once). Returns how many were added."""
-    if campaign.status in (CampaignStatus.CANCELED, CampaignStatus.COMPLETED):
-        raise ValidationError(f"The campaign is {campaign.status}: start a new one.")
+    """Append contacts to a campaign that was not canceled (a number already in it is
+    kept once; a completed campaign runs again). Returns how many were added."""
+    if campaign.status == CampaignStatus.CANCELED:
+        raise ValidationError("The campaign is canceled: start a new one.")
     agent = campaign.agent
     checked = _contacts_checked(campaign.organization, agent, contacts)
     with transaction.atomic():
@@ -214,9 +214,11 @@ def _contacts_add(campaign: Campaign, contacts: Iterable[ContactInput]) -> int:
             )
         )
     CampaignContact.objects.for_org(campaign.organization).bulk_create(rows, batch_size=500)
-    if rows and campaign.status == CampaignStatus.COMPLETED:
-        campaign.status = CampaignStatus.RUNNING
-        campaign.save(update_fields=["status", "updated"])
+    if any(r.status == ContactStatus.QUEUED for r in rows):
+        reopened = Campaign.objects.for_org(campaign.organization).filter(
+            pk=campaign.pk, status=CampaignStatus.COMPLETED
+        )
+        reopened.update(status=CampaignStatus.RUNNING, completed_at=None)
     return len(rows)
 
 

@@ -389,3 +389,27 @@ def test_a_retry_waits_for_its_delay_then_the_periodic_tick_dials_it(
     assert [r.value("To") for r in creates(twilio)] == [_number(1), _number(1)]
     contact.refresh_from_db()
     assert (contact.status, contact.attempts) == ("in-progress", 2)
+
+
+def test_contacts_added_to_a_finished_campaign_run_it_again(
+    tenant_a: Tenant, twilio: FakeTwilioRest, agent_and_numbers: tuple[Any, list[Any]]
+) -> None:
+    agent, numbers = agent_and_numbers
+    body = _campaign_body(agent, numbers, [])
+    campaign = tenant_a.client.post("/api/v1/campaigns/", body, format="json").json()
+    base = f"/api/v1/campaigns/{campaign['id']}"
+    assert tenant_a.client.get(f"{base}/").json()["status"] == "completed"
+    added = tenant_a.client.post(
+        f"{base}/contacts/",
+        {"contacts": [{"number": _number(9), "variables": {"name": "Late"}}]},
+        format="json",
+    )
+    assert added.status_code == 201 and added.json() == {"added": 1}
+    assert [r.value("To") for r in creates(twilio)] == [_number(9)]
+    assert tenant_a.client.get(f"{base}/").json()["status"] == "running"
+    assert tenant_a.client.post(f"{base}/cancel/").status_code == 200
+    refused = tenant_a.client.post(
+        f"{base}/contacts/", {"contacts": [{"number": _number(8)}]}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "The campaign is canceled" in str(refused.json()["error"])
