@@ -97,3 +97,72 @@ async def test_an_outbound_call_answered_by_the_callee(live: Platform) -> None:
     replies = [m for m in detail["metrics"] if m["kind"] == "reply"]
     assert replies and replies[0]["voice_to_voice_ms"] is not None
     assert detail["variables"] == {"name": "Ada", "order_id": "A-7"}
+
+
+def _leave_messages(agent: Agent) -> None:
+    agent.first_message = "Hello {{name}}, Acme here."
+    agent.voicemail = {
+        "detect": True,
+        "action": "leave_message",
+        "message": "Hi {{name}}, please call Acme back.",
+    }
+    agent.save()
+
+
+async def test_an_answering_machine_gets_the_message_and_the_call_ends(live: Platform) -> None:
+    import asyncio
+
+    import httpx
+
+    from tests.calls.e2e import _call_by_sid
+    from voice.carriers.twilio_caller import signed_headers
+
+    await sync_to_async(_leave_messages)(live.agent)
+    response = await sync_to_async(live.tenant.client.post)(
+        "/api/v1/calls/",
+        {
+            "agent": live.agent.pk,
+            "from_number": live.number.pk,
+            "to": CALLEE,
+            "variables": {"name": "Grace"},
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    sid = response.json()["carrier_call_sid"]
+    [request] = creates(live.twilio)
+    assert request.value("MachineDetection") == "DetectMessageEnd"
+    answer_url = urlsplit(request.value("Url") or "")
+    config = live.caller(
+        sid,
+        from_number=live.number.number,
+        to_number=CALLEE,
+        voice_path=answer_url.path,
+        extra_params=(("Direction", "outbound-api"),),
+    )
+    # The machine's greeting: it never stops talking to itself (a long pause here).
+    machine = asyncio.create_task(
+        place_call(config, [Pause(20_000)], end_stream=live.twilio.stream_end(sid))
+    )
+
+    async def streaming() -> bool:
+        call = await sync_to_async(_call_by_sid)(sid)
+        return call is not None and call.stream_connected_at is not None
+
+    async with asyncio.timeout(15):
+        while not await streaming():
+            await asyncio.sleep(0.05)
+    amd_url = request.value("AsyncAmdStatusCallback") or ""
+    params = {"CallSid": sid, "AnsweredBy": "machine_end_beep", "MachineDetectionDuration": "3100"}
+    headers = signed_headers(live.credential.auth_token, amd_url, params)
+    async with httpx.AsyncClient() as http:
+        verdict = await http.post(live.url + urlsplit(amd_url).path, data=params, headers=headers)
+    assert verdict.status_code == 204
+    result = await machine
+    assert result.ended_by == "twilio"  # Twilio dropped the stream for the new TwiML
+    [update] = live.twilio.calls[sid].history
+    assert "Hi Grace, please call Acme back." in update["Twiml"]
+    call = await live.finished_call(sid)
+    assert call.end_reason == "voicemail"
+    assert (call.answered_by, call.voicemail_action) == ("machine_end_beep", "left-message")
+    assert call.amd_duration_ms == 3100
