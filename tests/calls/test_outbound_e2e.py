@@ -5,16 +5,18 @@ given, and run through the same media stream, engine, transcript and metrics as 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
 from agents.models import Agent
-from tests.calls.e2e import PUBLIC_BASE_URL, Platform, platform
+from tests.calls.e2e import PUBLIC_BASE_URL, Platform, _call_by_sid, platform
 from tests.calls.outbound import creates
-from voice.carriers.twilio_caller import Pause, Say, WaitForBot, place_call
+from voice.carriers.twilio_caller import Pause, Say, WaitForBot, place_call, signed_headers
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -110,13 +112,6 @@ def _leave_messages(agent: Agent) -> None:
 
 
 async def test_an_answering_machine_gets_the_message_and_the_call_ends(live: Platform) -> None:
-    import asyncio
-
-    import httpx
-
-    from tests.calls.e2e import _call_by_sid
-    from voice.carriers.twilio_caller import signed_headers
-
     await sync_to_async(_leave_messages)(live.agent)
     response = await sync_to_async(live.tenant.client.post)(
         "/api/v1/calls/",
@@ -150,7 +145,9 @@ async def test_an_answering_machine_gets_the_message_and_the_call_ends(live: Pla
         return call is not None and call.stream_connected_at is not None
 
     async with asyncio.timeout(15):
-        while not await streaming():
+        while True:
+            if await streaming():
+                break
             await asyncio.sleep(0.05)
     amd_url = request.value("AsyncAmdStatusCallback") or ""
     params = {"CallSid": sid, "AnsweredBy": "machine_end_beep", "MachineDetectionDuration": "3100"}
