@@ -23,7 +23,10 @@ class CampaignStatus(models.TextChoices):
 
 class Campaign(TenantModel):
     name = models.CharField(max_length=200)
-    agent = models.ForeignKey("agents.Agent", on_delete=models.PROTECT, related_name="+")
+    # Deleting the agent stops the campaign (the next tick cancels it), keeping its record.
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     from_numbers = models.ManyToManyField("calls.PhoneNumber", related_name="+")
     status = models.CharField(
         max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.RUNNING
@@ -33,11 +36,11 @@ class Campaign(TenantModel):
     window_start = models.TimeField()
     window_end = models.TimeField()
     # ISO weekdays (1 = Monday) on which calls may be placed.
-    window_days = models.JSONField(default=list)
+    window_days = models.JSONField(default=list, blank=True)
     timezone = models.CharField(max_length=64, default="UTC")
     # Attempts per contact (1 = no retries), which outcomes are retried, and after how long.
     max_attempts = models.PositiveSmallIntegerField(default=1)
-    retry_on = models.JSONField(default=list)
+    retry_on = models.JSONField(default=list, blank=True)
     retry_delay_s = models.PositiveIntegerField(default=3600)
     # Numbers this campaign never calls (the organization's stop list applies too).
     stop_list = models.JSONField(default=list, blank=True)

@@ -182,6 +182,8 @@ def campaign_contacts_add(*, campaign: Campaign, contacts: Sequence[ContactInput
     if campaign.status == CampaignStatus.CANCELED:
         raise ValidationError("The campaign is canceled: start a new one.")
     agent = campaign.agent
+    if agent is None:
+        raise ValidationError("The campaign's agent was deleted.")
     checked = _contacts_checked(campaign.organization, agent, contacts)
     with transaction.atomic():
         added = _contacts_add(campaign, checked)
@@ -263,13 +265,19 @@ def campaign_cancel(*, campaign: Campaign) -> Campaign:
         campaign = _campaign_locked(campaign)
         if campaign.status in (CampaignStatus.CANCELED, CampaignStatus.COMPLETED):
             raise ValidationError(f"The campaign is already {campaign.status}.")
-        campaign.status = CampaignStatus.CANCELED
-        campaign.completed_at = timezone.now()
-        campaign.save(update_fields=["status", "completed_at", "updated"])
-        CampaignContact.objects.for_org(campaign.organization).filter(
-            campaign=campaign, status=ContactStatus.QUEUED
-        ).update(status=ContactStatus.SKIPPED, outcome="canceled")
+        _campaign_stop(campaign, timezone.now(), "")
     return campaign
+
+
+def _campaign_stop(campaign: Campaign, now: datetime, why: str) -> None:
+    """Cancel a locked campaign: its queued contacts are skipped."""
+    campaign.status = CampaignStatus.CANCELED
+    campaign.completed_at = now
+    campaign.last_refusal = why or campaign.last_refusal
+    campaign.save(update_fields=["status", "completed_at", "last_refusal", "updated"])
+    CampaignContact.objects.for_org(campaign.organization).filter(
+        campaign=campaign, status=ContactStatus.QUEUED
+    ).update(status=ContactStatus.SKIPPED, outcome="canceled")
 
 
 def campaign_tick_later(*, campaign: Campaign) -> None:
@@ -312,6 +320,9 @@ def _claim(campaign_ref: Campaign, now: datetime) -> tuple[Campaign, list[Campai
     with transaction.atomic():
         campaign = _campaign_locked(campaign_ref)
         if campaign.status != CampaignStatus.RUNNING:
+            return campaign, []
+        if campaign.agent is None:
+            _campaign_stop(campaign, now, "The campaign's agent was deleted.")
             return campaign, []
         _fail_stale_dials(campaign, now)
         contacts = CampaignContact.objects.for_org(campaign.organization).filter(campaign=campaign)
@@ -360,6 +371,8 @@ def campaign_tick(*, campaign: Campaign, now: datetime | None = None) -> int:
     campaign, claimed = _claim(campaign, now)
     if not claimed:
         return 0
+    agent = campaign.agent
+    assert agent is not None, "_claim claims nothing for a campaign without its agent"
     numbers = list(campaign.from_numbers.select_related("credential").order_by("id"))
     if not numbers:
         _unclaim(claimed)
@@ -370,7 +383,7 @@ def campaign_tick(*, campaign: Campaign, now: datetime | None = None) -> int:
         try:
             call, _ = outbound.call_create_outbound(
                 organization=campaign.organization,
-                agent=campaign.agent,
+                agent=agent,
                 phone_number=number,
                 to=contact.number,
                 variables=contact.variables,

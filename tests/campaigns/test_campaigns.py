@@ -413,3 +413,20 @@ def test_contacts_added_to_a_finished_campaign_run_it_again(
     )
     assert refused.status_code == 400
     assert "The campaign is canceled" in str(refused.json()["error"])
+
+
+def test_deleting_the_agent_stops_the_campaign(
+    tenant_a: Tenant, twilio: FakeTwilioRest, agent_and_numbers: tuple[Any, list[Any]]
+) -> None:
+    agent, numbers = agent_and_numbers
+    contacts = [{"number": _number(i), "variables": {"name": "X"}} for i in range(3)]
+    body = _campaign_body(agent, numbers, contacts, max_concurrency=1)
+    campaign_id = tenant_a.client.post("/api/v1/campaigns/", body, format="json").json()["id"]
+    assert tenant_a.client.delete(f"/api/v1/agents/{agent.pk}/").status_code == 204
+    first = creates(twilio)[0]
+    status_callback(first, _sid(twilio, first), "completed", CallDuration="3")
+    campaign = tenant_a.client.get(f"/api/v1/campaigns/{campaign_id}/").json()
+    assert (campaign["status"], campaign["agent"]) == ("canceled", None)
+    assert campaign["last_refusal"] == "The campaign's agent was deleted."
+    assert campaign["progress"]["by_outcome"]["canceled"] == 2
+    assert len(creates(twilio)) == 1
