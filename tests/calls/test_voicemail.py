@@ -182,3 +182,16 @@ def test_the_agent_page_sets_the_voicemail_policy(tenant_a: Tenant) -> None:
         "action": "leave_message",
         "message": "Call us, {{name}}.",
     }
+
+
+def test_the_call_page_shows_the_verdict_and_the_variables(
+    tenant_a: Tenant, twilio: FakeTwilioRest
+) -> None:
+    from tests.agents.test_pages import client_for
+
+    agent, number = _agent_and_number(tenant_a, detect=True, action="hangup", message="")
+    call = _place(tenant_a, agent, number)
+    _verdict(twilio, call, "machine_start")
+    html = client_for(tenant_a.organization).get(f"/calls/{call['id']}/").content.decode()
+    assert "machine_start (hangup)" in html
+    assert "<code>name</code>: Grace" in html
