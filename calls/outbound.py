@@ -99,8 +99,11 @@ def dialing_policy_update(*, organization: Organization, data: dict[str, Any]) -
     return policy
 
 
-def destination_refusal(*, organization: Organization, to: str) -> str | None:
-    """Why ``to`` may not be called by this organization, or None."""
+def destination_refusal(
+    *, organization: Organization, to: str, policy: DialingPolicy | None = None
+) -> str | None:
+    """Why ``to`` may not be called by this organization, or None. Pass ``policy`` when
+    checking many numbers (it is read once)."""
     try:
         parsed = phonenumbers.parse(to, None)
     except phonenumbers.NumberParseException:
@@ -111,7 +114,7 @@ def destination_refusal(*, organization: Organization, to: str) -> str | None:
     for prefix in settings.OUTBOUND_REFUSED_PREFIXES:
         if number.startswith(prefix):
             return f"Calls to {prefix}... are refused by the platform."
-    policy = dialing_policy_get(organization=organization)
+    policy = policy or dialing_policy_get(organization=organization)
     region = phonenumbers.region_code_for_number(parsed) or "ZZ"
     if region in policy.denied_countries:
         return f"Calls to {region} are denied by your dialing policy."

@@ -113,13 +113,14 @@ def _contacts_checked(
     if len(contacts) > MAX_CONTACTS:
         raise ValidationError({"contacts": f"At most {MAX_CONTACTS} contacts."})
     snapshot = agent_snapshot(agent)
+    policy = outbound.dialing_policy_get(organization=organization)
     errors: list[str] = []
     checked: list[ContactInput] = []
     seen: set[str] = set()
     for n, contact in enumerate(contacts, start=1):
         number = _e164(contact.number)
         refusal = (
-            outbound.destination_refusal(organization=organization, to=number)
+            outbound.destination_refusal(organization=organization, to=number, policy=policy)
             if number is not None
             else "Not a valid E.164 phone number."
         )
@@ -215,7 +216,10 @@ def _contacts_add(campaign: Campaign, contacts: Iterable[ContactInput]) -> int:
                 outcome="stop-list" if stopped else "",
             )
         )
-    CampaignContact.objects.for_org(campaign.organization).bulk_create(rows, batch_size=500)
+    # A concurrent add of the same number loses quietly (the unique constraint).
+    CampaignContact.objects.for_org(campaign.organization).bulk_create(
+        rows, batch_size=500, ignore_conflicts=True
+    )
     if any(r.status == ContactStatus.QUEUED for r in rows):
         reopened = Campaign.objects.for_org(campaign.organization).filter(
             pk=campaign.pk, status=CampaignStatus.COMPLETED
