@@ -15,7 +15,6 @@ from django.conf import settings
 from django.test import Client
 from twilio.request_validator import RequestValidator
 
-from calls.models import Call
 from tests.fakes.twilio_rest import FakeTwilioRest, RecordedRequest
 
 ACCOUNT_SID = "AC" + "1" * 32  # tests.factories.make_credential's twilio account
@@ -61,13 +60,9 @@ def signed_post(url: str, params: dict[str, str], *, token: str = AUTH_TOKEN) ->
     )
 
 
-def status_callback(request: RecordedRequest, call_sid: str, status: str, **extra: str) -> Any:
-    """Twilio's status callback for a call the fake created, to the URL it was given."""
-    url = request.value("StatusCallback")
-    assert url is not None
-    return signed_post(url, {"CallSid": call_sid, "CallStatus": status, **extra})
-
-
-def sid_of(call: Call) -> str:
-    call.refresh_from_db()
-    return call.carrier_call_sid
+def status_callback(fake: FakeTwilioRest, call_sid: str, status: str, **extra: str) -> Any:
+    """The fake Twilio moves a call it created on and sends its status callback, signed,
+    to the URL the platform gave it."""
+    url, form = fake.progress(call_sid, status, **extra)
+    assert url, f"{call_sid} was created without a StatusCallback"
+    return signed_post(url, form, token=fake.auth_token)

@@ -238,7 +238,7 @@ def test_the_concurrency_limit_refuses_with_429_and_dials_nobody(
     assert len(creates(twilio)) == 1
     # The slot moved to the real SID: the call's end frees it.
     call = Call.objects.for_org(org).get()
-    response = status_callback(creates(twilio)[0], call.carrier_call_sid, "no-answer")
+    response = status_callback(twilio, call.carrier_call_sid, "no-answer")
     assert response.status_code == 204
     call.refresh_from_db()
     assert call.status == "no-answer" and call.end_reason == "no-answer"

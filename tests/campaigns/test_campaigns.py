@@ -23,7 +23,7 @@ from tests.factories import (
     make_plan,
     make_subscription,
 )
-from tests.fakes.twilio_rest import FakeTwilioRest, RecordedRequest
+from tests.fakes.twilio_rest import FINAL_STATUSES, FakeTwilioRest, RecordedRequest
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),  # on_commit drives the campaign, as in production
@@ -63,9 +63,9 @@ def _campaign_body(
     }
 
 
-def _live(twilio: FakeTwilioRest, ended: set[str]) -> list[RecordedRequest]:
-    """Calls Twilio placed that have not had their final status callback yet."""
-    return [r for r in creates(twilio) if _sid(twilio, r) not in ended]
+def _live(twilio: FakeTwilioRest) -> list[str]:
+    """The calls the fake Twilio has placed and not yet ended, oldest first."""
+    return [sid for sid, call in twilio.calls.items() if call.status not in FINAL_STATUSES]
 
 
 def _sid(twilio: FakeTwilioRest, request: RecordedRequest) -> str:
@@ -107,27 +107,24 @@ def test_fifty_contacts_with_concurrency_five(
             return "no-answer"
         return "completed"
 
-    ended: set[str] = set()
     attempts: dict[str, int] = {}
     peak = 0
     for _ in range(200):
-        live = _live(twilio, ended)
+        live = _live(twilio)
         peak = max(peak, len(live))
         assert len(live) <= 5, f"{len(live)} calls at once"
         active = CampaignContact.objects.for_org(org).filter(status__in=["dialing", "in-progress"])
         assert active.count() <= 5
         if not live:
             break
-        request = live[0]
-        sid = _sid(twilio, request)
-        to = request.value("To") or ""
+        sid = live[0]
+        to = twilio.calls[sid].to
         attempts[to] = attempts.get(to, 0) + 1
         index = int(to[-4:]) - 1000
-        assert status_callback(request, sid, "ringing").status_code == 204
+        assert status_callback(twilio, sid, "ringing").status_code == 204
         final = outcome(index, attempts[to])
         extra = {"CallDuration": "12"} if final == "completed" else {}
-        assert status_callback(request, sid, final, **extra).status_code == 204
-        ended.add(sid)
+        assert status_callback(twilio, sid, final, **extra).status_code == 204
     assert peak == 5
 
     dialed = [r.value("To") for r in creates(twilio)]
@@ -175,12 +172,9 @@ def test_the_organizations_concurrency_limit_holds_the_campaign_back(
     assert "Concurrent call limit reached" in campaign.last_refusal
     queued = CampaignContact.objects.for_org(tenant_a.organization).filter(status="queued")
     assert queued.count() == 4 and {c.attempts for c in queued} == {0}
-    ended: set[str] = set()
-    while live := _live(twilio, ended):
+    while live := _live(twilio):
         assert len(live) <= 2
-        sid = _sid(twilio, live[0])
-        status_callback(live[0], sid, "completed", CallDuration="5")
-        ended.add(sid)
+        status_callback(twilio, live[0], "completed", CallDuration="5")
     assert len(creates(twilio)) == 6
     campaign.refresh_from_db()
     assert campaign.status == "completed"
@@ -199,7 +193,7 @@ def test_pause_resume_and_cancel(
     assert client.post(f"{base}/pause/").json()["status"] == "paused"
     assert client.post(f"{base}/pause/").status_code == 400
     first = creates(twilio)[0]
-    status_callback(first, _sid(twilio, first), "completed", CallDuration="3")
+    status_callback(twilio, _sid(twilio, first), "completed", CallDuration="3")
     assert len(creates(twilio)) == 1, "a paused campaign dials nobody"
     assert client.post(f"{base}/resume/").json()["status"] == "running"
     assert len(creates(twilio)) == 2
@@ -207,7 +201,7 @@ def test_pause_resume_and_cancel(
     assert canceled["status"] == "canceled"
     assert canceled["progress"]["by_outcome"]["canceled"] == 3
     second = creates(twilio)[1]
-    status_callback(second, _sid(twilio, second), "completed", CallDuration="3")
+    status_callback(twilio, _sid(twilio, second), "completed", CallDuration="3")
     assert len(creates(twilio)) == 2
     assert client.post(f"{base}/resume/").status_code == 400
 
@@ -220,11 +214,8 @@ def test_stop_listing_a_queued_number_skips_it(
     body = _campaign_body(agent, numbers, contacts, max_concurrency=1)
     campaign_id = tenant_a.client.post("/api/v1/campaigns/", body, format="json").json()["id"]
     assert tenant_a.client.post("/api/v1/stop-list/", {"number": _number(1)}).status_code == 201
-    ended: set[str] = set()
-    while live := _live(twilio, ended):
-        sid = _sid(twilio, live[0])
-        status_callback(live[0], sid, "completed", CallDuration="3")
-        ended.add(sid)
+    while live := _live(twilio):
+        status_callback(twilio, live[0], "completed", CallDuration="3")
     assert [r.value("To") for r in creates(twilio)] == [_number(0), _number(2)]
     contact = CampaignContact.objects.for_org(tenant_a.organization).get(number=_number(1))
     assert (contact.status, contact.outcome, contact.attempts) == ("skipped", "stop-list", 0)
@@ -376,7 +367,7 @@ def test_a_retry_waits_for_its_delay_then_the_periodic_tick_dials_it(
     )
     assert tenant_a.client.post("/api/v1/campaigns/", body, format="json").status_code == 201
     first = creates(twilio)[0]
-    status_callback(first, _sid(twilio, first), "no-answer")
+    status_callback(twilio, _sid(twilio, first), "no-answer")
     contact = CampaignContact.objects.for_org(org).get()
     assert (contact.status, contact.outcome, contact.attempts) == ("queued", "no-answer", 1)
     assert contact.next_attempt_at is not None
@@ -424,7 +415,7 @@ def test_deleting_the_agent_stops_the_campaign(
     campaign_id = tenant_a.client.post("/api/v1/campaigns/", body, format="json").json()["id"]
     assert tenant_a.client.delete(f"/api/v1/agents/{agent.pk}/").status_code == 204
     first = creates(twilio)[0]
-    status_callback(first, _sid(twilio, first), "completed", CallDuration="3")
+    status_callback(twilio, _sid(twilio, first), "completed", CallDuration="3")
     campaign = tenant_a.client.get(f"/api/v1/campaigns/{campaign_id}/").json()
     assert (campaign["status"], campaign["agent"]) == ("canceled", None)
     assert campaign["last_refusal"] == "The campaign's agent was deleted."

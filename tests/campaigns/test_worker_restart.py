@@ -67,15 +67,15 @@ def test_a_worker_restart_mid_campaign_calls_nobody_twice(
     # The worker is gone. The two calls end; their finalizations wait in the broker, and
     # so do two duplicate deliveries of the campaign's tick.
     campaign_id = response.json()["id"]
-    for request, sid in zip(creates(twilio), list(twilio.calls), strict=True):
-        assert status_callback(request, sid, "completed", CallDuration="4").status_code == 204
+    for sid in list(twilio.calls):
+        assert status_callback(twilio, sid, "completed", CallDuration="4").status_code == 204
     for _ in range(2):
         campaign_tick_task.delay(organization_id=org.pk, campaign_id=campaign_id)
     assert len(creates(twilio)) == 2
     with _worker():
         _until(lambda: len(creates(twilio)) == 4, "the other two dials")
-        for request, sid in list(zip(creates(twilio), list(twilio.calls), strict=True))[2:]:
-            status_callback(request, sid, "completed", CallDuration="4")
+        for sid in list(twilio.calls)[2:]:
+            status_callback(twilio, sid, "completed", CallDuration="4")
 
         def done() -> bool:
             return Campaign.objects.for_org(org).get(pk=campaign_id).status == "completed"
