@@ -135,6 +135,15 @@ _AGENT_FIELDS = [
     FormField(
         "tools", "Tools this agent may call", "Functions its language model may call.", CHECKBOXES
     ),
+    FormField("voicemail.detect", "Detect answering machines on outbound calls"),
+    FormField("voicemail.action", "When a machine answers"),
+    FormField(
+        "voicemail.message",
+        "Voicemail message",
+        "Said after the beep when the agent leaves a message; may use {{variables}}.",
+        TEXTAREA,
+        rows=2,
+    ),
     FormField("webhook_url", "Webhook URL", "Call events are POSTed here. Blank: none."),
     FormField(
         "webhook_secret",
@@ -192,6 +201,11 @@ def agent_sections() -> list[Section]:
             "When a provider fails",
             ["fallback.first_token_timeout_s", "fallback.apology", "fallback.goodbye"],
             "fallback",
+        ),
+        Section(
+            "Answering machines",
+            ["voicemail.detect", "voicemail.action", "voicemail.message"],
+            "voicemail",
         ),
         Section("Tools", ["tools"], "tools"),
         Section("Webhook", ["webhook_url", "webhook_secret"], "webhook"),

@@ -47,6 +47,11 @@ def default_fallback() -> dict[str, object]:
     return {**to_plain(FallbackConfig()), "stt": [], "llm": [], "tts": []}
 
 
+def default_voicemail() -> dict[str, object]:
+    """Outbound calls only: what to do when an answering machine picks up."""
+    return {"detect": False, "action": "hangup", "message": ""}
+
+
 def default_analysis() -> dict[str, object]:
     return to_plain(AnalysisConfig())
 
@@ -157,6 +162,9 @@ class Agent(TenantModel):
     # When providers are late or fail: FallbackConfig's settings plus, per stage, the
     # providers to try next ({"provider", ..., "credential": id or null}).
     fallback = models.JSONField(default=default_fallback)
+    # Outbound calls: answering-machine detection and what to do on a machine (hang up,
+    # or wait for the beep and say ``message``, which may use call variables).
+    voicemail = models.JSONField(default=default_voicemail)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

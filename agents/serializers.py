@@ -158,6 +158,32 @@ class IdleSerializer(serializers.Serializer):
     goodbye = serializers.CharField(max_length=1000, allow_blank=True, default=_IDLE["goodbye"])
 
 
+class VoicemailSerializer(serializers.Serializer):
+    """Outbound calls: answering-machine detection (Twilio's asynchronous AMD) and what to
+    do when a machine answers."""
+
+    detect = serializers.BooleanField(
+        default=False, help_text="Ask the carrier to detect answering machines."
+    )
+    action = serializers.ChoiceField(
+        ("hangup", "leave_message"),
+        default="hangup",
+        help_text="hangup: end the call at once; leave_message: wait for the beep, say "
+        "the message, hang up.",
+    )
+    message = serializers.CharField(
+        max_length=1000,
+        allow_blank=True,
+        default="",
+        help_text="The line left on the machine; may use {{variables}}.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("action") == "leave_message" and not attrs.get("message", "").strip():
+            raise serializers.ValidationError({"message": "Needed to leave a message."})
+        return attrs
+
+
 class AnalysisSerializer(serializers.Serializer):
     """Post-call analysis (voice.config.AnalysisConfig); each blank part is skipped."""
 
@@ -290,6 +316,7 @@ NESTED = {
     "interruption": InterruptionSerializer,
     "idle": IdleSerializer,
     "analysis": AnalysisSerializer,
+    "voicemail": VoicemailSerializer,
 }
 
 
@@ -343,6 +370,7 @@ class AgentInputSerializer(serializers.Serializer):
     )
     analysis = AnalysisSerializer(required=False)
     fallback = FallbackSerializer(required=False)
+    voicemail = VoicemailSerializer(required=False)
 
     def validate_tools(self, value: list[Tool]) -> list[Tool]:
         if len(value) > 64:
@@ -378,6 +406,7 @@ class AgentOutputSerializer(serializers.ModelSerializer):
     idle = IdleSerializer()
     analysis = AnalysisSerializer()
     fallback = FallbackOutputSerializer()
+    voicemail = VoicemailSerializer()
     # many_init is what many=True calls; spelled out, the stubs see the ManyRelatedField.
     tools = serializers.PrimaryKeyRelatedField.many_init(read_only=True)
     end_call_phrases = serializers.ListField(child=serializers.CharField())
@@ -409,6 +438,7 @@ class AgentOutputSerializer(serializers.ModelSerializer):
             "has_webhook_secret",
             "analysis",
             "fallback",
+            "voicemail",
             "created",
             "updated",
         )

@@ -13,12 +13,14 @@ from calls.models import (
     AnalysisStatus,
     Call,
     Carrier,
+    DialingPolicy,
     PhoneNumber,
     ToolInvocation,
     TranscriptEntry,
     TurnMetric,
 )
-from glassbox.api.fields import E164_PATTERN, TenantPrimaryKeyRelatedField
+from glassbox.api.fields import E164_PATTERN, SafeJSONObjectField, TenantPrimaryKeyRelatedField
+from glassbox.outbound import validate_outbound_url
 
 
 # Input and output share a component name: the schema calls them PhoneNumberRequest / PhoneNumber.
@@ -38,6 +40,14 @@ class PhoneNumberInputSerializer(serializers.Serializer):
     agent = TenantPrimaryKeyRelatedField(
         model=Agent, allow_null=True, default=None, help_text="The agent that answers calls."
     )
+    lookup_url = serializers.URLField(
+        max_length=2000,
+        allow_blank=True,
+        default="",
+        validators=[validate_outbound_url],
+        help_text="Asked for call variables before an inbound call is answered "
+        "(signed with the agent's webhook secret); '' for none.",
+    )
 
     def validate_number(self, value: str) -> str:
         return e164(value)
@@ -45,9 +55,21 @@ class PhoneNumberInputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="PhoneNumber")
 class PhoneNumberOutputSerializer(serializers.ModelSerializer):
+    lookup_url = serializers.CharField(help_text="A URL, or '' when unset.")
+
     class Meta:
         model = PhoneNumber
-        fields = ("id", "number", "name", "carrier", "credential", "agent", "created", "updated")
+        fields = (
+            "id",
+            "number",
+            "name",
+            "carrier",
+            "credential",
+            "agent",
+            "lookup_url",
+            "created",
+            "updated",
+        )
         read_only_fields = fields
 
 
@@ -132,6 +154,11 @@ _CALL_FIELDS = (
     "analysis_prompt_tokens",
     "analysis_completion_tokens",
     "fallback_count",
+    "variables",
+    "metadata",
+    "answered_by",
+    "amd_duration_ms",
+    "voicemail_action",
 )
 
 
@@ -217,6 +244,49 @@ class CallDetailSerializer(CallOutputSerializer):
             "transcript_purged_at",
         )
         read_only_fields = fields
+
+
+class CallCreateSerializer(serializers.Serializer):
+    """An outbound call. ``variables`` fill the agent's ``{{name}}`` placeholders."""
+
+    agent = TenantPrimaryKeyRelatedField(model=Agent, help_text="The agent that talks.")
+    from_number = TenantPrimaryKeyRelatedField(
+        model=PhoneNumber, help_text="One of your phone numbers (its id): the caller ID."
+    )
+    to = serializers.CharField(max_length=32, help_text="E.164, e.g. +14155550123.")
+    variables = SafeJSONObjectField(
+        default=dict,
+        help_text="Values for the agent's {{name}} placeholders: strings, numbers, booleans.",
+    )
+    metadata = SafeJSONObjectField(default=dict, help_text="Your own data, returned as given.")
+    max_duration_s = serializers.FloatField(
+        min_value=10.0,
+        max_value=4 * 3600.0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Overrides the agent's maximum duration for this call.",
+    )
+
+
+class DialingPolicySerializer(serializers.ModelSerializer):
+    allowed_countries = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Z]{2}$", max_length=2),
+        max_length=300,
+        required=False,
+        help_text="ISO 3166 codes (US, GB); empty: every country not denied.",
+    )
+    denied_countries = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Z]{2}$", max_length=2),
+        max_length=300,
+        required=False,
+        help_text="ISO 3166 codes never called.",
+    )
+
+    class Meta:
+        model = DialingPolicy
+        fields = ("allowed_countries", "denied_countries", "allow_premium", "updated")
+        read_only_fields = ("updated",)
 
 
 # -- analytics -------------------------------------------------------------------------

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "agents",
     "calls",
     "billing",
+    "campaigns",
 ]
 
 MIDDLEWARE = [
@@ -387,6 +388,9 @@ SPECTACULAR_SETTINGS = {
         "STTProviderEnum": "agents.serializers.STT_PROVIDERS",
         "LLMProviderEnum": "agents.serializers.LLM_PROVIDERS",
         "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "CallStatusEnum": "calls.models.CallStatus",
+        "ContactStatusEnum": "campaigns.models.ContactStatus",
     },
 }
 
@@ -418,3 +422,25 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 # --- end billing block --------------------------------------------------------------------
+
+# --- Outbound calls and campaigns (calls/outbound.py, campaigns/) -------------------------
+# Number prefixes no organization may call, whatever its dialing policy (premium-rate and
+# shared-cost numbers are refused by default too, from libphonenumber's metadata).
+OUTBOUND_REFUSED_PREFIXES = env.list("OUTBOUND_REFUSED_PREFIXES", default=["+1900", "+1976"])
+# An inbound number's lookup webhook (calls/lookup.py) has this long, all in: the caller
+# is waiting for the call to be answered.
+NUMBER_LOOKUP_TIMEOUT_S = env.float("NUMBER_LOOKUP_TIMEOUT_S", default=2.0)
+# Campaigns are driven by call ends; this tick catches retries whose delay has passed and
+# calling windows that opened (and campaigns whose worker restarted).
+CAMPAIGN_TICK_S = env.float("CAMPAIGN_TICK_S", default=30.0)
+# A contact still "dialing" this long after it was claimed lost its worker mid-dial: it is
+# failed (never dialed again: Twilio may have placed the call).
+CAMPAIGN_DIAL_STALE_S = env.float("CAMPAIGN_DIAL_STALE_S", default=120.0)
+# Without celery beat (no REDIS_URL) the web process ticks campaigns itself (0: off).
+CAMPAIGNS_TICK_INTERVAL_S = env.float(
+    "CAMPAIGNS_TICK_INTERVAL_S", default=0.0 if REDIS_URL else CAMPAIGN_TICK_S
+)
+CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
+    "task": "campaigns.tasks.campaigns_tick",
+    "schedule": CAMPAIGN_TICK_S,
+}
