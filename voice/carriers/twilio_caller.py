@@ -93,8 +93,8 @@ class Pause:
 
 @dataclass(frozen=True, slots=True)
 class WaitForBot:
-    """Wait until the bot has spoken since the caller last stopped talking (or since the
-    call started) and its audio has finished playing for ``quiet_ms``."""
+    """Wait until the bot has spoken since the caller last stopped talking or pressed keys
+    (or since the call started) and its audio has finished playing for ``quiet_ms``."""
 
     quiet_ms: int = 800
     timeout_s: float = 15.0
@@ -574,6 +574,8 @@ class _Call:
             if not await self.send(twilio.encode_dtmf, stream_sid=sid, digit=digit):
                 return
             self.result.dtmf_sent += digit
+        # Keys are the caller's turn too: the next WaitForBot waits for the answer to them.
+        self.last_speech_end = time.monotonic()
 
     async def wait_for_bot(self, step: WaitForBot) -> None:
         since = self.last_speech_end
