@@ -140,6 +140,10 @@ TURN_STAGES = (
     "llm_ttft_ms",
     "tts_ttfb_ms",
 )
+# Derived stages kept in the timeline JSON only (no column, not aggregated yet): the VAD's
+# hangover and the LLM's first clause (issue 16), shown per turn by the API and the
+# waterfall.
+TIMELINE_STAGES = ("vad_hangover_ms", "llm_first_clause_ms")
 
 
 class TurnMetric(TenantModel):
