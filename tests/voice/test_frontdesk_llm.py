@@ -62,15 +62,15 @@ async def test_streams_word_by_word_and_counts_words() -> None:
     chunks = await collect(history("Hello there."))
 
     deltas = [c for c in chunks if isinstance(c, TextDelta)]
-    assert len(deltas) == len(desk.INTRO.split())
-    assert text_of(chunks) == desk.INTRO
+    assert len(deltas) == len(desk.HELLO.split())
+    assert text_of(chunks) == desk.HELLO
     assert chunks[-1] == LLMUsage(prompt_tokens=5 + 2, completion_tokens=len(deltas))
 
 
 async def test_max_tokens_caps_the_words() -> None:
     chunks = await collect(history("hello"), max_tokens=3)
 
-    assert text_of(chunks) == "Hello! This is "
+    assert text_of(chunks) == "Hi there! I "
 
 
 @pytest.mark.parametrize("said", ["Thank you, goodbye.", "bye", "No thanks, that's all"])

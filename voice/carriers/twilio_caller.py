@@ -568,14 +568,15 @@ class _Call:
 
     async def send_digits(self, step: Digits) -> None:
         sid = self.result.stream_sid
+        # Keys are the caller's turn too: the next WaitForBot waits for the answer to them,
+        # which may start before the last key (a collection that stops at max_digits).
+        self.last_speech_end = time.monotonic()
         for i, digit in enumerate(step.digits):
             if i:
                 await asyncio.sleep(step.gap_ms / 1000)
             if not await self.send(twilio.encode_dtmf, stream_sid=sid, digit=digit):
                 return
             self.result.dtmf_sent += digit
-        # Keys are the caller's turn too: the next WaitForBot waits for the answer to them.
-        self.last_speech_end = time.monotonic()
 
     async def wait_for_bot(self, step: WaitForBot) -> None:
         since = self.last_speech_end

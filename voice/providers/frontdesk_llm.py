@@ -13,7 +13,7 @@ thing the caller said (first match wins, in this order):
    confirms the date in words ("December the third") or asks again if it is not a date;
 4. opening hours ("hours", "open", "close", "when are you"): the hours.
 
-A greeting (or nothing heard yet) gets an introduction saying what it can do, thanks get
+Nothing heard yet gets an introduction saying what it can do, a greeting a shorter one, thanks get
 "you're welcome", and anything else gets the same short menu instead of an echo: a
 misheard sentence is not repeated back. A step the agent has no tool for is answered in
 words ("I can't take bookings on this line"). Replies stream one word per
@@ -43,6 +43,10 @@ NAME = "frontdesk"
 INTRO = (
     "Hello! This is the Glassbox front desk. I can tell you our opening hours, "
     "book an appointment, or put you through to a person. What would you like?"
+)
+HELLO = (
+    "Hi there! I can tell you our opening hours, book an appointment, or put you "
+    "through to a person. What would you like?"
 )
 HOURS = (
     "We're open Monday to Friday from nine a.m. to six p.m., and on Saturdays from "
@@ -185,8 +189,10 @@ class FrontDeskLLM:
             return (ASK_DATE, calls) if calls else (NO_BOOKING, [])
         if _HOURS.search(heard):
             return HOURS, []
-        if not heard or _GREETING.search(heard):
+        if not heard:
             return INTRO, []
+        if _GREETING.search(heard):
+            return HELLO, []
         if _THANKS.search(heard):
             return WELCOME, []
         return MENU, []

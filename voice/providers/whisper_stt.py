@@ -25,9 +25,10 @@ built, thread-safe (CTranslate2 runs concurrent ``transcribe`` calls on its own 
 replicas) and loaded on the first session, off the event loop. Inference runs on the
 engine's thread pool (CTranslate2 releases the GIL: measured, the loop's longest stall
 while an utterance decoded was 3 ms), never on the event loop. The pool is bounded by
-design: each session has at most one job queued or running (its decoding task awaits
-each job), so the pool's queue holds at most one job per talking caller, and interims
-are only submitted while fewer jobs than workers are in flight.
+design: each session has at most two jobs queued or running (its decoding task awaits
+each final; at most one interim runs beside it, so a final never waits for an interim),
+so the pool's queue holds at most two jobs per talking caller, and interims are only
+submitted while fewer jobs than workers are in flight.
 
 Input is PCM16 at 16 kHz (Whisper's rate); telephone audio is upsampled, the band above
 4 kHz stays empty. Each utterance is padded with ``_PAD_S`` of silence on both sides:
@@ -135,6 +136,9 @@ class WhisperEngine:
             without_timestamps=True,
         )
         self.workers = workers
+        # The first inference of a fresh model is slow (CTranslate2 sets up its buffers):
+        # pay for it here, while the call is still greeting, not on the caller's first turn.
+        self._transcribe(bytes(INPUT_FORMAT.bytes_for_ms(1000)))
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="whisper")
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -229,6 +233,8 @@ class WhisperSession:
         self._interim_pending = False
         self._work: asyncio.Queue[_Job] = asyncio.Queue(_WORK_LIMIT)
         self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
+        self._tasks = tasks
+        self._interim_task: asyncio.Task[None] | None = None
         self._task = tasks.create_task(self._run(), name="whisper-session")
 
     async def send_audio(self, audio: bytes) -> None:
@@ -286,7 +292,14 @@ class WhisperSession:
                 if job.kind == _START:
                     self._events.put_nowait(STTEvent(STTEventKind.SPEECH_STARTED))
                 elif job.kind == _INTERIM:
-                    await self._interim(job)
+                    # Beside the decoding task, so the utterance's final never waits for
+                    # an interim: it takes the other worker.
+                    if job.utterance == self._utterance_id and not self._engine.busy():
+                        self._interim_task = self._tasks.create_task(
+                            self._interim(job), name="whisper-interim"
+                        )
+                    else:  # stale, or the pool is busy: the final comes anyway
+                        self._interim_pending = False
                 else:
                     text = await self._engine.transcribe(job.audio) if job.audio else ""
                     if job.kind == _FINALIZE or text:
@@ -301,21 +314,23 @@ class WhisperSession:
 
     async def _interim(self, job: _Job) -> None:
         try:
-            # Stale (the utterance already ended) or the pool is busy: skip, the final
-            # comes anyway.
-            if job.utterance != self._utterance_id or self._engine.busy():
-                return
             text = await self._engine.transcribe(job.audio)
+            # Dropped if its utterance ended meanwhile: an interim never follows its final.
             if text and job.utterance == self._utterance_id:
                 self._events.put_nowait(STTEvent(STTEventKind.INTERIM, text))
+        except ProviderError as exc:
+            self._events.put_nowait(exc)
         finally:
             self._interim_pending = False
 
     async def _close(self) -> None:
         try:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            for task in (self._task, self._interim_task):
+                if task is None:
+                    continue
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         finally:
             self._events.put_nowait(None)
 

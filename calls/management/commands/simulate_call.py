@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from calls.models import TURN_STAGES, Call, PhoneNumber, TurnMetric
+from calls.models import TIMELINE_STAGES, TURN_STAGES, Call, PhoneNumber, TurnMetric
 from voice.carriers.twilio_caller import (
     CallerConfig,
     CallResult,
@@ -205,9 +205,11 @@ class Command(BaseCommand):
             "turn",
             "kind",
             "v2v",
+            "vad hang",
             "endpoint",
             "stt lag",
             "llm ttft",
+            "1st clause",
             "tts ttfb",
             "overhead",
             "interrupted",
@@ -222,9 +224,11 @@ class Command(BaseCommand):
                     _ms(stages[k])
                     for k in (
                         "voice_to_voice_ms",
+                        "vad_hangover_ms",
                         "endpointing_ms",
                         "stt_lag_ms",
                         "llm_ttft_ms",
+                        "llm_first_clause_ms",
                         "tts_ttfb_ms",
                         "platform_overhead_ms",
                     )
@@ -243,7 +247,11 @@ class Command(BaseCommand):
 
 
 def _stages(turn: TurnMetric) -> dict[str, float | None]:
-    return {stage: getattr(turn, stage) for stage in TURN_STAGES}
+    stages: dict[str, float | None] = {stage: getattr(turn, stage) for stage in TURN_STAGES}
+    for stage in TIMELINE_STAGES:
+        value = turn.timeline.get(stage)
+        stages[stage] = value if isinstance(value, int | float) else None
+    return stages
 
 
 def _ms(value: float | None) -> str:
