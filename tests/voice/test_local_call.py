@@ -119,6 +119,7 @@ async def test_the_demo_front_desk_understands_and_books_offline() -> None:
     task = asyncio.create_task(conv.run())
     await caller.silence(300)
     await until(lambda: len(sink.timelines) == 1)  # the greeting has played
+
     async def answered(condition: Callable[[], bool]) -> None:
         """Keep the line open (silent audio, as a phone sends) until ``condition``: the
         bot's replies here are long, spoken in real time."""
