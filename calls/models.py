@@ -186,6 +186,19 @@ class TurnMetric(TenantModel):
             )
         ]
 
+    def _timeline_stage(self, key: str) -> float | None:
+        value = self.timeline.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def vad_hangover_ms(self) -> float | None:
+        """From the stored timeline (see TIMELINE_STAGES); None for older turns."""
+        return self._timeline_stage("vad_hangover_ms")
+
+    @property
+    def llm_first_clause_ms(self) -> float | None:
+        return self._timeline_stage("llm_first_clause_ms")
+
 
 class ToolInvocation(TenantModel):
     """A tool call made during a call. Secure tools arrive here already redacted."""

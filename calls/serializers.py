@@ -107,13 +107,11 @@ class TurnMetricSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_vad_hangover_ms(self, obj: TurnMetric) -> float | None:
-        value = obj.timeline.get("vad_hangover_ms")
-        return value if isinstance(value, int | float) else None
+        return obj.vad_hangover_ms
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_llm_first_clause_ms(self, obj: TurnMetric) -> float | None:
-        value = obj.timeline.get("llm_first_clause_ms")
-        return value if isinstance(value, int | float) else None
+        return obj.llm_first_clause_ms
 
     @extend_schema_field(FallbackEventSerializer(many=True))
     def get_fallbacks(self, obj: TurnMetric) -> list[dict[str, Any]]:

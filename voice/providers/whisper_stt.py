@@ -19,7 +19,7 @@ than Whisper's 30 s window is cut into FINALs with ``speech_final=False``. Event
 in audio order. ``confidence`` is 0.0 (unknown).
 
 One model per process, shared by every call (:func:`shared_engine`): the model is ~75 MB
-on disk and ~230 MB of RSS once loaded, so a model per call would not scale. This is the
+on disk and ~200 MB of RSS once loaded, so a model per call would not scale. This is the
 one piece of module-level state in the providers, deliberately: it is immutable once
 built, thread-safe (CTranslate2 runs concurrent ``transcribe`` calls on its own worker
 replicas) and loaded on the first session, off the event loop. Inference runs on the

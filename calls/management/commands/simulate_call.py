@@ -247,11 +247,7 @@ class Command(BaseCommand):
 
 
 def _stages(turn: TurnMetric) -> dict[str, float | None]:
-    stages: dict[str, float | None] = {stage: getattr(turn, stage) for stage in TURN_STAGES}
-    for stage in TIMELINE_STAGES:
-        value = turn.timeline.get(stage)
-        stages[stage] = value if isinstance(value, int | float) else None
-    return stages
+    return {stage: getattr(turn, stage) for stage in (*TURN_STAGES, *TIMELINE_STAGES)}
 
 
 def _ms(value: float | None) -> str:
