@@ -43,10 +43,12 @@ PROVIDER_SETTINGS: dict[str, dict[str, frozenset[str]]] = {
     "stt": {
         "deepgram": frozenset({"model", "language"}),
         "pocketsphinx": frozenset({"language"}),
+        "whisper": frozenset({"language"}),
     },
     "llm": {
         "openai": frozenset({"model", "temperature", "max_tokens"}),
         "scripted": frozenset({"model", "max_tokens"}),
+        "frontdesk": frozenset({"max_tokens"}),
     },
     "tts": {
         "cartesia": frozenset({"voice", "model", "speed", "language"}),

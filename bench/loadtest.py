@@ -180,22 +180,41 @@ def analyse(
     server_v2v: list[float] = []
     server_overhead: list[float] = []
     stage: dict[str, list[float]] = {
-        k: [] for k in ("endpointing_ms", "llm_ttft_ms", "tts_ttfb_ms", "stt_lag_ms")
+        k: []
+        for k in (
+            "vad_hangover_ms",
+            "endpointing_ms",
+            "llm_ttft_ms",
+            "llm_first_clause_ms",
+            "tts_ttfb_ms",
+            "stt_lag_ms",
+        )
     }
+    # Per turn, what the caller heard minus what the server says (the glass box's error).
+    v2v_gap: list[float] = []
     decision_ms: list[float] = []
     for c in callers:
         call = calls.get(c["call_sid"])
         if call is None:
             continue
-        metrics = [m for m in call["metrics"] if m["kind"] == "reply"]
+        metrics = sorted(
+            (m for m in call["metrics"] if m["kind"] == "reply"), key=lambda m: m["turn_index"]
+        )
         for m in metrics:
             if m["voice_to_voice_ms"] is not None:
                 server_v2v.append(m["voice_to_voice_ms"])
             if m["platform_overhead_ms"] is not None:
                 server_overhead.append(m["platform_overhead_ms"])
             for k, vals in stage.items():
-                if m[k] is not None:
-                    vals.append(m[k])
+                # servers before issue 16 have neither the column nor the timeline key
+                value = m.get(k, m["timeline"].get(k))
+                if value is not None:
+                    vals.append(value)
+        # Each caller utterance gets one reply, in order.
+        for heard_turn, m in zip(c["turns"], metrics, strict=False):
+            heard, server = heard_turn["voice_to_voice_ms"], m["voice_to_voice_ms"]
+            if heard is not None and server is not None and not heard_turn["barge_in"]:
+                v2v_gap.append(heard - server)
         # Barge-in: the interrupted turn's interrupted_at minus the next turn's VAD
         # speech start = how long the engine took to decide; the caller's onset -> clear
         # minus that = decision -> clear heard.
@@ -234,6 +253,7 @@ def analyse(
         "overhead_heard_ms": dist(heard_overhead),
         "overhead_server_v2v_minus_fixed_ms": dist(server_minus_fixed),
         "platform_overhead_server_ms": dist(server_overhead),
+        "v2v_heard_minus_server_ms": dist(v2v_gap),
         "stages_server_ms": {k: dist(v) for k, v in stage.items()},
         "barge_in": {
             "onset_to_clear_heard_ms": dist(clear_ms),
@@ -491,6 +511,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="latest")
     p.add_argument("--out", type=Path, help="results file (default: bench/results/NAME.json)")
     p.add_argument("--no-barge-in", action="store_true")
+    p.add_argument(
+        "--llm-token-delay-ms",
+        type=float,
+        default=0.0,
+        help="the fake LLM's pause between tokens (issue 16's harness: 10)",
+    )
     p.add_argument("--no-warmup", action="store_true", help="skip the uncounted warm-up call")
     p.add_argument("--memory-servers", nargs="+", choices=stack.SERVERS, help="default: --servers")
     p.add_argument("--no-pin", action="store_true", help="do not pin server / clients to CPUs")
@@ -535,6 +561,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "memory_calls": args.memory_calls,
             "memory_lanes": args.memory_lanes,
             "ramp_s": args.ramp_s,
+            "llm_token_delay_ms": args.llm_token_delay_ms,
             "server_cpus": list(args.server_cpus),
             "client_cpus": list(args.client_cpus),
         },
@@ -544,7 +571,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with stack.workdir(args.keep) as tmp:
         env = stack.base_env(tmp, 0)
         tenant = stack.prepare_db(env)
-        with stack.fakes(env, tmp / "fakes.log", args.client_cpus) as urls:
+        with stack.fakes(
+            env, tmp / "fakes.log", args.client_cpus, llm_token_delay_ms=args.llm_token_delay_ms
+        ) as urls:
             env.update(urls)
             for kind in args.servers:
                 for n in args.n:

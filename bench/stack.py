@@ -65,8 +65,15 @@ def _pin(proc: subprocess.Popen[str], cpus: tuple[int, ...]) -> None:
 
 
 @contextlib.contextmanager
-def fakes(env: dict[str, str], log: Path, cpus: tuple[int, ...] = ()) -> Iterator[dict[str, str]]:
-    """Start ``tests.fakes.run`` with the fixed latencies; yield the env vars it printed."""
+def fakes(
+    env: dict[str, str],
+    log: Path,
+    cpus: tuple[int, ...] = (),
+    *,
+    llm_token_delay_ms: float = 0.0,
+) -> Iterator[dict[str, str]]:
+    """Start ``tests.fakes.run`` with the fixed latencies; yield the env vars it printed.
+    ``llm_token_delay_ms``: the fake LLM's pause between tokens after the first."""
     cmd = [
         PYTHON,
         "-m",
@@ -76,6 +83,7 @@ def fakes(env: dict[str, str], log: Path, cpus: tuple[int, ...] = ()) -> Iterato
         "--cartesia-port=0",
         "--deepgram-final-delay-ms=0",
         f"--openai-ttft-ms={LLM_TTFT_MS}",
+        f"--openai-token-delay-ms={llm_token_delay_ms}",
         f"--cartesia-first-byte-ms={TTS_TTFB_MS}",
     ]
     with log.open("a") as err:
