@@ -16,6 +16,7 @@ from voice.config import (
     FallbackConfig,
     IdleConfig,
     InterruptionConfig,
+    RecordingMode,
     ToolConfig,
     TurnConfig,
     field_defaults,
@@ -123,6 +124,13 @@ class Tool(TenantModel):
         return self.name
 
 
+class Recording(models.TextChoices):
+    # Values match voice.config.RecordingMode.
+    OFF = RecordingMode.OFF.value, "Off"
+    MONO = RecordingMode.MONO.value, "Mono (caller and agent mixed)"
+    DUAL = RecordingMode.DUAL.value, "Dual-channel (caller left, agent right)"
+
+
 class Agent(TenantModel):
     name = models.CharField(max_length=200)
     system_prompt = models.TextField(blank=True)
@@ -153,6 +161,10 @@ class Agent(TenantModel):
     # When providers are late or fail: FallbackConfig's settings plus, per stage, the
     # providers to try next ({"provider", ..., "credential": id or null}).
     fallback = models.JSONField(default=default_fallback)
+    # What its calls record (voice/recording.py, calls/recordings.py).
+    recording = models.CharField(
+        max_length=8, choices=Recording.choices, default=_CALL["recording"].value
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -18,6 +18,7 @@ from agents.models import (
     Agent,
     Credential,
     CredentialProvider,
+    Recording,
     Tool,
     ToolKind,
     default_fallback,
@@ -310,6 +311,12 @@ class AgentInputSerializer(serializers.Serializer):
     )
     analysis = AnalysisSerializer(required=False)
     fallback = FallbackSerializer(required=False)
+    recording = serializers.ChoiceField(
+        choices=Recording.choices,
+        default=_CALL["recording"].value,
+        help_text="What calls record: off, mono (one mixed channel) or dual "
+        "(caller left, agent right).",
+    )
 
     def validate_tools(self, value: list[Tool]) -> list[Tool]:
         if len(value) > 64:
@@ -376,6 +383,7 @@ class AgentOutputSerializer(serializers.ModelSerializer):
             "has_webhook_secret",
             "analysis",
             "fallback",
+            "recording",
             "created",
             "updated",
         )

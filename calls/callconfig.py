@@ -24,6 +24,7 @@ from voice.config import (
     IdleConfig,
     InterruptionConfig,
     LLMConfig,
+    RecordingMode,
     STTConfig,
     ToolConfig,
     ToolKind,
@@ -81,6 +82,7 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
         "webhook_url": agent.webhook_url,
         "analysis": dict(agent.analysis),
         "fallback": dict(agent.fallback),
+        "recording": agent.recording,
     }
 
 
@@ -173,4 +175,5 @@ def call_config_build(call: Call) -> CallConfig:
         tts_fallbacks=fallbacks[Kind.TTS],
         fallback=from_plain(FallbackConfig, fallback),
         allowed_networks=tuple(settings.OUTBOUND_ALLOWED_NETWORKS),
+        recording=RecordingMode(snap.get("recording") or RecordingMode.OFF),
     )

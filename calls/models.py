@@ -103,6 +103,13 @@ class Call(TenantModel):
     # providers replaced during the call, in order: {stage, from, to, reason, at_ms}
     fallbacks = models.JSONField(default=list, blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
+    # The recording (calls/recordings.py): its name in the "recordings" storage, "" when
+    # there is none (never made, or deleted).
+    recording_name = models.CharField(max_length=300, blank=True)
+    recording_content_type = models.CharField(max_length=32, blank=True)
+    recording_channels = models.PositiveSmallIntegerField(null=True, blank=True)
+    recording_duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    recording_bytes = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ("-started_at", "-id")
