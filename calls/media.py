@@ -154,12 +154,14 @@ class MediaSession:
         self.ignored_errors = 0
         self.output: TwilioOutput | None = None
         self.recording: CallRecording | None = None
+        self.started_at: float | None = None  # when ``start`` arrived (the loop's clock)
         self.recording_store = RecordingStore(call)
 
     async def run(self) -> None:
         recorder = CallRecorder(self.call)
         try:
             start = await asyncio.wait_for(self._await_start(), START_TIMEOUT_S)
+            self.started_at = asyncio.get_running_loop().time()
         except TimeoutError:
             await self._abort(recorder, CLOSE_TIMEOUT, "no start event", EndReason.ERROR)
             return
@@ -295,6 +297,7 @@ class MediaSession:
                 config.recording,
                 config.carrier_format,
                 self.recording_store,
+                started_at=self.started_at,
                 call_id=str(self.call.pk),
             )
             output = RecordingOutput(self.output, self.recording)
@@ -351,6 +354,9 @@ class MediaSession:
             await self.socket.close(CLOSE_PROTOCOL, str(exc))
             conversation.carrier_failed(_protocol_detail(exc))
             return
+        finally:
+            if self.recording is not None:  # nothing is heard after the stream ends
+                self.recording.caller_gone()
         conversation.caller_hung_up()
 
     async def _abort(

@@ -3,8 +3,8 @@
 Both sides are placed on one timeline of samples since the recording started:
 
 - **caller** audio by the carrier's own clock when it has one (Twilio's media
-  ``timestamp``, ms since the stream started, anchored to our clock at the first frame),
-  so a gap in the stream is written as silence and a burst of late frames lands where it
+  ``timestamp``, ms since the stream started; the recording starts with the stream), so a
+  gap in the stream is written as silence and a burst of late frames lands where it
   belongs; without one, frame after frame;
 - **agent** audio as the carrier plays it: what is sent plays back to back from the moment
   it is sent (the carrier's buffer), and a ``clear`` (barge-in) drops everything not yet
@@ -14,7 +14,8 @@ Both sides are placed on one timeline of samples since the recording started:
 Written while the call runs, never held whole: a stretch of the timeline is final once
 both sides are known up to it (the caller's audio has arrived and the agent's has played;
 caller audio more than ``LATE_MS`` behind the clock is not waited for). Final stretches of
-``FLUSH_MS`` are encoded by :class:`Encoder` and written to a local scratch file on a
+``FLUSH_MS`` are encoded by :class:`Encoder` (MP3, which every browser's ``<audio>``
+plays) and written to a local scratch file on a
 worker thread; the event loop only slices arrays. Memory per call is bounded: at most
 ``QUEUE_BLOCKS`` blocks wait for the writer (past that, the stretch is written as silence
 and counted), and agent audio sent ahead of playback is kept for at most
@@ -35,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import lameenc
 import numpy as np
-import soundfile
 
 from voice.audio import decode
 from voice.config import AudioFormat, RecordingMode
@@ -49,7 +50,8 @@ LATE_MS = 2000  # caller audio later than this behind the clock is not waited fo
 MAX_AHEAD_S = 60.0  # agent audio sent ahead of playback, kept at most (then dropped)
 QUEUE_BLOCKS = 8  # blocks waiting for the writer thread, at most
 SMALL_GAP_MS = 10  # timestamp jitter below this is not written as silence
-FORMAT, SUBTYPE, CONTENT_TYPE, EXTENSION = "MP3", "MPEG_LAYER_III", "audio/mpeg", "mp3"
+KBPS_PER_CHANNEL = 16  # speech at 8 kHz: ~2 KB a second a channel
+CONTENT_TYPE, EXTENSION = "audio/mpeg", "mp3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +81,26 @@ class RecordingSink(Protocol):
 
 
 class Encoder:
-    """PCM16 blocks -> a compressed file, incrementally (libsndfile's MP3 via LAME)."""
+    """PCM16 blocks -> an MP3 file, incrementally (LAME through ``lameenc``): constant
+    bitrate, ``KBPS_PER_CHANNEL`` per channel, at the carrier's own sample rate."""
 
     def __init__(self, path: Path, *, sample_rate: int, channels: int) -> None:
-        self._file = soundfile.SoundFile(
-            str(path),
-            "w",
-            samplerate=sample_rate,
-            channels=channels,
-            format=FORMAT,
-            subtype=SUBTYPE,
-        )
+        self._lame = lameenc.Encoder()
+        self._lame.set_in_sample_rate(sample_rate)
+        self._lame.set_out_sample_rate(sample_rate)
+        self._lame.set_channels(channels)
+        self._lame.set_bit_rate(KBPS_PER_CHANNEL * channels)
+        self._lame.set_quality(5)  # LAME's "good" speed/quality balance
+        self._file = path.open("wb")
 
     def write(self, block: np.ndarray) -> None:
-        self._file.write(block)
+        self._file.write(self._lame.encode(block.astype("<i2", copy=False).tobytes()))
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.write(self._lame.flush())
+        finally:
+            self._file.close()
 
 
 # A block of samples (n,) or (n, 2), or a count of silent samples.
@@ -108,7 +113,8 @@ class CallRecording:
     which returns the finished :class:`RecordedAudio` (or None if it failed).
 
     ``clock`` (seconds) must be the clock the engine stamps its timeline with; the default
-    is the running loop's.
+    is the running loop's. ``started_at`` (on that clock) is when the carrier's stream
+    started, the origin of its timestamps and of the recording; default: now.
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class CallRecording:
         sink: RecordingSink,
         *,
         clock: Callable[[], float] | None = None,
+        started_at: float | None = None,
         call_id: str = "",
     ) -> None:
         if mode is RecordingMode.OFF:
@@ -129,18 +136,18 @@ class CallRecording:
         self._sink = sink
         self._call_id = call_id
         self._clock = clock or asyncio.get_running_loop().time
-        self._t0 = self._clock()
+        self._t0 = self._clock() if started_at is None else started_at
         self._flush = self._samples(FLUSH_MS)
         self._late = self._samples(LATE_MS)
         self._small_gap = self._samples(SMALL_GAP_MS)
         self._max_ahead = self._samples(MAX_AHEAD_S * 1000)
-        self._anchor: int | None = None  # the carrier's stream time 0, in our samples
         self._done = 0  # samples handed to the writer
         self._caller: deque[np.ndarray] = deque()  # contiguous from _done
         self._caller_end = 0
         self._agent: deque[tuple[int, np.ndarray]] = deque()  # (start, samples), in order
         self._agent_end = 0
         self._muted = False
+        self._gone_at: int | None = None  # the caller hung up: nothing is heard after
         self._ended = False
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()  # bounded by QUEUE_BLOCKS below
         self._gap = 0  # samples not queued while the writer was behind
@@ -156,7 +163,8 @@ class CallRecording:
         return self._samples((self._clock() - self._t0) * 1000)
 
     def caller(self, payload: bytes, stream_ms: int | None = None) -> None:
-        """Caller audio in the carrier's format; ``stream_ms``: the carrier's timestamp."""
+        """Caller audio in the carrier's format; ``stream_ms``: the carrier's timestamp
+        (ms since the stream started)."""
         if self._ended:
             return
         samples = decode(payload, self._fmt.encoding)
@@ -165,11 +173,8 @@ class CallRecording:
             samples = np.zeros(len(samples), dtype=np.int16)
         if stream_ms is None:
             at = self._caller_end
-        else:
-            if self._anchor is None:
-                self._anchor = now - self._samples(stream_ms)
-            at = self._anchor + self._samples(stream_ms)
-            at = min(at, now + self._flush)  # a timestamp from the future: not trusted
+        else:  # a timestamp from the future is not trusted
+            at = min(self._samples(stream_ms), now + self._flush)
         if self._caller_end < self._done:  # the caller was not waited for
             self._caller_end = self._done
         if at - self._caller_end > self._small_gap:
@@ -185,7 +190,7 @@ class CallRecording:
 
     def agent(self, payload: bytes) -> None:
         """Agent audio sent to the carrier now; it plays after what was sent before."""
-        if self._ended:
+        if self._ended or self._gone_at is not None:
             return
         now = self._now()
         start = max(self._agent_end, now, self._done)
@@ -217,11 +222,16 @@ class CallRecording:
         if on:  # agent audio already sent but not yet played is silenced too
             self._agent = deque((s, np.zeros_like(a)) for s, a in self._agent)
 
+    def caller_gone(self) -> None:
+        """The caller hung up: the recording ends here, whatever the engine does next."""
+        if self._gone_at is None:
+            self._gone_at = self._now()
+
     def end(self) -> None:
         """The call is over: write out what was heard and close the file."""
         if self._ended:
             return
-        now = self._now()
+        now = self._now() if self._gone_at is None else self._gone_at
         horizon = max(self._caller_end, min(self._agent_end, now))
         self._emit(horizon)
         self._ended = True
