@@ -166,12 +166,12 @@ async def test_a_dual_channel_recording_is_what_the_caller_heard(live: Platform)
 
 
 def _show(result: CallResult, left: np.ndarray, right: np.ndarray) -> None:
-    """On failure, the loudness of both sides per 100 ms next to the caller's timeline."""
+    """Shown when the test fails: which side is loud per 100 ms ("start:LR", 1 = loud),
+    next to the caller's own timeline."""
     rows = []
     for start in range(0, len(left) * 1000 // RATE, 100):
-        rows.append(
-            f"{start}:{int(loud(left, start, start + 100))}{int(loud(right, start, start + 100))}"
-        )
+        end = start + 100
+        rows.append(f"{start}:{loud(left, start, end):.0f}{loud(right, start, end):.0f}")
     print(" ".join(rows))
     print([(t.label, t.speech_start_ms, t.speech_end_ms, t.clear_ms) for t in result.turns])
     print("greeting", result.greeting_ms, "played", result.played_ms, "bot", result.bot_audio_ms)
