@@ -248,6 +248,7 @@ if RECORDINGS_S3_BUCKET:
             "querystring_auth": True,
             "querystring_expire": RECORDING_URL_TTL_S,
             "file_overwrite": False,
+            "signature_version": "s3v4",
         },
     }
 else:

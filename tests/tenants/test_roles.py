@@ -35,6 +35,7 @@ DOCUMENTED_ACCESS: dict[str, tuple[Role, Role]] = {
     "tenants:api-key-list": (Role.ADMIN, Role.ADMIN),
     "tenants:api-key-revoke": (Role.ADMIN, Role.ADMIN),
     "billing:billing": (Role.OWNER, Role.OWNER),
+    "calls:call-recording-delete": (Role.ADMIN, Role.ADMIN),
 }
 
 
