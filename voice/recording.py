@@ -172,20 +172,22 @@ class CallRecording:
         if self._muted:
             samples = np.zeros(len(samples), dtype=np.int16)
         if stream_ms is None:
-            at = self._caller_end
+            at = max(self._caller_end, self._done)
         else:  # a timestamp from the future is not trusted
             at = min(self._samples(stream_ms), now + self._flush)
-        if self._caller_end < self._done:  # the caller was not waited for
-            self._caller_end = self._done
-        if at - self._caller_end > self._small_gap:
+        if at < self._done:  # late: that stretch of the file is written already
+            self._dropped += min(len(samples), self._done - at)
+            samples = samples[self._done - at :]
+            at = self._done
+        self._caller_end = max(self._caller_end, self._done)
+        if at - self._caller_end > self._small_gap:  # frames that never came: silence
             self._caller.append(np.zeros(at - self._caller_end, dtype=np.int16))
             self._caller_end = at
-        start = self._caller_end
-        if start < self._done:  # too late: that stretch is written already
-            samples = samples[self._done - start :]
+        elif at < self._caller_end:  # a frame again, or out of order: keep the first
+            samples = samples[self._caller_end - at :]
         if len(samples):
             self._caller.append(samples)
-            self._caller_end = max(start, self._done) + len(samples)
+            self._caller_end += len(samples)
         self._advance(now)
 
     def agent(self, payload: bytes) -> None:

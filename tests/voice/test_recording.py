@@ -191,3 +191,22 @@ async def test_memory_stays_bounded_over_a_long_call(tmp_path: Path) -> None:
     assert audio is not None and audio.duration_ms == pytest.approx(600_000, abs=60)
     # the reply sent ahead plus the block being assembled plus the writer's queue
     assert peak <= 2 * RATE + (QUEUE_BLOCKS + 2) * RATE * FLUSH_MS // 1000
+
+
+async def test_a_backlog_after_a_stall_lands_where_its_timestamps_say(tmp_path: Path) -> None:
+    def script(call: Call) -> None:
+        call.quiet(1.0)
+        call.clock.t += 5.0  # the loop stalls for five seconds; the frames wait in the socket
+        backlog = b"\xff" * int(4.0 * RATE) + tone(0.5, FMT, hz=200) + b"\xff" * int(0.5 * RATE)
+        for frame in frames(backlog, FMT):  # ... and then arrive at once
+            call.recording.caller(frame, call.stream_ms)
+            call.stream_ms += 20
+        call.quiet(1.0)
+
+    audio, data = await record(tmp_path, RecordingMode.DUAL, script)
+    left = data[:, 0]
+    assert audio.duration_ms == pytest.approx(7000, abs=40)
+    # more than LATE_MS behind: not waited for (silence), never shifted into later audio
+    assert audio.dropped_ms > 0
+    assert loud_at(left, 5100, 5400) and not loud_at(left, 5600, 7000)
+    assert voiced_ms(left) == pytest.approx(500, abs=60)
