@@ -74,10 +74,7 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
         return Response(CallDetailSerializer(call, context=self.get_serializer_context()).data)
 
     @extend_schema(methods=["GET"], responses=RecordingSerializer)
-    @extend_schema(
-        methods=["DELETE"],
-        responses={204: OpenApiResponse(description="Deleted."), 404: None},
-    )
+    @extend_schema(methods=["DELETE"], responses={204: OpenApiResponse(description="Deleted.")})
     @action(detail=True, methods=["get", "delete"], url_path="recording")
     def recording(self, request: Request, pk: str | None = None) -> Response:
         """The call's recording: a link valid for ``RECORDING_URL_TTL_S`` (``url`` is null
