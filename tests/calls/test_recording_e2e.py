@@ -10,6 +10,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
@@ -17,6 +18,7 @@ from django.dispatch import receiver
 
 from calls.models import Call
 from calls.signals import recording_ready
+from tests.calls.conftest import BUCKET
 from tests.calls.e2e import Platform, platform
 from tests.fakes.audio import read_mp3
 from voice.carriers.twilio_caller import CallResult, Pause, Say, WaitForBot
@@ -175,3 +177,30 @@ def _show(result: CallResult, left: np.ndarray, right: np.ndarray) -> None:
     print(" ".join(rows))
     print([(t.label, t.speech_start_ms, t.speech_end_ms, t.clear_ms) for t in result.turns])
     print("greeting", result.greeting_ms, "played", result.played_ms, "bot", result.bot_audio_ms)
+
+
+@pytest.fixture
+async def live_s3(settings: Any, tmp_path: Path, s3: Any) -> Any:
+    async with platform(settings) as p:
+        p.agent.recording = "mono"
+        await sync_to_async(p.agent.save)()
+        yield p
+
+
+async def test_a_mono_recording_goes_to_s3(live_s3: Platform, s3: Any) -> None:
+    result = await live_s3.call(
+        [WaitForBot(quiet_ms=300), Say(tone_ms=900, label="order"), WaitForBot(quiet_ms=300)]
+    )
+    assert result.errors == []
+    call = await recorded_call(live_s3, result.call_sid)
+    key = f"recordings/{call.recording_name}"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == [key]
+    info = await live_s3.api_get(f"/api/v1/calls/{call.pk}/recording/")
+    assert info["channels"] == 1 and "X-Amz-Signature=" in info["url"]
+    async with httpx.AsyncClient() as http:
+        body = (await http.get(info["url"])).content
+    data, _ = read_mp3(io.BytesIO(body))
+    assert data.shape[1] == 1
+    assert len(data) / RATE == pytest.approx(result.duration_ms / 1000, abs=0.5)
+    # both sides in the one channel: the greeting, then the caller, then the reply
+    assert voiced_ms(data[:, 0]) == pytest.approx(result.played_ms + 900, abs=400)

@@ -4,17 +4,14 @@ roles, and the player on the call's page."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import numpy as np
 import pytest
@@ -23,12 +20,12 @@ from botocore.exceptions import ClientError
 from django.core import signing
 from django.test import Client
 from django.urls import reverse
-from moto.server import ThreadedMotoServer
 
 from calls.models import Call
 from calls.recordings import RecordingStore
 from tenants import services as tenant_services
 from tenants.models import Role
+from tests.calls.conftest import BUCKET
 from tests.conftest import Tenant
 from tests.factories import make_call, make_user
 from tests.fakes.audio import read_mp3, tone
@@ -38,8 +35,6 @@ from voice.recording import CallRecording, RecordedAudio
 # RecordingStore.store writes through channels' database_sync_to_async, which closes
 # stale connections around the call: a test transaction would not survive it.
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-BUCKET = "glassbox-recordings"
 
 
 class Clock:
@@ -88,52 +83,6 @@ def local_storage(settings: Any, tmp_path: Path) -> Path:
         },
     }
     return tmp_path / "media"
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3(settings: Any, tmp_path: Path, s3_server: str) -> Any:
-    """The recordings storage on the S3 server, as RECORDINGS_S3_BUCKET & co. configure it."""
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server,
-        region_name="us-east-1",
-        aws_access_key_id="test-key",
-        aws_secret_access_key="test-secret",
-    )
-    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=BUCKET)
-    settings.RECORDING_SPOOL_DIR = tmp_path / "spool"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "recordings": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": BUCKET,
-                "endpoint_url": s3_server,
-                "region_name": "us-east-1",
-                "access_key": "test-key",
-                "secret_key": "test-secret",
-                "location": "recordings",
-                "default_acl": None,
-                "querystring_auth": True,
-                "querystring_expire": 600,
-                "file_overwrite": False,
-                "signature_version": "s3v4",
-            },
-        },
-    }
-    return client
 
 
 def _objects(client: Any) -> list[str]:
