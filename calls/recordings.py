@@ -76,6 +76,13 @@ class RecordingStore:
         except Exception:
             logger.exception("call %s: recording not stored; kept at %s", call.pk, audio.path)
             return
+        if audio.dropped_ms:
+            logger.warning(
+                "call %s: %d ms of the recording could not be kept (writer behind, or agent "
+                "audio far ahead of playback); silence in their place",
+                call.pk,
+                audio.dropped_ms,
+            )
         await database_sync_to_async(call_recording_attach)(
             call=call, name=stored, audio=audio, size=size
         )
@@ -133,8 +140,10 @@ class RecordingLink:
     expires_at: datetime
 
 
-def recording_link(*, call: Call, request: HttpRequest) -> RecordingLink | None:
-    """A short-lived URL to the call's recording, or None when it has none."""
+def recording_link(*, call: Call, request: HttpRequest | None = None) -> RecordingLink | None:
+    """A short-lived URL to the call's recording, or None when it has none. Local links
+    are absolute on the request's origin, or on ``PUBLIC_BASE_URL`` without a request
+    (a webhook, a task)."""
     if not call.recording_name:
         return None
     ttl = settings.RECORDING_URL_TTL_S
@@ -147,7 +156,9 @@ def recording_link(*, call: Call, request: HttpRequest) -> RecordingLink | None:
         {"o": call.organization_id, "c": call.pk, "n": call.recording_name}
     )
     path = reverse("calls:recording-file", kwargs={"token": token})
-    return RecordingLink(request.build_absolute_uri(path), expires_at)
+    if request is not None:
+        return RecordingLink(request.build_absolute_uri(path), expires_at)
+    return RecordingLink(settings.PUBLIC_BASE_URL.rstrip("/") + path, expires_at)
 
 
 @public_page  # the signed token is the credential: <audio> and API clients follow it as is

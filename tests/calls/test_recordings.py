@@ -22,7 +22,7 @@ from django.test import Client
 from django.urls import reverse
 
 from calls.models import Call
-from calls.recordings import RecordingStore
+from calls.recordings import RecordingStore, recording_link
 from tenants import services as tenant_services
 from tenants.models import Role
 from tests.calls.conftest import BUCKET
@@ -115,6 +115,19 @@ def test_a_local_recording_is_served_through_a_signed_link(
     assert len(data) / 8000 == pytest.approx(2.0, abs=0.1)
     left, right = data[:8000, 0].astype(float), data[:8000, 1].astype(float)
     assert np.sqrt((left**2).mean()) > 1000 and np.sqrt((right**2).mean()) > 1000
+
+
+def test_a_link_without_a_request_is_on_the_public_origin(
+    local_storage: Path, tenant_a: Tenant, settings: Any
+) -> None:
+    settings.PUBLIC_BASE_URL = "https://voice.example.test"
+    call = make_call(tenant_a.organization)
+    _record(call)
+    link = recording_link(call=call)
+    assert link is not None
+    assert link.url.startswith("https://voice.example.test/recordings/")
+    response = Client().get(link.url.removeprefix("https://voice.example.test"))
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize(
