@@ -164,6 +164,7 @@ async def test_a_dual_channel_recording_is_what_the_caller_heard(live: Platform)
     assert barge.clear_ms is not None and barge.speech_end_ms is not None
     assert loud(right, barge.speech_start_ms - 500, barge.speech_start_ms - 100) == 1.0
     cut = barge.speech_start_ms + barge.clear_ms
+    assert barge.speech_end_ms - (cut + 200) >= 200  # a window worth checking
     assert loud(right, cut + 200, barge.speech_end_ms) == 0.0
 
 
