@@ -257,9 +257,12 @@ class AgentsAnalyticsSerializer(_WindowSerializer):
     results = AgentLatencySerializer(many=True)
 
 
+RECORDING_STATUSES = ("ready", "none")
+
+
 class RecordingSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
-        choices=["ready", "none"],
+        choices=RECORDING_STATUSES,
         help_text="'none': the agent records nothing, the call is still running, or the "
         "recording was deleted.",
     )

@@ -419,6 +419,9 @@ SPECTACULAR_SETTINGS = {
         "STTProviderEnum": "agents.serializers.STT_PROVIDERS",
         "LLMProviderEnum": "agents.serializers.LLM_PROVIDERS",
         "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
+        # two fields named "status": the call's keeps the name it always had
+        "StatusEnum": "calls.models.CallStatus",
+        "RecordingStatusEnum": "calls.serializers.RECORDING_STATUSES",
     },
 }
 
