@@ -128,6 +128,8 @@ def base_env(tmp: Path, port: int) -> dict[str, str]:
         LOG_LEVEL="WARNING",
         API_RATE_LIMIT="",
         PYTHONUNBUFFERED="1",
+        MEDIA_ROOT=str(tmp / "media"),
+        RECORDING_SPOOL_DIR=str(tmp / "recording-spool"),
     )
     return env
 
@@ -137,6 +139,11 @@ def prepare_db(env: dict[str, str]) -> Tenant:
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], **run)  # type: ignore[call-overload]
     out = subprocess.run([PYTHON, "-m", "bench.seed"], **run)  # type: ignore[call-overload]
     return Tenant(**json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def set_recording(env: dict[str, str], tenant: Tenant, mode: str) -> None:
+    run = {"cwd": ROOT, "env": {**env, "BENCH_RECORDING": f"{tenant.agent_id}:{mode}"}}
+    subprocess.run([PYTHON, "-m", "bench.seed"], check=True, **run)  # type: ignore[call-overload]
 
 
 def server_command(kind: str, port: int) -> list[str]:

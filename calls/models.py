@@ -141,6 +141,13 @@ class Call(TenantModel):
     answered_by = models.CharField(max_length=32, blank=True)
     amd_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     voicemail_action = models.CharField(max_length=16, blank=True)
+    # The recording (calls/recordings.py): its name in the "recordings" storage, "" when
+    # there is none (never made, or deleted).
+    recording_name = models.CharField(max_length=300, blank=True)
+    recording_content_type = models.CharField(max_length=32, blank=True)
+    recording_channels = models.PositiveSmallIntegerField(null=True, blank=True)
+    recording_duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    recording_bytes = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ("-started_at", "-id")

@@ -397,3 +397,26 @@ class AgentLatencySerializer(serializers.Serializer):
 
 class AgentsAnalyticsSerializer(_WindowSerializer):
     results = AgentLatencySerializer(many=True)
+
+
+RECORDING_STATUSES = ("ready", "none")
+
+
+class RecordingSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=RECORDING_STATUSES,
+        help_text="'none': the agent records nothing, the call is still running, or the "
+        "recording was deleted.",
+    )
+    url = serializers.URLField(
+        allow_null=True,
+        help_text="A short-lived link to the audio (S3: presigned; local storage: a signed "
+        "token). Fetch a new one once it expires.",
+    )
+    expires_at = serializers.DateTimeField(allow_null=True)
+    content_type = serializers.CharField(allow_null=True, help_text="audio/mpeg")
+    channels = serializers.IntegerField(
+        allow_null=True, help_text="2: caller left, agent right; 1: both mixed."
+    )
+    duration_ms = serializers.IntegerField(allow_null=True)
+    size_bytes = serializers.IntegerField(allow_null=True)
