@@ -385,6 +385,8 @@ class Machine:
             case Quiet(on=on):
                 self._quiet = on
                 if not on:
+                    # the caller went on: a finalize's end of utterance no longer holds
+                    self._detector.speech_started(now)
                     self._caller_went_on(out)
                 elif self._preempt_due() and self._interim_since_ms is not None:
                     # the words so far, now, rather than after the provider's endpointing
@@ -562,6 +564,8 @@ class Machine:
         detector = self._detector
         if not self._preempt_due() or not detector.pending_text:
             return
+        if self._preempt_finalizing or self._interim_since_ms is not None:
+            return  # newer words are on their way
         if detector.speaking and not self._quiet:
             return
         user = detector.peek()
