@@ -482,10 +482,12 @@ class Machine:
             return False
         if cfg.min_words > 0:
             return sum(w not in self._acks for w in words) >= cfg.min_words
-        # no transcript yet: give the STT time to show whether this is an acknowledgement
-        return (
-            bool(words) or not self._acks or speech_ms >= cfg.min_speech_ms + cfg.transcript_wait_ms
-        )
+        # no transcript yet: give the STT time to show whether this is an acknowledgement;
+        # paused, the caller hears nothing meanwhile, so a cough fit may last twice as long
+        wait = cfg.transcript_wait_ms
+        if cfg.mode == BargeInMode.PAUSE_THEN_DECIDE:
+            wait *= 2
+        return bool(words) or not self._acks or speech_ms >= cfg.min_speech_ms + wait
 
     def _maybe_interrupt(self, now: float, out: list[Command]) -> None:
         if self._barge_in_due():

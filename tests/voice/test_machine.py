@@ -360,8 +360,9 @@ def test_pause_then_decide_cuts_on_real_words_without_a_second_clear() -> None:
 def test_pause_then_decide_cuts_long_speech_the_stt_has_not_transcribed() -> None:
     m, _ = speaking(BargeInMode.PAUSE_THEN_DECIDE, transcript_wait_ms=300)
     assert isinstance(m.step(VoiceStarted(3880), 4000)[0], Pause)
-    assert m.step(Voiced(499), 4400) == []
-    [cut] = m.step(Voiced(500), 4401)
+    # paused, nothing is lost by waiting: twice the transcript wait (a cough fit resumes)
+    assert m.step(Voiced(799), 4700) == []
+    [cut] = m.step(Voiced(800), 4701)
     assert isinstance(cut, Interrupt) and not cut.clear
 
 
