@@ -81,7 +81,7 @@ class TurnConfig:
     # only when the rules above confirm the turn, and is discarded if the caller goes on
     # or the confirmed words differ.
     preemptive: bool = True
-    preemptive_after_ms: int = 20
+    preemptive_after_ms: int = 40
 
 
 class BargeInMode(StrEnum):

@@ -10,6 +10,8 @@ Phases and transitions (``phase``)::
 
     GREETING  --start, first_message set--> SPEAKING (greeting turn)
     LISTENING --turn detector ready------> THINKING  (StartTurn reply)
+    LISTENING --caller quiet, words final-> LISTENING (StartTurn held; Resume when the
+                                                      detector is ready -> THINKING)
     LISTENING --idle.timeout_s-----------> SPEAKING  (idle prompt; after max_prompts the
                                                       goodbye, then End silence-timeout)
     LISTENING --interim only, caller silent max_wait--> FinalizeStt
@@ -23,14 +25,33 @@ A turn, once started, stays "in flight" until its :class:`TurnFinished` arrives,
 after an interrupt: the next reply never starts before the last one is settled, because
 settling may hand the caller's words back (:attr:`TurnFinished.restore`).
 
-Barge-in: while an interruptible turn is thinking or speaking, the caller's current speech
-(VAD) lasting ``interruption.min_speech_ms`` — and, if ``min_words`` > 0, that many STT
-words that are not acknowledgements — interrupts. Speech whose transcript so far is only
-acknowledgements ("mhm") never interrupts, and an acknowledgement that began over the bot
-is not answered even if its final arrives after the bot stopped. With ``min_words`` = 0,
-speech with no transcript yet interrupts only after ``transcript_wait_ms`` more: streaming
-STT's first interim comes later than ``min_speech_ms``, and until it does nobody can tell
-an "mhm" from "wait, stop".
+Barge-in (``interruption.mode``): while an interruptible turn is thinking or speaking,
+
+* ``words``: the caller's current speech (VAD) lasting ``interruption.min_speech_ms`` —
+  and, if ``min_words`` > 0, that many STT words that are not acknowledgements —
+  interrupts. Speech whose transcript so far is only acknowledgements ("mhm") never
+  interrupts, and an acknowledgement that began over the bot is not answered even if its
+  final arrives after the bot stopped. With ``min_words`` = 0, speech with no transcript
+  yet interrupts only after ``transcript_wait_ms`` more: streaming STT's first interim
+  comes later than ``min_speech_ms``, and until it does nobody can tell an "mhm" from
+  "wait, stop".
+* ``pause_then_decide`` (the default): at the VAD's speech start the turn pauses
+  (:class:`Pause`: its audio cleared but kept, its LLM stream left running) and the
+  ``words`` rules decide, with twice the transcript wait, since the caller hears nothing
+  meanwhile. Real words interrupt it (:class:`Interrupt`, no second clear); otherwise it
+  plays on from where the caller stopped hearing it (:class:`Resume`) as soon as a final
+  (an acknowledgement, or empty) arrives after the voice ended, or ``resume_wait_ms``
+  after the voice ended at the latest.
+* ``immediate``: speech lasting ``min_speech_ms`` interrupts, whatever it says.
+
+Preemptive replies (``turn.preemptive``): when the caller goes quiet within a speech
+(:class:`Quiet`, from the shell's VAD after ``preemptive_after_ms``) the STT is asked to
+finalize, and its final counts as the provider's end of utterance. With final words
+pending and the caller quiet, the reply starts *held* (``StartTurn.held``: LLM and TTS run,
+no audio goes out, no tool runs). When the usual rules confirm the turn, the same words
+:class:`Resume` it (now it plays); if the caller speaks again, or the words change, it is
+dropped (:class:`Discard`), settled as if it never was (its index is reused) and the turn
+is answered afresh.
 
 What does not pass through here, on purpose: audio frames (the shell runs VAD and sends
 only its transitions, plus :class:`Voiced` while a barge-in is possible), mark echoes and

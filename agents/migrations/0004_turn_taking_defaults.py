@@ -5,7 +5,7 @@ keys as these defaults anyway: voice.config.from_plain.)"""
 
 from django.db import migrations
 
-TURN = {"preemptive": True, "preemptive_after_ms": 20}
+TURN = {"preemptive": True, "preemptive_after_ms": 40}
 INTERRUPTION = {"mode": "pause_then_decide", "resume_wait_ms": 600}
 
 

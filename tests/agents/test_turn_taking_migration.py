@@ -33,7 +33,7 @@ def test_existing_agents_get_the_new_defaults_and_keep_their_settings(tenant_a: 
         "min_wait_ms": 300,
         "max_wait_ms": 2000,
         "preemptive": True,
-        "preemptive_after_ms": 20,
+        "preemptive_after_ms": 40,
     }
     assert old.interruption == {
         "enabled": True,
