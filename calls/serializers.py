@@ -128,6 +128,8 @@ _CALL_FIELDS = (
     "llm_prompt_tokens",
     "llm_completion_tokens",
     "tts_characters",
+    "discarded_llm_requests",
+    "discarded_llm_tokens",
     "fallback_count",
 )
 

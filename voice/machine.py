@@ -407,7 +407,7 @@ class Machine:
                 self._quiet = on
                 if not on:
                     # the caller went on: a finalize's end of utterance no longer holds
-                    self._detector.speech_started(now)
+                    self._detector.speech_resumed()
                     self._caller_went_on(out)
                 elif self._preempt_due() and self._interim_since_ms is not None:
                     # the words so far, now, rather than after the provider's endpointing

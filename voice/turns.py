@@ -110,6 +110,11 @@ class TurnDetector:
         if self._speech_start_ms is None:
             self._speech_start_ms = at_ms
 
+    def speech_resumed(self) -> None:
+        """The caller spoke again within one VAD speech: an end of utterance no longer
+        holds."""
+        self._endpointed = False
+
     def speech_ended(self, at_ms: float) -> None:
         self._speaking = False
         self._speech_end_ms = at_ms

@@ -72,6 +72,7 @@ async def test_a_preemptive_reply_plays_after_the_turn_is_confirmed(live: Platfo
     marks = reply["timeline"]
     # prepared before the turn was confirmed, heard only after
     assert marks["llm_request_ms"] < marks["end_of_turn_ms"] <= marks["first_audio_sent_ms"]
+    assert (detail["discarded_llm_requests"], detail["discarded_llm_tokens"]) == (0, 0)
     texts = [(e["role"], e["text"]) for e in detail["transcript"]]
     assert ("user", "I need help with my order") in texts
     assert ("assistant", "You said: I need help with my order") in texts
