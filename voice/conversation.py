@@ -708,11 +708,15 @@ class Conversation:
         cancelled before it ever ran is settled (and reported to the machine) too."""
         speaking.close()  # no-op once run; never leave it un-awaited
         self._turns.pop(turn.index, None)
-        if turn.discarded:  # a preemptive reply nobody heard: only its cost remains
+        if turn.discarded or not turn.confirmed.is_set():
+            # a preemptive reply nobody heard (the machine still holds the caller's
+            # words): only its cost remains
             self._usage.discarded_llm_requests += turn.llm_requests
             self._usage.discarded_llm_tokens += turn.llm_tokens
             with contextlib.suppress(asyncio.QueueFull):
                 self._inbox.put_nowait(TurnFinished(turn.index, interrupted=True))
+                if turn.failure:
+                    self._inbox.put_nowait(ProvidersDown(turn.failure, can_speak=True))
             return
         settled = settle(turn, self._now())
         self._history.extend(settled.history)

@@ -289,6 +289,7 @@ class Machine:
         "_config",
         "_detector",
         "_end",
+        "_failed_held",
         "_idle_since_ms",
         "_interim_since_ms",
         "_max_at_ms",
@@ -324,6 +325,7 @@ class Machine:
         self._pause_final_ms: float | None = None  # the last final since the turn paused
         self._quiet = False  # quiet within a VAD speech (preemptive replies)
         self._preempt_finalizing = False  # FinalizeStt sent for a preemptive reply
+        self._failed_held: tuple[str, ...] | None = None
         self._voice_end_ms = 0.0
         self._speech_ms = 0.0
         self._max_at_ms = config.max_duration_s * 1000
@@ -589,6 +591,8 @@ class Machine:
             return
         if self._preempt_finalizing or self._interim_since_ms is not None:
             return  # newer words are on their way
+        if tuple(text_words(detector.pending_text)) == self._failed_held:
+            return
         if detector.speaking and not self._quiet:
             return
         user = detector.peek()
@@ -638,8 +642,12 @@ class Machine:
             return
         self._turn = None
         self._touch(now)
-        if turn.discarded:  # never heard of: its index is the next turn's
+        if turn.discarded or turn.held is not None:
+            # never heard of (a held reply ends unconfirmed only when it failed): its
+            # index is the next turn's, and its words are still the detector's
             self._turn_count = turn.index
+            if not turn.discarded:
+                self._failed_held = turn.held  # not prepared again: answered when due
             if self._closing is None:
                 self.phase = Phase.LISTENING
                 return

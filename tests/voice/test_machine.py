@@ -466,3 +466,16 @@ def test_the_max_duration_only_drops_a_held_reply() -> None:
     flush, closing = m.step(TurnFinished(held.index, interrupted=True), 4010)
     assert isinstance(flush, FlushUser) and flush.user.text == "I'd like to book a table and"
     assert isinstance(closing, StartTurn) and closing.kind is TurnKind.CLOSING
+
+
+def test_a_held_reply_that_fails_before_confirmation_leaves_the_words_to_the_goodbye() -> None:
+    m = preemptive()
+    m.step(VoiceStarted(2000), 2120)
+    m.step(VoiceEnded(2900), 3100)
+    [held] = m.step(Final("I'd like to book a table and", speech_final=True), 3150)
+    assert isinstance(held, StartTurn) and held.held
+    assert m.step(TurnFinished(held.index, interrupted=True), 3300) == []
+    flush, goodbye = m.step(ProvidersDown("no language model answered"), 3301)
+    assert isinstance(flush, FlushUser) and flush.user.text == "I'd like to book a table and"
+    assert isinstance(goodbye, StartTurn) and goodbye.kind is TurnKind.CLOSING
+    assert goodbye.index == held.index  # the failed held reply left no trace
