@@ -96,7 +96,20 @@ _AGENT_FIELDS = [
         "Maximum wait (ms)",
         "The longest the agent waits when the caller sounds unfinished.",
     ),
+    FormField(
+        "turn.preemptive",
+        "Prepare replies early",
+        "Start the reply while the caller's turn is being confirmed; it plays only once confirmed.",
+    ),
+    FormField("turn.preemptive_after_ms", "Quiet before preparing a reply (ms)"),
     FormField("interruption.enabled", "Callers can interrupt the agent"),
+    FormField(
+        "interruption.mode",
+        "When the caller speaks over the agent",
+        "Pause then decide: stop at once, play on after 'mhm' or a cough. Immediate: stop "
+        "for any speech. Words: stop once real words are transcribed.",
+    ),
+    FormField("interruption.resume_wait_ms", "Wait before playing on (ms)"),
     FormField(
         "interruption.min_speech_ms",
         "Minimum speech to interrupt (ms)",
@@ -183,14 +196,25 @@ def agent_sections() -> list[Section]:
             "basics",
         ),
         *(Section(STAGE_TITLES[s], [], s) for s in STAGES),  # drawn by stage_fields()
-        Section("Turn-taking", ["turn.min_wait_ms", "turn.max_wait_ms"], "turn"),
+        Section(
+            "Turn-taking",
+            [
+                "turn.min_wait_ms",
+                "turn.max_wait_ms",
+                "turn.preemptive",
+                "turn.preemptive_after_ms",
+            ],
+            "turn",
+        ),
         Section(
             "Interruptions",
             [
                 "interruption.enabled",
+                "interruption.mode",
                 "interruption.min_speech_ms",
                 "interruption.min_words",
                 "interruption.transcript_wait_ms",
+                "interruption.resume_wait_ms",
                 "interruption.acknowledgements",
             ],
             "interruption",

@@ -27,6 +27,7 @@ from glassbox.api.fields import SafeJSONObjectField, TenantPrimaryKeyRelatedFiel
 from glassbox.outbound import validate_outbound_url
 from voice.config import (
     AnalysisConfig,
+    BargeInMode,
     CallConfig,
     FallbackConfig,
     IdleConfig,
@@ -116,6 +117,17 @@ class TurnSerializer(serializers.Serializer):
     max_wait_ms = serializers.IntegerField(
         min_value=0, max_value=30_000, default=_TURN["max_wait_ms"]
     )
+    preemptive = serializers.BooleanField(
+        default=_TURN["preemptive"],
+        help_text=(
+            "Prepare the reply (language model and speech, audio held) as soon as the caller "
+            "goes quiet; it plays only once the turn is confirmed, and is discarded if the "
+            "caller goes on. Discarded requests still count in usage."
+        ),
+    )
+    preemptive_after_ms = serializers.IntegerField(
+        min_value=0, max_value=2_000, default=_TURN["preemptive_after_ms"]
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Under PATCH only some keys arrive; the merged object is validated again in full.
@@ -129,6 +141,16 @@ class TurnSerializer(serializers.Serializer):
 
 class InterruptionSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(default=_INTERRUPTION["enabled"])
+    mode = serializers.ChoiceField(
+        [str(m) for m in BargeInMode],
+        default=str(_INTERRUPTION["mode"]),
+        help_text=(
+            "pause_then_decide: the agent's audio stops as the caller starts speaking and "
+            "plays on from where it stopped if it was only an acknowledgement, a cough or "
+            "noise. immediate: any speech of min_speech_ms cuts the agent off. words: the "
+            "agent is cut off once the transcript shows words that are not acknowledgements."
+        ),
+    )
     min_speech_ms = serializers.IntegerField(
         min_value=0, max_value=5_000, default=_INTERRUPTION["min_speech_ms"]
     )
@@ -143,6 +165,13 @@ class InterruptionSerializer(serializers.Serializer):
             "Speech not yet transcribed interrupts only after min_speech_ms plus this long, "
             "so a backchannel ('mhm') whose transcript arrives late does not cut the agent off."
         ),
+    )
+    resume_wait_ms = serializers.IntegerField(
+        min_value=0,
+        max_value=5_000,
+        default=_INTERRUPTION["resume_wait_ms"],
+        help_text="pause_then_decide: how long after the caller stops a paused reply waits "
+        "for words before it plays on.",
     )
     acknowledgements = serializers.ListField(
         child=serializers.CharField(max_length=50),

@@ -111,6 +111,9 @@ class Call(TenantModel):
     llm_prompt_tokens = models.PositiveIntegerField(default=0)
     llm_completion_tokens = models.PositiveIntegerField(default=0)
     tts_characters = models.PositiveIntegerField(default=0)
+    # preemptive replies prepared and discarded (their tokens are inside the two above)
+    discarded_llm_requests = models.PositiveIntegerField(default=0)
+    discarded_llm_tokens = models.PositiveIntegerField(default=0)
     # providers replaced during the call, in order: {stage, from, to, reason, at_ms}
     fallbacks = models.JSONField(default=list, blank=True)
     # secure digit captures (voice.events.SecureCapture): {tool, turn_index, start_ms,

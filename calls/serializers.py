@@ -171,6 +171,8 @@ _CALL_FIELDS = (
     "tts_characters",
     "analysis_prompt_tokens",
     "analysis_completion_tokens",
+    "discarded_llm_requests",
+    "discarded_llm_tokens",
     "fallback_count",
     "variables",
     "metadata",

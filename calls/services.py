@@ -371,6 +371,8 @@ def call_end(*, call: Call, ended: CallEnded) -> Call:
         call.llm_prompt_tokens = ended.usage.llm_prompt_tokens
         call.llm_completion_tokens = ended.usage.llm_completion_tokens
         call.tts_characters = ended.usage.tts_characters
+        call.discarded_llm_requests = ended.usage.discarded_llm_requests
+        call.discarded_llm_tokens = ended.usage.discarded_llm_tokens
         call.fallbacks = list(ended.fallbacks)
         if call.ended_at is None:
             call.ended_at = timezone.now()
@@ -386,6 +388,8 @@ def call_end(*, call: Call, ended: CallEnded) -> Call:
                 "llm_prompt_tokens",
                 "llm_completion_tokens",
                 "tts_characters",
+                "discarded_llm_requests",
+                "discarded_llm_tokens",
                 "fallbacks",
                 "ended_at",
                 "status",

@@ -178,6 +178,10 @@ class Usage:
     llm_prompt_tokens: int = 0
     llm_completion_tokens: int = 0
     tts_characters: int = 0
+    # preemptive replies prepared and then discarded: requests, and their tokens as the
+    # providers reported them (already counted in the two above: usage stays true)
+    discarded_llm_requests: int = 0
+    discarded_llm_tokens: int = 0
 
 
 @dataclass(slots=True)

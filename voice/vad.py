@@ -140,6 +140,11 @@ class VoiceActivity:
         voiced frame, so the silence before ``end_ms`` ends it does not count as speech."""
         return self._voiced_end_ms - self._speech_start_ms if self._speaking else 0.0
 
+    def quiet_ms(self) -> float:
+        """How long the current speech has been unvoiced (0 when silent): a pause the
+        hysteresis has not yet called the end of speech."""
+        return self._processed_ms - self._voiced_end_ms if self._speaking else 0.0
+
     def process(self, pcm16: bytes) -> list[VadEvent]:
         """Feed PCM16 little-endian mono audio; return the transitions it caused."""
         self._buf += pcm16

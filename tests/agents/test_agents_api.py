@@ -25,7 +25,10 @@ def test_create_fills_engine_defaults(tenant_a: Tenant) -> None:
     assert body["turn"] == {
         "min_wait_ms": TurnConfig().min_wait_ms,
         "max_wait_ms": TurnConfig().max_wait_ms,
+        "preemptive": True,  # on by default (issue 16)
+        "preemptive_after_ms": TurnConfig().preemptive_after_ms,
     }
+    assert body["interruption"]["mode"] == "pause_then_decide"
     assert body["interruption"]["acknowledgements"] == list(InterruptionConfig().acknowledgements)
     assert body["idle"]["timeout_s"] == IdleConfig().timeout_s
     assert body["has_webhook_secret"] is False
