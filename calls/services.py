@@ -23,7 +23,7 @@ from calls.models import (
     TranscriptEntry,
     TurnMetric,
 )
-from calls.signals import call_ended, call_finalized
+from calls.signals import call_ended, call_finalized, call_started, turn_stored
 from tenants.models import Organization
 from voice.events import CallEnded, EndReason, ToolCallRecord, TurnTimeline
 from voice.events import TranscriptEntry as TranscriptEntryEvent
@@ -285,7 +285,7 @@ def _call_locked(call: Call) -> Call:
 
 
 def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
-    TranscriptEntry.objects.for_org(call.organization).create(
+    turn = TranscriptEntry.objects.for_org(call.organization).create(
         organization=call.organization,
         call=call,
         role=str(entry.role),
@@ -295,6 +295,7 @@ def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
         end_ms=entry.end_ms,
         interrupted=entry.interrupted,
     )
+    turn_stored.send(sender=Call, call=call, turn=turn)
 
 
 def call_record_turn(*, call: Call, timeline: TurnTimeline) -> None:
@@ -388,6 +389,7 @@ def call_finalize(*, call: Call) -> Call:
 def call_stream_started(*, call: Call, stream_sid: str) -> None:
     call.carrier_stream_sid = stream_sid[:64]
     call.save(update_fields=["carrier_stream_sid"])
+    call_started.send(sender=Call, call=call)
 
 
 # -- maintenance ---------------------------------------------------------------------

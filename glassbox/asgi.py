@@ -21,6 +21,7 @@ from calls.sweeper import (  # noqa: E402
     calls_sweep_periodically,
 )
 from glassbox.routing import websocket_urlpatterns  # noqa: E402
+from webhooks.sweeper import deliveries_due_periodically  # noqa: E402
 
 logger = logging.getLogger("glassbox.websocket")
 
@@ -42,7 +43,8 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Start and stop the process's background work with the server.
 
     The replay of the call recorder's local spool, and the call sweep where no celery
-    beat runs it (``CALLS_SWEEP_INTERVAL_S`` > 0, the embedded default): calls/sweeper.py.
+    beat runs it (``CALLS_SWEEP_INTERVAL_S`` > 0, the embedded default): calls/sweeper.py;
+    and, likewise without beat, due webhook retries (webhooks/sweeper.py).
     Django itself has no lifespan support; this handler is why the server can run with
     ``--lifespan on``.
     """
@@ -56,6 +58,10 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             sweep = float(settings.CALLS_SWEEP_INTERVAL_S)
             if sweep > 0:
                 jobs.append(asyncio.create_task(calls_sweep_periodically(interval_s=sweep)))
+            # Webhook retries: celery beat sends them where there is a broker.
+            due = float(settings.WEBHOOK_DUE_INTERVAL_S)
+            if settings.CELERY_TASK_ALWAYS_EAGER and due > 0:
+                jobs.append(asyncio.create_task(deliveries_due_periodically(interval_s=due)))
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for job in jobs:

@@ -21,7 +21,7 @@ class Route:
     @property
     def aggregate(self) -> bool:
         """A read-only computed view (``@action``), not a list or an object of the model."""
-        return not set(self.actions.values()) & CRUD_ACTIONS
+        return not self.detail and not set(self.actions.values()) & CRUD_ACTIONS
 
     def __repr__(self) -> str:
         return self.path

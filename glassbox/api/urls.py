@@ -5,6 +5,7 @@ from agents.api import AgentViewSet, CredentialViewSet, ToolViewSet
 from billing.api import SubscriptionViewSet, UsageViewSet
 from calls.api import AnalyticsViewSet, CallViewSet, PhoneNumberViewSet
 from tenants.api import ApiKeyViewSet
+from webhooks.api import WebhookDeliveryViewSet, WebhookEndpointViewSet
 
 router = SimpleRouter()
 router.register("agents", AgentViewSet, basename="agent")
@@ -14,6 +15,8 @@ router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("analytics", AnalyticsViewSet, basename="analytics")
+router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhook-endpoint")
+router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
 
 urlpatterns = [
     *router.urls,

@@ -58,6 +58,10 @@ PAYLOADS: dict[str, Callable[[Organization], dict[str, Any]]] = {
         "agent": make_agent(org).pk,
     },
     "api-key-list": lambda org: {"name": "payload key"},
+    "webhook-endpoint-list": lambda org: {
+        "url": "https://hooks.example.com/glassbox",
+        "events": ["call.ended"],
+    },
 }
 
 
@@ -113,8 +117,13 @@ def test_other_tenants_object_is_404_like_a_missing_one(
     )
     after = model.objects.for_org(tenant_a.organization).filter(pk=obj.pk).values().get()
     assert after == before
-    # The owner reaches the same URL, so the 404 was about the tenant, not the path.
-    assert tenant_a.client.get(_detail_url(route, obj.pk)).status_code == 200
+    # The owner reaches the same URL, so the 404 was about the tenant, not the path (a
+    # detail action that only takes POST, e.g. rotate or redeliver, by POSTing to it).
+    if "get" in route.actions:
+        assert tenant_a.client.get(_detail_url(route, obj.pk)).status_code == 200
+    else:
+        owner = getattr(tenant_a.client, method)(_detail_url(route, obj.pk), {}, format="json")
+        assert owner.status_code < 300, owner.json()
 
 
 @pytest.mark.parametrize("route", LIST_ROUTES, ids=repr)
