@@ -404,6 +404,9 @@ SPECTACULAR_SETTINGS = {
         "STTProviderEnum": "agents.serializers.STT_PROVIDERS",
         "LLMProviderEnum": "agents.serializers.LLM_PROVIDERS",
         "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
+        "WebhookEventTypeEnum": "webhooks.models.EventType",
+        "WebhookEndpointStateEnum": "webhooks.models.EndpointState",
+        "WebhookDeliveryStateEnum": "webhooks.models.DeliveryState",
     },
 }
 

@@ -16,10 +16,23 @@ from django.utils import timezone
 
 from calls.models import Call, TranscriptEntry
 from calls.signals import call_analyzed, call_finalized, call_started, recording_ready, turn_stored
-from webhooks.models import EventType
+from webhooks.models import AGENT_WEBHOOK_EVENTS, EndpointState, EventType, WebhookEndpoint
 from webhooks.tasks import event_enqueue
 
 logger = logging.getLogger(__name__)
+
+
+def _has_destination(call: Call, event_type: str) -> bool:
+    """Whether anyone may want the event: one indexed query (or none), so a call of an
+    organization without webhooks queues nothing."""
+    to_agent = event_type in AGENT_WEBHOOK_EVENTS and (call.agent_snapshot or {}).get("webhook_url")
+    if to_agent:
+        return True
+    return (
+        WebhookEndpoint.objects.for_org(call.organization)
+        .exclude(state=EndpointState.DISABLED)
+        .exists()
+    )
 
 
 def _schedule(call: Call, event_type: str, turn: TranscriptEntry | None = None) -> None:
@@ -35,7 +48,8 @@ def _schedule(call: Call, event_type: str, turn: TranscriptEntry | None = None) 
 
         def enqueue() -> None:
             try:
-                event_enqueue(**kwargs)
+                if _has_destination(call, event_type):
+                    event_enqueue(**kwargs)
             except Exception:
                 logger.exception("webhooks: could not enqueue %s for call %s", event_type, call.pk)
 

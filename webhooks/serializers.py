@@ -121,7 +121,7 @@ class MetricsSummarySerializer(serializers.Serializer):
     per_turn = _TurnSummarySerializer(many=True)
 
 
-class UsageSerializer(serializers.Serializer):
+class CallUsageTotalsSerializer(serializers.Serializer):
     duration_ms = serializers.IntegerField(allow_null=True)
     stt_seconds = serializers.FloatField()
     llm_prompt_tokens = serializers.IntegerField()
@@ -142,7 +142,7 @@ def _envelope(name: str, event_type: str, data: serializers.Serializer, doc: str
             "use it to ignore duplicates."
         ),
         "object": serializers.ChoiceField(choices=["event"]),
-        "type": serializers.ChoiceField(choices=[event_type]),
+        "type": serializers.CharField(help_text=f"{event_type}"),
         "api_version": serializers.CharField(help_text=f"Currently {API_VERSION}."),
         "created": serializers.IntegerField(help_text="When it happened, unix seconds."),
         "data": data,
@@ -165,7 +165,7 @@ CallEndedEvent = _envelope(
         (serializers.Serializer,),
         {
             "call": CallOutputSerializer(help_text="status, end_reason, duration_ms, ..."),
-            "usage": UsageSerializer(),
+            "usage": CallUsageTotalsSerializer(),
             "transcript": TranscriptEntrySerializer(many=True),
             "metrics": MetricsSummarySerializer(),
         },

@@ -227,11 +227,13 @@ class AttemptResult:
 async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> AttemptResult:
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout_s):
-            async with outbound_client(timeout=timeout_s, follow_redirects=False) as client:
-                async with client.stream("POST", url, content=body, headers=headers) as response:
-                    elapsed = (time.perf_counter() - started) * 1000
-                    status = response.status_code
+        async with (
+            asyncio.timeout(timeout_s),
+            outbound_client(timeout=timeout_s, follow_redirects=False) as client,
+            client.stream("POST", url, content=body, headers=headers) as response,
+        ):
+            elapsed = (time.perf_counter() - started) * 1000
+            status = response.status_code
     except (TimeoutError, httpx.TimeoutException):
         return AttemptResult(None, f"No response within {timeout_s:g} seconds.", None)
     except httpx.HTTPError as exc:
@@ -265,13 +267,15 @@ def delivery_attempt(*, organization: Organization, delivery_id: int) -> str:
     url, secrets = "", []
     if delivery.endpoint is not None:
         if delivery.endpoint.state == EndpointState.DISABLED:
-            return _record(delivery, AttemptResult(None, "The endpoint is disabled.", None), now)
+            disabled = AttemptResult(None, "The endpoint is disabled.", None)
+            return _record(delivery, disabled, now, final=True)
         url, secrets = delivery.endpoint.url, endpoint_signing_secrets(delivery.endpoint, now)
     elif delivery.agent is not None and delivery.agent.webhook_url:
         url = delivery.agent.webhook_url
         secrets = [delivery.agent.webhook_secret] if delivery.agent.webhook_secret else []
     if not url:
-        return _record(delivery, AttemptResult(None, "The agent has no webhook URL.", None), now)
+        no_url = AttemptResult(None, "The agent has no webhook URL.", None)
+        return _record(delivery, no_url, now, final=True)
     body = json.dumps(delivery.event.payload, separators=(",", ":")).encode()
     timestamp = int(time.time())
     headers = {
@@ -286,7 +290,10 @@ def delivery_attempt(*, organization: Organization, delivery_id: int) -> str:
     return _record(delivery, result, timezone.now())
 
 
-def _record(delivery: Delivery, result: AttemptResult, now: datetime) -> str:
+def _record(
+    delivery: Delivery, result: AttemptResult, now: datetime, *, final: bool = False
+) -> str:
+    """Store an attempt's outcome; ``final``: nothing to retry (no destination left)."""
     organization = delivery.organization
     with transaction.atomic():
         row = Delivery.objects.for_org(organization).select_for_update().get(pk=delivery.pk)
@@ -300,7 +307,7 @@ def _record(delivery: Delivery, result: AttemptResult, now: datetime) -> str:
             row.state = DeliveryState.SUCCEEDED
             row.next_attempt_at = None
             outcome = "succeeded"
-        elif row.attempts >= row.max_attempts:
+        elif final or row.attempts >= row.max_attempts:
             row.state = DeliveryState.FAILED
             row.next_attempt_at = None
             outcome = "failed"

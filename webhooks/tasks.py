@@ -23,7 +23,7 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from calls.models import Call, TranscriptEntry
 from glassbox.celery import app as celery_app
@@ -53,7 +53,8 @@ def _in_pool(fn: Callable[..., Any], **kwargs: Any) -> None:
         except Exception:
             logger.exception("webhooks: %s(%s) failed", fn.__name__, kwargs)
         finally:
-            close_old_connections()
+            # This thread's connection is closed after each job, so none outlives it.
+            connections.close_all()
 
     _pool().submit(job)
 
