@@ -406,7 +406,7 @@ def delivery_redeliver(*, delivery: Delivery) -> Delivery:
     with transaction.atomic():
         row = (
             Delivery.objects.for_org(delivery.organization)
-            .select_for_update()
+            .select_for_update(of=("self",))
             .select_related("endpoint", "agent")
             .get(pk=delivery.pk)
         )

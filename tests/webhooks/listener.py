@@ -41,6 +41,8 @@ class Listener:
     received: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     delay_s: float = 0.0
+    # When set, a request is recorded on arrival and answered only once the gate opens.
+    gate: threading.Event | None = None
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def wait_for(self, predicate: Any, timeout_s: float = 30.0) -> list[Received]:
@@ -72,6 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = listener.statuses.pop(0) if listener.statuses else 200
             listener.received.append(Received(self.path, dict(self.headers.items()), body))
             listener.arrived.notify_all()
+        if listener.gate is not None:
+            listener.gate.wait(30)
         self.send_response(status)
         if 300 <= status < 400:
             self.send_header("Location", "http://127.0.0.1:9/elsewhere")
