@@ -25,6 +25,7 @@ urlpatterns = [
     path("", include("agents.web_urls")),
     path("", include("calls.web_urls")),
     path("", include("billing.web_urls")),
+    path("", include("webhooks.web_urls")),
 ]
 
 # Under /api/ these answer with the API's JSON error shape; elsewhere Django's pages.

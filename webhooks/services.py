@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -242,6 +244,17 @@ async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float
     return AttemptResult(status, error, round(elapsed, 1))
 
 
+def _run(attempt: Coroutine[Any, Any, AttemptResult]) -> AttemptResult:
+    """Run the attempt to its end from synchronous code: here, or on a helper thread when
+    this thread already runs an event loop (asyncio.run refuses to nest)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(attempt)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as helper:
+        return helper.submit(asyncio.run, attempt).result()
+
+
 def _claim(organization: Organization, delivery_id: int, now: datetime) -> bool:
     lease = now + timedelta(seconds=float(settings.WEBHOOK_TIMEOUT_S) + 60)
     claimed = (
@@ -286,7 +299,7 @@ def delivery_attempt(*, organization: Organization, delivery_id: int) -> str:
     }
     if secrets:
         headers[SIGNATURE_HEADER] = signature_header(secrets, timestamp, body)
-    result = asyncio.run(_post(url, body, headers, float(settings.WEBHOOK_TIMEOUT_S)))
+    result = _run(_post(url, body, headers, float(settings.WEBHOOK_TIMEOUT_S)))
     return _record(delivery, result, timezone.now())
 
 

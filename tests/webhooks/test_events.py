@@ -5,7 +5,6 @@ the simulate_call test cover a real Celery worker)."""
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
 
@@ -106,4 +105,3 @@ def test_the_call_never_waits_for_the_tenants_server(
             break
         threading.Event().wait(0.05)
     assert (delivery.state, delivery.attempts, delivery.last_status) == ("succeeded", 1, 200)
-
