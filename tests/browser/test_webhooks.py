@@ -20,6 +20,7 @@ def test_add_an_endpoint_see_its_delivery_and_redeliver_it(
     page: Page,
     login_as: Any,
     listener: Listener,  # noqa: F811
+    local_delivery: None,  # noqa: F811  (the server sends deliveries on its own pool)
 ) -> None:
     member = login_as("member")
     page.goto("/")
