@@ -25,10 +25,10 @@ from tests.factories import (
     make_api_key,
     make_call,
     make_credential,
+    make_delivery,
     make_invitation,
     make_membership,
     make_phone_number,
-    make_delivery,
     make_tool,
     make_webhook_endpoint,
 )

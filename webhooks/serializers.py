@@ -49,7 +49,7 @@ class WebhookEndpointOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = WebhookEndpoint
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "url",
             "description",
@@ -63,7 +63,7 @@ class WebhookEndpointOutputSerializer(serializers.ModelSerializer):
             "created",
             "updated",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def get_enabled(self, obj: WebhookEndpoint) -> bool:
         return obj.state != EndpointState.DISABLED
@@ -241,8 +241,8 @@ class EventSummarySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Event
-        fields = ("id", "type", "created", "call")
-        read_only_fields = fields
+        fields: tuple[str, ...] = ("id", "type", "created", "call")
+        read_only_fields: tuple[str, ...] = fields
 
 
 class EventSerializer(EventSummarySerializer):

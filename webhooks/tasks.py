@@ -83,15 +83,15 @@ def event_build(
     turn_id: int | None = None,
 ) -> list[int]:
     organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is None:  # deleted since
+        return []
     call = (
         Call.objects.for_org(organization)
         .select_related("organization", "agent")
         .filter(pk=call_id)
         .first()
-        if organization is not None
-        else None
     )
-    if call is None:  # deleted since
+    if call is None:
         return []
     source = f"call:{call.pk}"
     if event_type == EventType.CALL_STARTED:
