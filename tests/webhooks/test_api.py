@@ -186,3 +186,13 @@ def test_event_payloads_match_their_documented_schema(tenant_a: Tenant, listener
     assert ended["metrics"]["stages"]["voice_to_voice_ms"]["p50"] is not None
     assert ended["usage"]["llm_prompt_tokens"] == 800
     assert ended["call"]["status"] == "completed"
+
+
+def test_the_readme_shows_the_documented_snippet() -> None:
+    from pathlib import Path
+
+    from tests.webhooks.listener import documented_snippet
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Event webhooks", 1)[1].split("\n## ", 1)[0]
+    assert "```python\n" + documented_snippet("python") + "```" in section

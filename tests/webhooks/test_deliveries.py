@@ -5,8 +5,11 @@ task paths are in test_events.py and test_worker.py."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +19,7 @@ from django.utils import timezone
 from tenants.models import Role
 from tests.conftest import Tenant
 from tests.factories import make_agent, make_call, make_membership, make_webhook_endpoint
-from tests.webhooks.listener import Listener, documented_verify
+from tests.webhooks.listener import Listener, documented_snippet, documented_verify
 from webhooks import services
 from webhooks.events import call_started_data
 from webhooks.models import Delivery, DeliveryState, EndpointState, WebhookEndpoint
@@ -384,3 +387,37 @@ def test_delivery_states_are_listed_and_filtered(
     assert row["attempts"] == 1 and row["last_status"] in (200, 500)
     other = "failed" if state == DeliveryState.SUCCEEDED else "succeeded"
     assert tenant_a.client.get("/api/v1/webhook-deliveries/", {"state": other}).json()["count"] == 0
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js (node)")
+def test_the_documented_node_snippet_verifies_a_real_delivery(
+    tenant_a: Tenant, listener: Listener, tmp_path: Path
+) -> None:
+    endpoint = make_webhook_endpoint(tenant_a.organization, url=listener.url)
+    [delivery_id] = _emit(make_call(tenant_a.organization))
+    assert _attempt(tenant_a, delivery_id) == "succeeded"
+    [request] = listener.received
+    body = tmp_path / "body.json"
+    body.write_bytes(request.body)
+    script = tmp_path / "verify.js"
+    script.write_text(
+        documented_snippet("javascript")
+        + "\nconst [body, header, secret] = process.argv.slice(2);\n"
+        + "console.log(verify(require('fs').readFileSync(body), header, secret));\n"
+    )
+
+    def node(secret: str, payload: Path = body) -> str:
+        run = subprocess.run(
+            ["node", str(script), str(payload), request.signature, secret],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return run.stdout.strip()
+
+    assert node(endpoint.secret) == "true"
+    assert node(endpoint.secret + "x") == "false"
+    tampered = tmp_path / "tampered.json"
+    tampered.write_bytes(request.body.replace(b"call.started", b"call.ended"))
+    assert node(endpoint.secret, tampered) == "false"
