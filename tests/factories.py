@@ -36,7 +36,7 @@ from tenants.services import (
     organization_create,
 )
 from voice.events import CallEnded, EndReason, TurnKind, TurnTimeline, Usage
-from webhooks.events import envelope, event_public_id
+from webhooks.events import call_started_data, envelope, event_public_id
 from webhooks.models import Delivery, DeliveryState, Event, WebhookEndpoint
 from webhooks.services import endpoint_create
 
@@ -295,13 +295,13 @@ def make_webhook_endpoint(organization: Organization, **data: Any) -> WebhookEnd
 
 def make_event(organization: Organization, **data: Any) -> Event:
     call = data.pop("call", None) or make_call(organization)
-    event_type = data.pop("type", "call.started")
+    event_type = "call.started"
     public_id = event_public_id(
         organization_id=organization.pk, event_type=event_type, source=f"test:{next(_seq)}"
     )
     created = timezone.now()
     payload = envelope(
-        public_id=public_id, event_type=event_type, created=created, data={"call": {"id": call.pk}}
+        public_id=public_id, event_type=event_type, created=created, data=call_started_data(call)
     )
     return Event.objects.for_org(organization).create(
         organization=organization,

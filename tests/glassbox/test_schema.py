@@ -24,9 +24,11 @@ from tests.conftest import Tenant
 from tests.factories import (
     make_api_key,
     make_call,
+    make_delivery,
     make_phone_number,
     make_tool,
     make_transcript_entry,
+    make_webhook_endpoint,
 )
 from tests.routes import api_routes
 
@@ -103,6 +105,8 @@ def test_fuzzing_finds_no_server_errors_or_schema_violations(
         "phone-numbers": number.pk,
         "api-keys": make_api_key(org).api_key.pk,
         "calls": make_transcript_entry(org, call=make_call(org, phone_number=number)).call_id,
+        "webhook-endpoints": make_webhook_endpoint(org).pk,
+        "webhook-deliveries": make_delivery(org).pk,
     }
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
     auth = {"Authorization": f"Bearer {tenant_a.key}"}
