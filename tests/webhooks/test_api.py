@@ -72,6 +72,14 @@ def test_a_private_url_is_refused_naming_the_field(tenant_a: Tenant, settings: A
         assert "url" in response.json()["error"]["fields"]
 
 
+def test_a_host_name_that_cannot_be_resolved_is_a_400_not_a_500(tenant_a: Tenant) -> None:
+    # Found by the schema fuzz: a 64+ character label made the resolver's IDNA step raise.
+    for url in ("http://" + "a" * 70 + ".com/", "http://a." + "b" * 64 + "/"):
+        response = tenant_a.client.post(URL, {"url": url}, format="json")
+        assert response.status_code == 400, url
+        assert "url" in response.json()["error"]["fields"]
+
+
 def test_update_and_delete(tenant_a: Tenant) -> None:
     endpoint = make_webhook_endpoint(tenant_a.organization)
     response = tenant_a.client.patch(
