@@ -15,9 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 
 from calls.models import TURN_STAGES, Call, TranscriptEntry, TurnMetric
-from calls.serializers import CallOutputSerializer, TranscriptEntrySerializer
+from calls.serializers import (
+    CallDetailSerializer,
+    CallOutputSerializer,
+    TranscriptEntrySerializer,
+)
 
 API_VERSION = "2026-12-01"
 
@@ -117,13 +122,28 @@ def _plain(value: Any) -> Any:
     }
 
 
+def _as_in_call_detail(call: Call, name: str) -> Any:
+    """``name`` as ``GET /api/v1/calls/{id}/`` shows it, when the call detail has it (the
+    analysis and the recording are defined by their own apps), else the call's attribute."""
+    field = CallDetailSerializer().fields.get(name)
+    if field is None:
+        return _plain(getattr(call, name, None))
+    try:
+        attribute = field.get_attribute(call)
+    except (AttributeError, ObjectDoesNotExist):
+        return None
+    return None if attribute is None else field.to_representation(attribute)
+
+
 def call_analyzed_data(call: Call, analysis: Any = None) -> dict[str, Any]:
     if analysis is None:
-        analysis = getattr(call, "analysis", None)
+        analysis = _as_in_call_detail(call, "analysis")
     return {"call": call_data(call), "analysis": _plain(analysis)}
 
 
 def call_recording_ready_data(call: Call, recording: Any = None) -> dict[str, Any]:
+    if recording is None:
+        recording = _as_in_call_detail(call, "recording")
     details = _plain(recording) if recording is not None else {}
     if not isinstance(details, dict):
         details = {"detail": details}

@@ -78,8 +78,10 @@ class Event(TenantModel):
 
     public_id = models.CharField(max_length=40, unique=True)
     type = models.CharField(max_length=32, choices=EventType.choices)
+    # Deleting a call (a tenant's data-deletion request) deletes its events: their
+    # payloads carry its transcript.
     call = models.ForeignKey(
-        "calls.Call", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "calls.Call", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
     payload = models.JSONField()
     created = models.DateTimeField()

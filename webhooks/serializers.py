@@ -246,7 +246,7 @@ class EventSummarySerializer(serializers.ModelSerializer):
 
 
 class EventSerializer(EventSummarySerializer):
-    payload = EventPayloadField(help_text="The JSON body POSTed, byte for byte as signed.")
+    payload = EventPayloadField(help_text="The JSON body POSTed (the same in every attempt).")
 
     class Meta(EventSummarySerializer.Meta):
         fields = (*EventSummarySerializer.Meta.fields, "payload")

@@ -421,3 +421,15 @@ def test_the_documented_node_snippet_verifies_a_real_delivery(
     tampered = tmp_path / "tampered.json"
     tampered.write_bytes(request.body.replace(b"call.started", b"call.ended"))
     assert node(endpoint.secret, tampered) == "false"
+
+
+def test_deleting_a_call_deletes_its_events_and_deliveries(tenant_a: Tenant) -> None:
+    """A data-deletion request: the events' bodies carry the call's transcript."""
+    from webhooks.models import Event
+
+    make_webhook_endpoint(tenant_a.organization)
+    call = make_call(tenant_a.organization)
+    assert _emit(call)
+    call.delete()
+    assert not Event.objects.for_org(tenant_a.organization).exists()
+    assert not Delivery.objects.for_org(tenant_a.organization).exists()
