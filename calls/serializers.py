@@ -10,14 +10,17 @@ from agents.serializers import e164
 from calls.analytics import DEFAULT_PERIOD, PERIODS
 from calls.models import (
     TURN_STAGES,
+    AnalysisStatus,
     Call,
     Carrier,
+    DialingPolicy,
     PhoneNumber,
     ToolInvocation,
     TranscriptEntry,
     TurnMetric,
 )
-from glassbox.api.fields import E164_PATTERN, TenantPrimaryKeyRelatedField
+from glassbox.api.fields import E164_PATTERN, SafeJSONObjectField, TenantPrimaryKeyRelatedField
+from glassbox.outbound import validate_outbound_url
 
 
 # Input and output share a component name: the schema calls them PhoneNumberRequest / PhoneNumber.
@@ -37,6 +40,14 @@ class PhoneNumberInputSerializer(serializers.Serializer):
     agent = TenantPrimaryKeyRelatedField(
         model=Agent, allow_null=True, default=None, help_text="The agent that answers calls."
     )
+    lookup_url = serializers.URLField(
+        max_length=2000,
+        allow_blank=True,
+        default="",
+        validators=[validate_outbound_url],
+        help_text="Asked for call variables before an inbound call is answered "
+        "(signed with the agent's webhook secret); '' for none.",
+    )
 
     def validate_number(self, value: str) -> str:
         return e164(value)
@@ -44,9 +55,21 @@ class PhoneNumberInputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="PhoneNumber")
 class PhoneNumberOutputSerializer(serializers.ModelSerializer):
+    lookup_url = serializers.CharField(help_text="A URL, or '' when unset.")
+
     class Meta:
         model = PhoneNumber
-        fields = ("id", "number", "name", "carrier", "credential", "agent", "created", "updated")
+        fields = (
+            "id",
+            "number",
+            "name",
+            "carrier",
+            "credential",
+            "agent",
+            "lookup_url",
+            "created",
+            "updated",
+        )
         read_only_fields = fields
 
 
@@ -128,8 +151,57 @@ _CALL_FIELDS = (
     "llm_prompt_tokens",
     "llm_completion_tokens",
     "tts_characters",
+    "analysis_prompt_tokens",
+    "analysis_completion_tokens",
     "fallback_count",
+    "variables",
+    "metadata",
+    "answered_by",
+    "amd_duration_ms",
+    "voicemail_action",
 )
+
+
+class CallAnalysisSerializer(serializers.Serializer):
+    """Post-call analysis (the agent's ``analysis`` settings), once the call is over."""
+
+    status = serializers.ChoiceField(
+        [s.value for s in AnalysisStatus],
+        help_text="'' (the agent asks for none), pending, completed, or failed (see error).",
+    )
+    # the parts, from the call's stored analysis
+    summary = serializers.CharField(allow_null=True, help_text="Null: not asked for, or failed.")
+    structured_data = serializers.JSONField(
+        allow_null=True, help_text="Valid against the agent's structured_data_schema, or null."
+    )
+    success = serializers.JSONField(
+        allow_null=True,
+        help_text="The verdict against the rubric: true/false, or an integer score.",
+    )
+    success_reason = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True, help_text="Which part failed, and why.")
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    analyzed_at = serializers.DateTimeField(allow_null=True)
+
+    def get_attribute(self, instance: Call) -> Call:
+        return instance  # built from several of the call's columns
+
+    def to_representation(self, instance: Call) -> dict[str, Any]:
+        stored = instance.analysis or {}
+        analyzed_at = instance.analyzed_at
+        when = serializers.DateTimeField().to_representation(analyzed_at) if analyzed_at else None
+        return {
+            "status": instance.analysis_status,
+            "summary": stored.get("summary"),
+            "structured_data": stored.get("structured_data"),
+            "success": stored.get("success"),
+            "success_reason": stored.get("success_reason") or "",
+            "error": instance.analysis_error,
+            "prompt_tokens": instance.analysis_prompt_tokens,
+            "completion_tokens": instance.analysis_completion_tokens,
+            "analyzed_at": when,
+        }
 
 
 class CallOutputSerializer(serializers.ModelSerializer):
@@ -151,6 +223,13 @@ class CallDetailSerializer(CallOutputSerializer):
     transcript = TranscriptEntrySerializer(many=True, read_only=True)
     metrics = TurnMetricSerializer(source="turns", many=True, read_only=True)
     tool_calls = ToolInvocationSerializer(source="tool_invocations", many=True, read_only=True)
+    analysis = CallAnalysisSerializer(read_only=True)
+    transcript_purged_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Set: the organization's transcript retention deleted the transcript and "
+        "tool calls.",
+    )
 
     class Meta:
         model = Call
@@ -161,8 +240,53 @@ class CallDetailSerializer(CallOutputSerializer):
             "transcript",
             "metrics",
             "tool_calls",
+            "analysis",
+            "transcript_purged_at",
         )
         read_only_fields = fields
+
+
+class CallCreateSerializer(serializers.Serializer):
+    """An outbound call. ``variables`` fill the agent's ``{{name}}`` placeholders."""
+
+    agent = TenantPrimaryKeyRelatedField(model=Agent, help_text="The agent that talks.")
+    from_number = TenantPrimaryKeyRelatedField(
+        model=PhoneNumber, help_text="One of your phone numbers (its id): the caller ID."
+    )
+    to = serializers.CharField(max_length=32, help_text="E.164, e.g. +14155550123.")
+    variables = SafeJSONObjectField(
+        default=dict,
+        help_text="Values for the agent's {{name}} placeholders: strings, numbers, booleans.",
+    )
+    metadata = SafeJSONObjectField(default=dict, help_text="Your own data, returned as given.")
+    max_duration_s = serializers.FloatField(
+        min_value=10.0,
+        max_value=4 * 3600.0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Overrides the agent's maximum duration for this call.",
+    )
+
+
+class DialingPolicySerializer(serializers.ModelSerializer):
+    allowed_countries = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Z]{2}$", max_length=2),
+        max_length=300,
+        required=False,
+        help_text="ISO 3166 codes (US, GB); empty: every country not denied.",
+    )
+    denied_countries = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Z]{2}$", max_length=2),
+        max_length=300,
+        required=False,
+        help_text="ISO 3166 codes never called.",
+    )
+
+    class Meta:
+        model = DialingPolicy
+        fields = ("allowed_countries", "denied_countries", "allow_premium", "updated")
+        read_only_fields = ("updated",)
 
 
 # -- analytics -------------------------------------------------------------------------

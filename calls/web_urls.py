@@ -10,5 +10,6 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("calls/", views.call_list, name="call-list"),
     path("calls/<int:call_id>/", views.call_detail, name="call-detail"),
+    path("calls/<int:call_id>/delete/", views.call_delete, name="call-delete"),
     path("analytics/", views.analytics_page, name="analytics"),
 ]

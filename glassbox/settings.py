@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "agents",
     "calls",
     "billing",
+    "campaigns",
     "webhooks",
 ]
 
@@ -158,6 +159,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_BEAT_SCHEDULE = {
     # Calls whose web process died mid-stream still get an end and a finalization.
     "calls-sweep-abandoned": {"task": "calls.tasks.calls_sweep_abandoned", "schedule": 300.0},
+    # Transcripts and recordings past each organization's retention (calls/retention.py).
+    "calls-retention-purge": {"task": "calls.tasks.calls_retention_purge", "schedule": 3600.0},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
 # The call recorder bounds every database write; what it cannot write (a stalled or
@@ -297,6 +300,9 @@ OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 CARTESIA_API_KEY = env.str("CARTESIA_API_KEY", default="")
 DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="wss://api.deepgram.com")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+# Post-call analysis runs on the agent's own model when its LLM is OpenAI-compatible,
+# else on this model with the platform's OPENAI_API_KEY (calls/analysis.py).
+ANALYSIS_MODEL = env.str("ANALYSIS_MODEL", default="gpt-4o-mini")
 CARTESIA_BASE_URL = env.str("CARTESIA_BASE_URL", default="https://api.cartesia.ai")
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
@@ -404,6 +410,9 @@ SPECTACULAR_SETTINGS = {
         "STTProviderEnum": "agents.serializers.STT_PROVIDERS",
         "LLMProviderEnum": "agents.serializers.LLM_PROVIDERS",
         "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "CallStatusEnum": "calls.models.CallStatus",
+        "ContactStatusEnum": "campaigns.models.ContactStatus",
         "WebhookEventTypeEnum": "webhooks.models.EventType",
         "WebhookEndpointStateEnum": "webhooks.models.EndpointState",
         "WebhookDeliveryStateEnum": "webhooks.models.DeliveryState",
@@ -438,3 +447,25 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 # --- end billing block --------------------------------------------------------------------
+
+# --- Outbound calls and campaigns (calls/outbound.py, campaigns/) -------------------------
+# Number prefixes no organization may call, whatever its dialing policy (premium-rate and
+# shared-cost numbers are refused by default too, from libphonenumber's metadata).
+OUTBOUND_REFUSED_PREFIXES = env.list("OUTBOUND_REFUSED_PREFIXES", default=["+1900", "+1976"])
+# An inbound number's lookup webhook (calls/lookup.py) has this long, all in: the caller
+# is waiting for the call to be answered.
+NUMBER_LOOKUP_TIMEOUT_S = env.float("NUMBER_LOOKUP_TIMEOUT_S", default=2.0)
+# Campaigns are driven by call ends; this tick catches retries whose delay has passed and
+# calling windows that opened (and campaigns whose worker restarted).
+CAMPAIGN_TICK_S = env.float("CAMPAIGN_TICK_S", default=30.0)
+# A contact still "dialing" this long after it was claimed lost its worker mid-dial: it is
+# failed (never dialed again: Twilio may have placed the call).
+CAMPAIGN_DIAL_STALE_S = env.float("CAMPAIGN_DIAL_STALE_S", default=120.0)
+# Without celery beat (no REDIS_URL) the web process ticks campaigns itself (0: off).
+CAMPAIGNS_TICK_INTERVAL_S = env.float(
+    "CAMPAIGNS_TICK_INTERVAL_S", default=0.0 if REDIS_URL else CAMPAIGN_TICK_S
+)
+CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
+    "task": "campaigns.tasks.campaigns_tick",
+    "schedule": CAMPAIGN_TICK_S,
+}
