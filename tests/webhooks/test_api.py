@@ -143,10 +143,27 @@ def _schema_component(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return schema["components"]["schemas"][name], schema
 
 
+def _nullable_as_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0's ``nullable: true`` in JSON Schema's words (``null`` is one more
+    allowed type), so a JSON Schema validator reads the schema as OpenAPI means it."""
+    if isinstance(node, list):
+        return [_nullable_as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _nullable_as_json_schema(value) for key, value in node.items()}
+    if out.pop("nullable", False):
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+        else:
+            return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
 def _validators() -> dict[str, jsonschema.Draft202012Validator]:
     """Per event type, a validator for its variant of WebhookEvent, picked as OpenAPI
     says: by the discriminator's mapping."""
     component, schema = _schema_component("WebhookEvent")
+    schema = _nullable_as_json_schema(schema)
     mapping = component["discriminator"]["mapping"]
     assert component["discriminator"]["propertyName"] == "type"
     return {
