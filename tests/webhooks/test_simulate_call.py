@@ -1,6 +1,7 @@
 """The issue's "done" line: a tenant with a webhook endpoint (and an agent webhook) gets,
-for a ``simulate_call``, ``call.started`` and ``call.ended`` at its listener, verifiable
-with the snippet in docs/webhooks.md; ``call.analyzed`` follows when analysis signals.
+for a ``simulate_call``, ``call.started``, ``call.ended`` and ``call.analyzed`` (the
+agent's post-call analysis, run against the fake OpenAI server) at its listener,
+verifiable with the snippet in docs/webhooks.md.
 
 The whole platform runs (tests/calls/e2e.py): the real ASGI app under uvicorn, the fake
 speech providers, the simulated Twilio caller, and Celery (in-process, or a real worker
@@ -17,8 +18,6 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
 from agents import services as agent_services
-from calls.models import Call
-from calls.signals import call_analyzed
 from tests.calls.e2e import Platform, platform
 from tests.factories import make_webhook_endpoint
 from tests.webhooks.listener import Listener, documented_verify
@@ -48,15 +47,18 @@ def _setup(live: Platform, listener: Listener) -> str:
     )
     agent_services.agent_update(
         agent=live.agent,
-        data={"webhook_url": listener.url + "/agent", "webhook_secret": AGENT_SECRET},
+        data={
+            "webhook_url": listener.url + "/agent",
+            "webhook_secret": AGENT_SECRET,
+            # Post-call analysis against the fake OpenAI server: its end sends call_analyzed.
+            "analysis": {
+                "summary_prompt": "Summarize the call in one sentence.",
+                "structured_data_schema": {},
+                "success_rubric": "",
+            },
+        },
     )
     return endpoint.secret
-
-
-def _analyzed(call_id: int) -> None:
-    # What the post-call analysis sends once the analysis is stored on the call.
-    call = Call.objects.dangerously_unscoped().get(pk=call_id)
-    call_analyzed.send(sender=Call, call=call)
 
 
 async def test_simulate_call_delivers_signed_call_events(
@@ -78,7 +80,6 @@ async def test_simulate_call_delivers_signed_call_events(
         }
 
     await sync_to_async(listener.wait_for, thread_sensitive=False)(ended_at_both)
-    await sync_to_async(_analyzed)(call_id)
     got = await sync_to_async(listener.wait_for, thread_sensitive=False)(
         lambda got: len([r for r in got if r.event["type"] == "call.analyzed"]) == 2
     )
@@ -94,6 +95,9 @@ async def test_simulate_call_delivers_signed_call_events(
         "call.ended",
         "call.started",
     ]
+    analyzed = next(e for e in endpoint_events if e["type"] == "call.analyzed")["data"]
+    assert analyzed["analysis"]["status"] == "completed", analyzed["analysis"]
+    assert analyzed["analysis"]["summary"]
     ended = next(e for e in endpoint_events if e["type"] == "call.ended")["data"]
     assert ended["call"]["status"] == "completed"
     assert ended["call"]["end_reason"] == "caller-hangup"
