@@ -196,6 +196,11 @@ CELERY_BEAT_SCHEDULE["webhooks-deliveries-due"] = {
     "task": "webhooks.tasks.deliveries_due",
     "schedule": WEBHOOK_DUE_INTERVAL_S,
 }
+# Events that copy a transcript go when the retention purges the call's transcript.
+CELERY_BEAT_SCHEDULE["webhooks-events-purge-retained"] = {
+    "task": "webhooks.tasks.events_purge_retained",
+    "schedule": 3600.0,
+}
 
 # Every authenticate() (the admin's login, the dashboard's) goes through django-axes first:
 # failed logins are counted by client address and by account, and either one locks out

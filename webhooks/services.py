@@ -43,6 +43,7 @@ from webhooks.models import (
     DeliveryState,
     EndpointState,
     Event,
+    EventType,
     WebhookEndpoint,
 )
 from webhooks.signing import SIGNATURE_HEADER, secret_generate, signature_header
@@ -458,3 +459,23 @@ def deliveries_due(*, now: datetime | None = None, limit: int = 500) -> list[tup
         .values_list("organization_id", "id")[:limit]
     )
     return list(rows)
+
+
+def events_purge_retained(*, limit: int = 5000) -> int:
+    """Delete the events that copy a transcript (``call.ended``, ``transcript.turn``) of
+    calls whose transcript the organization's retention purged, once none of their
+    deliveries is still due. Platform maintenance (celery beat, or the web process without
+    it), hence unscoped; deliveries go with their events."""
+    pending = Delivery.objects.dangerously_unscoped().filter(state=DeliveryState.PENDING)
+    ids = list(
+        Event.objects.dangerously_unscoped()
+        .filter(
+            call__transcript_purged_at__isnull=False,
+            type__in=(EventType.CALL_ENDED, EventType.TRANSCRIPT_TURN),
+        )
+        .exclude(pk__in=pending.values("event_id"))
+        .values_list("pk", flat=True)[:limit]
+    )
+    if ids:
+        Event.objects.dangerously_unscoped().filter(pk__in=ids).delete()
+    return len(ids)

@@ -160,3 +160,8 @@ def deliveries_due_dispatch() -> dict[str, int]:
 @shared_task(name="webhooks.tasks.deliveries_due")
 def deliveries_due_task() -> dict[str, int]:
     return deliveries_due_dispatch()
+
+
+@shared_task(name="webhooks.tasks.events_purge_retained")
+def events_purge_retained_task() -> int:
+    return services.events_purge_retained()

@@ -433,3 +433,26 @@ def test_deleting_a_call_deletes_its_events_and_deliveries(tenant_a: Tenant) -> 
     call.delete()
     assert not Event.objects.for_org(tenant_a.organization).exists()
     assert not Delivery.objects.for_org(tenant_a.organization).exists()
+
+
+def test_events_that_copy_a_purged_transcript_are_purged_too(tenant_a: Tenant) -> None:
+    """The organization's transcript retention reaches the copies in call.ended and
+    transcript.turn events, once nothing is still to be sent."""
+    from webhooks.models import Event
+
+    make_webhook_endpoint(tenant_a.organization, events=["call.started", "call.ended"])
+    call = make_call(tenant_a.organization)
+    [started] = _emit(call, "call.started")
+    [ended] = _emit(call, "call.ended", source=f"call:{call.pk}")
+    type(call).objects.for_org(tenant_a.organization).filter(pk=call.pk).update(
+        transcript_purged_at=timezone.now()
+    )
+    assert services.events_purge_retained() == 0  # call.ended is still to be sent
+    Delivery.objects.for_org(tenant_a.organization).filter(pk=ended).update(
+        state=DeliveryState.SUCCEEDED, next_attempt_at=None
+    )
+    assert services.events_purge_retained() == 1
+    assert list(Event.objects.for_org(tenant_a.organization).values_list("type", flat=True)) == [
+        "call.started"
+    ]
+    assert Delivery.objects.for_org(tenant_a.organization).get().pk == started
