@@ -43,10 +43,12 @@ PROVIDER_SETTINGS: dict[str, dict[str, frozenset[str]]] = {
     "stt": {
         "deepgram": frozenset({"model", "language"}),
         "pocketsphinx": frozenset({"language"}),
+        "whisper": frozenset({"language"}),
     },
     "llm": {
         "openai": frozenset({"model", "temperature", "max_tokens"}),
         "scripted": frozenset({"model", "max_tokens"}),
+        "frontdesk": frozenset({"max_tokens"}),
     },
     "tts": {
         "cartesia": frozenset({"voice", "model", "speed", "language"}),
@@ -152,6 +154,12 @@ _AGENT_FIELDS = [
         SECRET,
         removable=True,
     ),
+    FormField(
+        "recording",
+        "Record calls",
+        "Dual-channel puts the caller on the left and the agent on the right; what the "
+        "agent says is recorded as the caller heard it, cut where they interrupted.",
+    ),
     FormField("analysis.summary_prompt", "Summary prompt", "Blank: no summary.", rows=3),
     FormField(
         "analysis.structured_data_schema",
@@ -209,6 +217,7 @@ def agent_sections() -> list[Section]:
         ),
         Section("Tools", ["tools"], "tools"),
         Section("Webhook", ["webhook_url", "webhook_secret"], "webhook"),
+        Section("Recording", ["recording"], "recording"),
         Section(
             "After the call",
             [

@@ -18,6 +18,7 @@ from agents.models import (
     Agent,
     Credential,
     CredentialProvider,
+    Recording,
     Tool,
     ToolKind,
     default_fallback,
@@ -371,6 +372,12 @@ class AgentInputSerializer(serializers.Serializer):
     analysis = AnalysisSerializer(required=False)
     fallback = FallbackSerializer(required=False)
     voicemail = VoicemailSerializer(required=False)
+    recording = serializers.ChoiceField(
+        choices=Recording.choices,
+        default=_CALL["recording"].value,
+        help_text="What calls record: off, mono (one mixed channel) or dual "
+        "(caller left, agent right).",
+    )
 
     def validate_tools(self, value: list[Tool]) -> list[Tool]:
         if len(value) > 64:
@@ -439,6 +446,7 @@ class AgentOutputSerializer(serializers.ModelSerializer):
             "analysis",
             "fallback",
             "voicemail",
+            "recording",
             "created",
             "updated",
         )

@@ -3,14 +3,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import NotFound, Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from calls import analytics, outbound, retention, selectors, services
+from calls import analytics, outbound, recordings, retention, selectors, services
 from calls.analytics import Window
 from calls.filters import CallFilter, PhoneNumberFilter
 from calls.models import Call, DialingPolicy, PhoneNumber
@@ -25,6 +25,7 @@ from calls.serializers import (
     LatencyAnalyticsSerializer,
     PhoneNumberInputSerializer,
     PhoneNumberOutputSerializer,
+    RecordingSerializer,
 )
 from glassbox.api.exceptions import ServiceUnavailable
 from glassbox.api.views import ListRetrieveMixin, TenantCRUDViewSet, TenantViewSet
@@ -135,6 +136,29 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
         except retention.CallDeleteFailed as exc:
             raise ServiceUnavailable(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(methods=["GET"], responses=RecordingSerializer)
+    @extend_schema(methods=["DELETE"], responses={204: OpenApiResponse(description="Deleted.")})
+    @action(detail=True, methods=["get", "delete"], url_path="recording")
+    def recording(self, request: Request, pk: str | None = None) -> Response:
+        """The call's recording: a link valid for ``RECORDING_URL_TTL_S`` (``url`` is null
+        when the call has none). DELETE removes it from storage (a full-access key)."""
+        call = self.get_object()
+        if request.method == "DELETE":
+            if not recordings.call_recording_delete(call=call):
+                raise NotFound("This call has no recording.")
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        link = recordings.recording_link(call=call, request=request)
+        data = {
+            "status": "ready" if link is not None else "none",
+            "url": link.url if link is not None else None,
+            "expires_at": link.expires_at if link is not None else None,
+            "content_type": call.recording_content_type or None,
+            "channels": call.recording_channels,
+            "duration_ms": call.recording_duration_ms,
+            "size_bytes": call.recording_bytes,
+        }
+        return Response(RecordingSerializer(data).data)
 
 
 class DialingPolicyViewSet(TenantViewSet):

@@ -25,6 +25,7 @@ from voice.config import (
     IdleConfig,
     InterruptionConfig,
     LLMConfig,
+    RecordingMode,
     STTConfig,
     ToolConfig,
     ToolKind,
@@ -85,6 +86,7 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
         "analysis": dict(agent.analysis),
         "fallback": dict(agent.fallback),
         "voicemail": dict(agent.voicemail),
+        "recording": agent.recording,
     }
 
 
@@ -187,4 +189,5 @@ def call_config_build(call: Call) -> CallConfig:
         tts_fallbacks=fallbacks[Kind.TTS],
         fallback=from_plain(FallbackConfig, fallback),
         allowed_networks=tuple(settings.OUTBOUND_ALLOWED_NETWORKS),
+        recording=RecordingMode(snap.get("recording") or RecordingMode.OFF),
     )

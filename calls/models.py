@@ -141,6 +141,13 @@ class Call(TenantModel):
     answered_by = models.CharField(max_length=32, blank=True)
     amd_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     voicemail_action = models.CharField(max_length=16, blank=True)
+    # The recording (calls/recordings.py): its name in the "recordings" storage, "" when
+    # there is none (never made, or deleted).
+    recording_name = models.CharField(max_length=300, blank=True)
+    recording_content_type = models.CharField(max_length=32, blank=True)
+    recording_channels = models.PositiveSmallIntegerField(null=True, blank=True)
+    recording_duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    recording_bytes = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ("-started_at", "-id")
@@ -203,6 +210,10 @@ TURN_STAGES = (
     "llm_ttft_ms",
     "tts_ttfb_ms",
 )
+# Derived stages kept in the timeline JSON only (no column, not aggregated yet): the VAD's
+# hangover and the LLM's first clause (issue 16), shown per turn by the API and the
+# waterfall.
+TIMELINE_STAGES = ("vad_hangover_ms", "llm_first_clause_ms")
 
 
 class TurnMetric(TenantModel):
@@ -244,6 +255,19 @@ class TurnMetric(TenantModel):
                 name="turn_org_started_cover",
             )
         ]
+
+    def _timeline_stage(self, key: str) -> float | None:
+        value = self.timeline.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def vad_hangover_ms(self) -> float | None:
+        """From the stored timeline (see TIMELINE_STAGES); None for older turns."""
+        return self._timeline_stage("vad_hangover_ms")
+
+    @property
+    def llm_first_clause_ms(self) -> float | None:
+        return self._timeline_stage("llm_first_clause_ms")
 
 
 class ToolInvocation(TenantModel):

@@ -9,6 +9,7 @@ from agents.models import Agent, Credential
 from agents.serializers import e164
 from calls.analytics import DEFAULT_PERIOD, PERIODS
 from calls.models import (
+    TIMELINE_STAGES,
     TURN_STAGES,
     AnalysisStatus,
     Call,
@@ -102,6 +103,13 @@ class TurnMetricSerializer(serializers.ModelSerializer):
     fallbacks = serializers.SerializerMethodField(
         help_text="Providers replaced during this turn (a late first token, an error)."
     )
+    vad_hangover_ms = serializers.SerializerMethodField(
+        help_text="The caller's last audible sound -> the VAD's end of speech (null: not "
+        "measured on this turn)."
+    )
+    llm_first_clause_ms = serializers.SerializerMethodField(
+        help_text="The LLM's first token -> its first speakable clause sent to the TTS."
+    )
 
     class Meta:
         model = TurnMetric
@@ -110,13 +118,23 @@ class TurnMetricSerializer(serializers.ModelSerializer):
             "kind",
             "interrupted",
             *TURN_STAGES,
+            *TIMELINE_STAGES,
             "timeline",
             "fallbacks",
         )
         read_only_fields = fields
 
     def get_timeline(self, obj: TurnMetric) -> dict[str, float | None]:
-        return {k: v for k, v in obj.timeline.items() if k.endswith("_ms") and k not in TURN_STAGES}
+        derived = (*TURN_STAGES, *TIMELINE_STAGES)
+        return {k: v for k, v in obj.timeline.items() if k.endswith("_ms") and k not in derived}
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_vad_hangover_ms(self, obj: TurnMetric) -> float | None:
+        return obj.vad_hangover_ms
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_llm_first_clause_ms(self, obj: TurnMetric) -> float | None:
+        return obj.llm_first_clause_ms
 
     @extend_schema_field(FallbackEventSerializer(many=True))
     def get_fallbacks(self, obj: TurnMetric) -> list[dict[str, Any]]:
@@ -379,3 +397,26 @@ class AgentLatencySerializer(serializers.Serializer):
 
 class AgentsAnalyticsSerializer(_WindowSerializer):
     results = AgentLatencySerializer(many=True)
+
+
+RECORDING_STATUSES = ("ready", "none")
+
+
+class RecordingSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=RECORDING_STATUSES,
+        help_text="'none': the agent records nothing, the call is still running, or the "
+        "recording was deleted.",
+    )
+    url = serializers.URLField(
+        allow_null=True,
+        help_text="A short-lived link to the audio (S3: presigned; local storage: a signed "
+        "token). Fetch a new one once it expires.",
+    )
+    expires_at = serializers.DateTimeField(allow_null=True)
+    content_type = serializers.CharField(allow_null=True, help_text="audio/mpeg")
+    channels = serializers.IntegerField(
+        allow_null=True, help_text="2: caller left, agent right; 1: both mixed."
+    )
+    duration_ms = serializers.IntegerField(allow_null=True)
+    size_bytes = serializers.IntegerField(allow_null=True)

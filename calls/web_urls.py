@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from calls import views
+from calls import recordings, views
 
 app_name = "calls"
 
@@ -12,4 +12,10 @@ urlpatterns = [
     path("calls/<int:call_id>/", views.call_detail, name="call-detail"),
     path("calls/<int:call_id>/delete/", views.call_delete, name="call-delete"),
     path("analytics/", views.analytics_page, name="analytics"),
+    path(
+        "calls/<int:call_id>/recording/delete/",
+        views.call_recording_delete,
+        name="call-recording-delete",
+    ),
+    path("recordings/<str:token>/", recordings.recording_file, name="recording-file"),
 ]

@@ -10,6 +10,7 @@ refuses to start.
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -241,7 +242,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Started without it (a bare `uvicorn` with DEBUG=0), WhiteNoise serves the files straight
 # from the apps through the finders, so /admin/ and /api/docs/ work either way.
 _MANIFEST = Path(STATIC_ROOT) / "staticfiles.json"
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -250,6 +251,42 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG or not _MANIFEST.is_file()
+
+# --- Call recordings (calls/recordings.py, README "What a call records") ------------------
+# Written to RECORDING_SPOOL_DIR (local disk) while the call runs, then kept in the
+# "recordings" storage: files under MEDIA_ROOT/recordings by default, or any S3-compatible
+# store when RECORDINGS_S3_BUCKET is set (AWS_S3_ENDPOINT_URL for MinIO, R2, ...).
+MEDIA_ROOT = Path(env.path("MEDIA_ROOT", default=VAR_DIR / "media"))
+RECORDING_SPOOL_DIR = Path(env.path("RECORDING_SPOOL_DIR", default=VAR_DIR / "recording-spool"))
+# Links to a recording (the API's and the call page's player) are valid this long.
+RECORDING_URL_TTL_S = env.int("RECORDING_URL_TTL_S", default=600)
+# After the call: the longest the upload to the storage may take before it is given up
+# (the file then stays in RECORDING_SPOOL_DIR and the failure is logged).
+RECORDING_STORE_TIMEOUT_S = env.float("RECORDING_STORE_TIMEOUT_S", default=120.0)
+RECORDINGS_S3_BUCKET = env.str("RECORDINGS_S3_BUCKET", default="")
+if RECORDINGS_S3_BUCKET:
+    STORAGES["recordings"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": RECORDINGS_S3_BUCKET,
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+            "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("RECORDINGS_S3_PREFIX", default="recordings"),
+            "default_acl": None,  # private: read through short-lived signed URLs only
+            "querystring_auth": True,
+            "querystring_expire": RECORDING_URL_TTL_S,
+            "file_overwrite": False,
+            "signature_version": "s3v4",
+        },
+    }
+else:
+    STORAGES["recordings"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # base_url None: never served as static media, only through a signed link
+        "OPTIONS": {"location": str(MEDIA_ROOT / "recordings"), "base_url": None},
+    }
 
 CSRF_FAILURE_VIEW = "glassbox.api.errors.csrf_failure"
 
@@ -416,8 +453,10 @@ SPECTACULAR_SETTINGS = {
         "LLMProviderEnum": "agents.serializers.LLM_PROVIDERS",
         "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
         "CampaignStatusEnum": "campaigns.models.CampaignStatus",
-        "CallStatusEnum": "calls.models.CallStatus",
         "ContactStatusEnum": "campaigns.models.ContactStatus",
+        # several fields named "status": the call's keeps the name it always had
+        "StatusEnum": "calls.models.CallStatus",
+        "RecordingStatusEnum": "calls.serializers.RECORDING_STATUSES",
         "WebhookEventTypeEnum": "webhooks.models.EventType",
         "WebhookEndpointStateEnum": "webhooks.models.EndpointState",
         "WebhookDeliveryStateEnum": "webhooks.models.DeliveryState",

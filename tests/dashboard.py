@@ -41,6 +41,7 @@ PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {
     "calls:call-detail": lambda org: {"call_id": make_call(org).pk},
     "calls:call-delete": lambda org: {"call_id": make_call(org).pk},
     "campaigns:campaign-detail": lambda org: {"campaign_id": make_campaign(org).pk},
+    "calls:call-recording-delete": lambda org: {"call_id": make_call(org).pk},
     "tenants:member-role": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
     "tenants:member-remove": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
     "tenants:invitation-revoke": lambda org: {"pk": make_invitation(org).pk},

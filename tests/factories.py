@@ -195,24 +195,29 @@ def turn_timeline(
     playback_ms: float = 1800.0,
     interrupted_after_ms: float | None = None,
     kind: TurnKind = TurnKind.REPLY,
+    llm_first_clause_ms: float = 0.0,
+    vad_hangover_ms: float | None = None,
 ) -> TurnTimeline:
     """A realistic assistant turn whose derived stages are exactly the given numbers.
 
-    The platform's overhead is split across the hand-offs between stages, as in a real
-    call (end of turn -> LLM request, first token -> TTS text, first audio -> sent).
+    ``speech_end_ms`` is the VAD's end of speech; with ``vad_hangover_ms`` the caller's
+    audible end is that much earlier. The platform's overhead is split across the
+    hand-offs between stages, as in a real call (end of turn -> LLM request, first audio
+    -> sent).
     """
-    third = overhead_ms / 3
+    half = overhead_ms / 2
     end_of_turn = speech_end_ms + endpointing_ms
-    llm_request = end_of_turn + third
+    llm_request = end_of_turn + half
     first_token = llm_request + llm_ttft_ms
-    first_text = first_token + third
+    first_text = first_token + llm_first_clause_ms
     first_audio = first_text + tts_ttfb_ms
-    sent = first_audio + (overhead_ms - 2 * third)
+    sent = first_audio + (overhead_ms - half)
     return TurnTimeline(
         turn_index=turn_index,
         kind=kind,
         user_speech_start_ms=speech_end_ms - 1400.0,
         user_speech_end_ms=speech_end_ms,
+        user_audio_end_ms=None if vad_hangover_ms is None else speech_end_ms - vad_hangover_ms,
         stt_final_ms=speech_end_ms + stt_lag_ms,
         end_of_turn_ms=end_of_turn,
         llm_request_ms=llm_request,

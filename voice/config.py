@@ -36,6 +36,15 @@ class AudioFormat:
 TWILIO_FORMAT = AudioFormat(Encoding.MULAW, 8000)
 
 
+class RecordingMode(StrEnum):
+    """What a call records (voice/recording.py): nothing, one mixed channel, or two
+    channels (caller left, agent right)."""
+
+    OFF = "off"
+    MONO = "mono"
+    DUAL = "dual"
+
+
 @dataclass(frozen=True, slots=True)
 class STTConfig:
     provider: str  # "deepgram" | "pocketsphinx" | ...
@@ -209,6 +218,7 @@ class CallConfig:
     carrier_format: AudioFormat = TWILIO_FORMAT
     # private networks (CIDRs) tenant-supplied URLs may reach anyway (OUTBOUND_ALLOWED_NETWORKS)
     allowed_networks: tuple[str, ...] = ()
+    recording: RecordingMode = RecordingMode.OFF
 
 
 # -- the platform's view of these dataclasses ----------------------------------------------

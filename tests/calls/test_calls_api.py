@@ -30,6 +30,8 @@ DERIVED = {
     "stt_lag_ms",
     "llm_ttft_ms",
     "tts_ttfb_ms",
+    "vad_hangover_ms",
+    "llm_first_clause_ms",
 }
 
 
@@ -218,7 +220,9 @@ def test_detail_has_transcript_metrics_and_tool_calls(tenant_a: Tenant) -> None:
     assert metric["stt_lag_ms"] == 80.0
     assert metric["llm_ttft_ms"] == 190.0
     assert metric["tts_ttfb_ms"] == 140.0
-    assert metric["platform_overhead_ms"] == 70.0
+    assert metric["llm_first_clause_ms"] == 20.0  # first token -> first text to the TTS
+    assert metric["vad_hangover_ms"] is None  # this turn has no audible end
+    assert metric["platform_overhead_ms"] == 50.0  # 600 - 200 - 190 - 20 - 140
     timeline = metric["timeline"]
     assert timeline["user_speech_end_ms"] == 2000.0
     assert timeline["first_audio_sent_ms"] == 2600.0

@@ -38,6 +38,7 @@ DOCUMENTED_ACCESS: dict[str, tuple[Role, Role]] = {
     "billing:billing": (Role.OWNER, Role.OWNER),
     "campaigns:campaign-list": (Role.VIEWER, Role.MEMBER),
     "campaigns:campaign-detail": (Role.VIEWER, Role.MEMBER),
+    "calls:call-recording-delete": (Role.ADMIN, Role.ADMIN),
 }
 
 
