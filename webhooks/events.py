@@ -141,9 +141,18 @@ def call_analyzed_data(call: Call, analysis: Any = None) -> dict[str, Any]:
     return {"call": call_data(call), "analysis": _plain(analysis)}
 
 
+# The recording's details stored on the call (calls/recordings.py); its storage name
+# stays private: the API route below serves it to whoever holds a key.
+_RECORDING_FIELDS = ("content_type", "channels", "duration_ms", "bytes")
+
+
 def call_recording_ready_data(call: Call, recording: Any = None) -> dict[str, Any]:
     if recording is None:
-        recording = _as_in_call_detail(call, "recording")
+        recording = _as_in_call_detail(call, "recording") or {
+            name: getattr(call, f"recording_{name}")
+            for name in _RECORDING_FIELDS
+            if hasattr(call, f"recording_{name}")
+        }
     details = _plain(recording) if recording is not None else {}
     if not isinstance(details, dict):
         details = {"detail": details}

@@ -75,6 +75,9 @@ def test_a_calls_signals_arrive_as_signed_events(listener: Listener, local_deliv
     assert ended["call"]["duration_ms"] is not None
     assert ended["usage"]["llm_prompt_tokens"] == 50
     assert [t["text"] for t in ended["transcript"]] == ["I need help"]
+    recording = by_type["call.recording_ready"]["data"]["recording"]
+    assert set(recording) >= {"content_type", "channels", "duration_ms", "bytes", "url"}
+    assert "name" not in recording  # where it is stored is ours
     assert by_type["call.recording_ready"]["data"]["recording"]["url"].endswith(
         f"/api/v1/calls/{call.pk}/recording/"
     )
