@@ -24,7 +24,7 @@ from calls.models import (
     TurnMetric,
 )
 from calls.redaction import redact
-from calls.signals import call_ended, call_finalized
+from calls.signals import call_ended, call_finalized, call_started, turn_stored
 from tenants.models import Organization
 from voice.events import CallEnded, EndReason, SecureCapture, ToolCallRecord, TurnTimeline
 from voice.events import TranscriptEntry as TranscriptEntryEvent
@@ -301,7 +301,7 @@ def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
     # Redacted before it is stored, so nothing downstream (API, webhooks, analysis,
     # search) ever holds the original.
     text = redact(entry.text) if call.organization.redact_transcripts else entry.text
-    TranscriptEntry.objects.for_org(call.organization).create(
+    turn = TranscriptEntry.objects.for_org(call.organization).create(
         organization=call.organization,
         call=call,
         role=str(entry.role),
@@ -311,6 +311,7 @@ def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
         end_ms=entry.end_ms,
         interrupted=entry.interrupted,
     )
+    turn_stored.send(sender=Call, call=call, turn=turn)
 
 
 def call_record_turn(*, call: Call, timeline: TurnTimeline) -> None:
@@ -425,6 +426,7 @@ def call_finalize(*, call: Call) -> Call:
 def call_stream_started(*, call: Call, stream_sid: str) -> None:
     call.carrier_stream_sid = stream_sid[:64]
     call.save(update_fields=["carrier_stream_sid"])
+    call_started.send(sender=Call, call=call)
 
 
 # -- maintenance ---------------------------------------------------------------------

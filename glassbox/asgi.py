@@ -22,6 +22,7 @@ from calls.sweeper import (  # noqa: E402
 )
 from campaigns.ticker import campaigns_tick_periodically  # noqa: E402
 from glassbox.routing import websocket_urlpatterns  # noqa: E402
+from webhooks.sweeper import deliveries_due_periodically  # noqa: E402
 
 logger = logging.getLogger("glassbox.websocket")
 
@@ -44,7 +45,8 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
     The replay of the call recorder's local spool, and the call sweep and campaign tick
     where no celery beat runs them (``CALLS_SWEEP_INTERVAL_S`` / ``CAMPAIGNS_TICK_INTERVAL_S``
-    > 0, the embedded default): calls/sweeper.py, campaigns/ticker.py.
+    > 0, the embedded default): calls/sweeper.py, campaigns/ticker.py; likewise without
+    beat, due webhook retries (webhooks/sweeper.py).
     Django itself has no lifespan support; this handler is why the server can run with
     ``--lifespan on``.
     """
@@ -61,6 +63,10 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             tick = float(settings.CAMPAIGNS_TICK_INTERVAL_S)
             if tick > 0:
                 jobs.append(asyncio.create_task(campaigns_tick_periodically(interval_s=tick)))
+            # Webhook retries: celery beat sends them where there is a broker.
+            due = float(settings.WEBHOOK_DUE_INTERVAL_S)
+            if settings.CELERY_TASK_ALWAYS_EAGER and due > 0:
+                jobs.append(asyncio.create_task(deliveries_due_periodically(interval_s=due)))
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for job in jobs:

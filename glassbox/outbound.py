@@ -48,6 +48,10 @@ def _resolved_refusal(policy: OutboundPolicy, host: str, port: int) -> str | Non
         return f"{exc}."
     except (OSError, TimeoutError):
         return None  # does not resolve (now): the connect-time check decides
+    except UnicodeError:
+        # A label over 63 characters can't even be IDNA-encoded for the resolver; the
+        # URL field's own validator has already said the URL is invalid.
+        return None
     return None
 
 

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "calls",
     "billing",
     "campaigns",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -175,6 +176,32 @@ CALL_SPOOL_REPLAY_INTERVAL_S = env.float("CALL_SPOOL_REPLAY_INTERVAL_S", default
 # Without celery beat (no REDIS_URL) the web process sweeps abandoned calls itself, every
 # this many seconds (calls/sweeper.py, started by the ASGI lifespan); 0 turns it off.
 CALLS_SWEEP_INTERVAL_S = env.float("CALLS_SWEEP_INTERVAL_S", default=0.0 if REDIS_URL else 60.0)
+
+# Outbound event webhooks (webhooks/, docs/webhooks.md): each attempt is bounded by
+# WEBHOOK_TIMEOUT_S; failed ones are retried WEBHOOK_MAX_ATTEMPTS times in all, after
+# WEBHOOK_RETRY_BASE_S x3 each time (capped at WEBHOOK_RETRY_MAX_S, +-20% jitter): about a
+# day. A delivery that used up its retries marks its endpoint failing; after
+# WEBHOOK_DISABLE_AFTER_FAILURES such deliveries in a row, or WEBHOOK_DISABLE_AFTER_S of
+# failing, the endpoint is disabled and the owners are emailed. Due retries are sent every
+# WEBHOOK_DUE_INTERVAL_S (celery beat; the web process itself without REDIS_URL).
+WEBHOOK_TIMEOUT_S = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+WEBHOOK_RETRY_BASE_S = env.float("WEBHOOK_RETRY_BASE_S", default=60.0)
+WEBHOOK_RETRY_MAX_S = env.float("WEBHOOK_RETRY_MAX_S", default=6 * 3600.0)
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=5)
+WEBHOOK_DISABLE_AFTER_S = env.float("WEBHOOK_DISABLE_AFTER_S", default=3 * 24 * 3600.0)
+WEBHOOK_DUE_INTERVAL_S = env.float("WEBHOOK_DUE_INTERVAL_S", default=30.0)
+# Without a broker, deliveries run on this many threads of the web process.
+WEBHOOK_LOCAL_WORKERS = env.int("WEBHOOK_LOCAL_WORKERS", default=4)
+CELERY_BEAT_SCHEDULE["webhooks-deliveries-due"] = {
+    "task": "webhooks.tasks.deliveries_due",
+    "schedule": WEBHOOK_DUE_INTERVAL_S,
+}
+# Events that copy a transcript go when the retention purges the call's transcript.
+CELERY_BEAT_SCHEDULE["webhooks-events-purge-retained"] = {
+    "task": "webhooks.tasks.events_purge_retained",
+    "schedule": 3600.0,
+}
 
 # Every authenticate() (the admin's login, the dashboard's) goes through django-axes first:
 # failed logins are counted by client address and by account, and either one locks out
@@ -430,6 +457,9 @@ SPECTACULAR_SETTINGS = {
         # several fields named "status": the call's keeps the name it always had
         "StatusEnum": "calls.models.CallStatus",
         "RecordingStatusEnum": "calls.serializers.RECORDING_STATUSES",
+        "WebhookEventTypeEnum": "webhooks.models.EventType",
+        "WebhookEndpointStateEnum": "webhooks.models.EndpointState",
+        "WebhookDeliveryStateEnum": "webhooks.models.DeliveryState",
     },
 }
 

@@ -32,6 +32,7 @@ urlpatterns = [
     path("", include("calls.web_urls")),
     path("", include("billing.web_urls")),
     path("", include("campaigns.web_urls")),
+    path("", include("webhooks.web_urls")),
 ]
 
 # Under /api/ these answer with the API's JSON error shape; elsewhere Django's pages.

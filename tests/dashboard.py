@@ -26,10 +26,12 @@ from tests.factories import (
     make_call,
     make_campaign,
     make_credential,
+    make_delivery,
     make_invitation,
     make_membership,
     make_phone_number,
     make_tool,
+    make_webhook_endpoint,
 )
 
 NOT_PAGES = ("api/", "admin/", "telephony/", "static/", "ws/")
@@ -53,6 +55,11 @@ PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {
     "agents:credential-delete": lambda org: {"credential_id": make_credential(org).pk},
     "agents:phone-number-detail": lambda org: {"phone_number_id": make_phone_number(org).pk},
     "agents:phone-number-delete": lambda org: {"phone_number_id": make_phone_number(org).pk},
+    "webhooks:webhook-detail": lambda org: {"endpoint_id": make_webhook_endpoint(org).pk},
+    "webhooks:webhook-rotate": lambda org: {"endpoint_id": make_webhook_endpoint(org).pk},
+    "webhooks:webhook-delete": lambda org: {"endpoint_id": make_webhook_endpoint(org).pk},
+    "webhooks:delivery-detail": lambda org: {"delivery_id": make_delivery(org).pk},
+    "webhooks:delivery-redeliver": lambda org: {"delivery_id": make_delivery(org).pk},
 }
 
 

@@ -57,6 +57,9 @@ from tenants.services import (
     organization_create,
 )
 from voice.events import CallEnded, EndReason, TurnKind, TurnTimeline, Usage
+from webhooks.events import call_started_data, envelope, event_public_id
+from webhooks.models import Delivery, DeliveryState, Event, WebhookEndpoint
+from webhooks.services import endpoint_create
 
 _seq = itertools.count(1)
 
@@ -358,6 +361,53 @@ def make_stop_list_entry(organization: Organization, **data: Any) -> StopListEnt
     return stop_list_add(organization=organization, number=number, **data)
 
 
+def make_webhook_endpoint(organization: Organization, **data: Any) -> WebhookEndpoint:
+    fields: dict[str, Any] = {
+        "url": f"https://hooks{next(_seq)}.example.com/glassbox",
+        "events": ["call.started", "call.ended"],
+    }
+    fields.update(data)
+    return endpoint_create(organization=organization, **fields).endpoint
+
+
+def make_event(organization: Organization, **data: Any) -> Event:
+    call = data.pop("call", None) or make_call(organization)
+    event_type = "call.started"
+    public_id = event_public_id(
+        organization_id=organization.pk, event_type=event_type, source=f"test:{next(_seq)}"
+    )
+    created = timezone.now()
+    payload = envelope(
+        public_id=public_id, event_type=event_type, created=created, data=call_started_data(call)
+    )
+    return Event.objects.for_org(organization).create(
+        organization=organization,
+        public_id=public_id,
+        type=event_type,
+        call=call,
+        payload=payload,
+        created=created,
+        **data,
+    )
+
+
+def make_delivery(organization: Organization, **data: Any) -> Delivery:
+    """A delivery that used up its attempts (so it can be redelivered)."""
+    fields: dict[str, Any] = {
+        "state": DeliveryState.FAILED,
+        "attempts": 1,
+        "max_attempts": 1,
+        "last_status": 500,
+        "last_error": "HTTP 500",
+    }
+    fields.update(data)
+    if "event" not in fields:
+        fields["event"] = make_event(organization)
+    if "endpoint" not in fields and "agent" not in fields:
+        fields["endpoint"] = make_webhook_endpoint(organization)
+    return Delivery.objects.for_org(organization).create(organization=organization, **fields)
+
+
 FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     ApiKey: lambda org: make_api_key(org).api_key,
     Membership: make_membership,
@@ -378,4 +428,7 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     Campaign: make_campaign,
     CampaignContact: make_campaign_contact,
     StopListEntry: make_stop_list_entry,
+    WebhookEndpoint: make_webhook_endpoint,
+    Event: make_event,
+    Delivery: make_delivery,
 }

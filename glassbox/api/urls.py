@@ -6,6 +6,7 @@ from billing.api import SubscriptionViewSet, UsageViewSet
 from calls.api import AnalyticsViewSet, CallViewSet, DialingPolicyViewSet, PhoneNumberViewSet
 from campaigns.api import CampaignViewSet, StopListViewSet
 from tenants.api import ApiKeyViewSet, AuditLogViewSet, OrganizationViewSet
+from webhooks.api import WebhookDeliveryViewSet, WebhookEndpointViewSet
 
 router = SimpleRouter()
 router.register("agents", AgentViewSet, basename="agent")
@@ -18,6 +19,8 @@ router.register("analytics", AnalyticsViewSet, basename="analytics")
 router.register("audit-log", AuditLogViewSet, basename="audit-log")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 router.register("stop-list", StopListViewSet, basename="stop-list")
+router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhook-endpoint")
+router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
 
 urlpatterns = [
     *router.urls,

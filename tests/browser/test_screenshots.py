@@ -33,8 +33,10 @@ from tests.factories import (
     make_api_key,
     make_call,
     make_credential,
+    make_delivery,
     make_invitation,
     make_tool,
+    make_webhook_endpoint,
 )
 
 
@@ -274,6 +276,65 @@ def _campaign(org: Organization, page: Page) -> str:
     return f"/campaigns/{running_campaign(org).pk}/"
 
 
+def _webhook_endpoints(org: Organization) -> Any:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webhooks.models import DeliveryState, EndpointState, WebhookEndpoint
+
+    crm = make_webhook_endpoint(
+        org,
+        url="https://crm.acme.test/hooks/glassbox",
+        description="CRM: call outcomes",
+        events=["call.ended", "call.analyzed"],
+    )
+    make_webhook_endpoint(
+        org,
+        url="https://dashboards.acme.test/turns",
+        description="Live wallboard",
+        events=["transcript.turn"],
+    )
+    flaky = make_webhook_endpoint(
+        org, url="https://old.acme.test/webhook", events=["call.started", "call.ended"]
+    )
+    WebhookEndpoint.objects.for_org(org).filter(pk=flaky.pk).update(
+        state=EndpointState.FAILING,
+        failing_since=timezone.now() - timedelta(hours=3),
+        consecutive_failures=1,
+    )
+    now = timezone.now()
+    rows = [
+        (DeliveryState.SUCCEEDED, 2, 200, "", 142.0, None),
+        (DeliveryState.SUCCEEDED, 1, 200, "", 88.0, None),
+        (DeliveryState.PENDING, 3, 503, "HTTP 503", 2011.0, now + timedelta(minutes=9)),
+        (DeliveryState.FAILED, 10, None, "No response within 10 seconds.", None, None),
+    ]
+    for state, attempts, status, error, response_ms, next_at in rows:
+        make_delivery(
+            org,
+            endpoint=crm,
+            state=state,
+            attempts=attempts,
+            max_attempts=10,
+            last_status=status,
+            last_error=error,
+            last_response_ms=response_ms,
+            last_attempt_at=now - timedelta(minutes=2),
+            next_attempt_at=next_at,
+        )
+    return crm
+
+
+def _webhooks(org: Organization, page: Page) -> str:
+    _webhook_endpoints(org)
+    return "/webhooks/"
+
+
+def _webhook_detail(org: Organization, page: Page) -> str:
+    return f"/webhooks/{_webhook_endpoints(org).pk}/"
+
+
 SCREENS: list[Screen] = [
     Screen("login", _login, logged_in=False),
     Screen("members", _members),
@@ -295,6 +356,8 @@ SCREENS: list[Screen] = [
     Screen("data-settings", _data_settings),
     Screen("audit-log", _audit_log),
     Screen("campaign", _campaign),
+    Screen("webhooks", _webhooks),
+    Screen("webhook-detail", _webhook_detail),
 ]
 
 

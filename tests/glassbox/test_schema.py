@@ -26,10 +26,12 @@ from tests.factories import (
     make_audit_log_entry,
     make_call,
     make_campaign,
+    make_delivery,
     make_phone_number,
     make_stop_list_entry,
     make_tool,
     make_transcript_entry,
+    make_webhook_endpoint,
 )
 from tests.routes import api_routes
 
@@ -115,6 +117,8 @@ def test_fuzzing_finds_no_server_errors_or_schema_violations(
         "audit-log": make_audit_log_entry(org).pk,
         "campaigns": make_campaign(org).pk,
         "stop-list": make_stop_list_entry(org).pk,
+        "webhook-endpoints": make_webhook_endpoint(org).pk,
+        "webhook-deliveries": make_delivery(org).pk,
     }
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
     auth = {"Authorization": f"Bearer {tenant_a.key}"}

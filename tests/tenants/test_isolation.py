@@ -76,6 +76,10 @@ PAYLOADS: dict[str, Callable[[Organization], dict[str, Any]]] = {
         "contacts": [],
     },
     "stop-list-list": lambda org: {"number": "+14155550198"},
+    "webhook-endpoint-list": lambda org: {
+        "url": "https://hooks.example.com/glassbox",
+        "events": ["call.ended"],
+    },
 }
 
 
