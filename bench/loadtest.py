@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,30 @@ from typing import Any
 import httpx
 import psutil
 
-from bench import stack
-from bench.callers import Plan, run_callers
+from bench import profile_parts, stack
+from bench.callers import Plan, burst_slots, run_callers
 
 RESULTS = stack.ROOT / "bench" / "results"
-OVERHEAD_P95_TARGET_MS = 50.0
+OVERHEAD_P95_TARGET_MS = 100.0  # issue #15 (it was 50 ms in issue #5)
+PROFILE_RATE_HZ = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """A source tree to serve from (``--trees before=/tmp/old after=.``): compare two
+    versions of the code in one run, alternating step by step."""
+
+    label: str
+    root: Path
+    block: tuple[str, ...] = ()  # modules hidden from that server (uvloop, httptools)
+
+
+def _tree(text: str) -> Tree:
+    label, _, rest = text.partition("=")
+    path, _, block = rest.partition(":")
+    if not label or not path:
+        raise argparse.ArgumentTypeError(f"use LABEL=PATH[:module,module]: {text!r}")
+    return Tree(label, Path(path).resolve(), tuple(b for b in block.split(",") if b))
 
 
 # -- statistics -----------------------------------------------------------------------
@@ -77,6 +97,7 @@ class Sampler:
         self.proc = psutil.Process(pid)
         self.interval_s = interval_s
         self.samples: list[tuple[float, float, float]] = []  # (t, cpu %, rss MB)
+        self.wall: list[float] = []  # time.time() of each sample (callers report wall time)
         self.per_cpu: list[tuple[float, list[float]]] = []  # (t, busy % of each CPU)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -101,6 +122,7 @@ class Sampler:
             now, cpu = time.monotonic(), self.cpu_s()
             self.per_cpu.append((now, psutil.cpu_percent(percpu=True)))
             self.samples.append((now, 100 * (cpu - last_cpu) / (now - last_t), self.rss_mb()))
+            self.wall.append(time.time())
             last_t, last_cpu = now, cpu
 
     def __enter__(self) -> Sampler:
@@ -220,6 +242,7 @@ def analyse(
         if per_cpu
         else []
     )
+    talking = talking_cpu(callers, sampler, n)
     heard_overhead = [v - stack.FIXED_MS for v in heard_v2v]
     server_minus_fixed = [v - stack.FIXED_MS for v in server_v2v]
     return {
@@ -252,6 +275,7 @@ def analyse(
             "rss_baseline_mb": round(baseline_rss_mb, 1),
             "rss_peak_mb": round(peak_rss, 1),
             "rss_per_call_mb": round((peak_rss - baseline_rss_mb) / n, 2),
+            **talking,
         },
         "machine_cpu_percent_per_cpu": machine_cpu,
         "callers": {
@@ -263,6 +287,26 @@ def analyse(
     }
 
 
+def talking_cpu(callers: list[dict[str, Any]], sampler: Sampler, n: int) -> dict[str, Any]:
+    """Server CPU while every call is up and past its greeting, and none has hung up:
+    both directions streaming, no call setup or teardown in the window."""
+    began = [c["began_at"] for c in callers if c["connected"]]
+    ended = [c["ended_at"] for c in callers if c["connected"]]
+    if not began:
+        return {"cpu_talking_percent_mean": None, "cpu_talking_percent_per_call": None}
+    t0, t1 = max(began) + 4.0, min(ended) - 0.5
+    vals = [s[1] for s, w in zip(sampler.samples, sampler.wall, strict=False) if t0 <= w <= t1]
+    if len(vals) < 4:
+        return {"cpu_talking_percent_mean": None, "cpu_talking_percent_per_call": None}
+    mean = statistics.fmean(vals)
+    return {
+        "cpu_talking_window_s": round(t1 - t0, 1),
+        "cpu_talking_percent_mean": round(mean, 1),
+        "cpu_talking_percent_max": round(max(vals), 1),
+        "cpu_talking_percent_per_call": round(mean / n, 3),
+    }
+
+
 def warm_up(plan: Plan) -> None:
     """One short call so lazy imports and first-connection costs are not counted."""
     run_callers(
@@ -271,7 +315,7 @@ def warm_up(plan: Plan) -> None:
 
 
 def _plan_fields(plan: Plan) -> dict[str, Any]:
-    return {f: getattr(plan, f) for f in plan.__dataclass_fields__}
+    return {f: getattr(plan, f) for f in plan.__dataclass_fields__ if not f.startswith("burst")}
 
 
 def load_step(
@@ -281,6 +325,7 @@ def load_step(
     tenant: stack.Tenant,
     args: argparse.Namespace,
     tmp: Path,
+    tree: Tree | None = None,
 ) -> dict[str, Any]:
     port = stack.free_port()
     env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
@@ -294,24 +339,40 @@ def load_step(
         barge_in=not args.no_barge_in,
         ramp_s=min(args.ramp_s, 0.05 * n),
         cpus=args.client_cpus,
+        burst_period_s=args.burst_period_s if args.burst else 0.0,
+        # every call connected and greeted before the first burst
+        burst_first_s=min(args.ramp_s, 0.05 * n) + 4.0 + 0.03 * n,
     )
-    with stack.server(kind, env, port, tmp / f"{kind}.log", args.server_cpus) as proc:
+    label = tree.label if tree else kind
+    root, block = (tree.root, tree.block) if tree else (stack.ROOT, ())
+    log = tmp / f"{label}.log"
+    with stack.server(kind, env, port, log, args.server_cpus, root=root, block=block) as proc:
         sampler = Sampler(proc.pid)
         if not args.no_warmup:
             warm_up(plan)
             time.sleep(0.5)
         baseline = sampler.rss_mb()
-        profiler = _profile(proc.pid, tmp / f"{kind}-{n}.collapsed") if args.profile else None
+        collapsed = tmp / f"{label}-{n}.collapsed"
+        profiler = _profile(proc.pid, collapsed) if args.profile else None
         with sampler:
             t0 = time.monotonic()
-            callers = run_callers(plan, n, lead_s=2.0 + 0.3 * n / 20)
+            start_at = time.time() + 2.0 + 0.3 * n / 20
+            callers = run_callers(plan, n, start_at=start_at)
             t1 = time.monotonic()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
         calls = fetch_calls(base, tenant.api_key, {c["call_sid"] for c in callers})
     result = analyse(n, callers, calls, sampler, baseline, (t0, t1))
-    result["server_kind"] = kind
+    result["server_kind"] = label
+    result["server"]["launcher"] = kind
+    result["mode"] = "burst" if args.burst else "steady"
+    if args.burst:
+        result["burst_slots_s"] = [round(t - start_at, 2) for t in burst_slots(plan, start_at)]
+    if profiler is not None and collapsed.exists():
+        result["profile"] = profile_parts.summarize(
+            collapsed, rate_hz=PROFILE_RATE_HZ, turns=result["turns"], n=n, wall_s=t1 - t0
+        )
     return result
 
 
@@ -325,7 +386,7 @@ def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
         "--format",
         "raw",
         "--rate",
-        "200",
+        str(PROFILE_RATE_HZ),
         "--output",
         str(out),
         "--nonblocking",
@@ -344,6 +405,7 @@ def memory_run(
     tenant: stack.Tenant,
     args: argparse.Namespace,
     tmp: Path,
+    tree: Tree | None = None,
 ) -> dict[str, Any]:
     """``total`` short calls (greeting + one turn), ``lanes`` at a time, in waves; RSS
     after each wave (with every call of the wave ended)."""
@@ -362,7 +424,10 @@ def memory_run(
     points: list[dict[str, Any]] = []
     done = 0
     errors = 0
-    with stack.server(kind, env, port, tmp / f"{kind}-memory.log", args.server_cpus) as proc:
+    label = tree.label if tree else kind
+    root, block = (tree.root, tree.block) if tree else (stack.ROOT, ())
+    log = tmp / f"{label}-memory.log"
+    with stack.server(kind, env, port, log, args.server_cpus, root=root, block=block) as proc:
         sampler = Sampler(proc.pid)
         warm_up(plan)
         points.append({"calls": 0, "rss_mb": round(sampler.rss_mb(), 1)})
@@ -383,7 +448,7 @@ def memory_run(
         else None
     )
     return {
-        "server_kind": kind,
+        "server_kind": label,
         "calls": total,
         "concurrent": lanes,
         "calls_with_errors": errors,
@@ -441,17 +506,36 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
     return {
-        p: version(p) for p in ("django", "channels", "daphne", "uvicorn", "twisted", "websockets")
+        p: _version(p)
+        for p in (
+            "django",
+            "channels",
+            "daphne",
+            "uvicorn",
+            "twisted",
+            "websockets",
+            "uvloop",
+            "httptools",
+            "orjson",
+        )
     }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def table(steps: list[dict[str, Any]]) -> str:
     head = (
         "server   N  v2v heard p50/p95/p99     v2v server p50/p95/p99    overhead heard p50/p95"
-        "  srv platform_overhead p50/p95  missed  clear p50/p95  stalls  cpu%  MB/call"
+        "  srv platform_overhead p50/p95  missed  clear p50/p95  stalls  cpu% mean/max"
+        "  talk%/call  MB/call"
     )
     rows = [head]
     for s in steps:
@@ -466,7 +550,8 @@ def table(steps: list[dict[str, Any]]) -> str:
             + f"{s['missed_turns']}/{s['turns']}".ljust(8)
             + f"{cl['p50']}/{cl['p95']}".ljust(15)
             + f"{s['stalls']['count']}".ljust(8)
-            + f"{s['server']['cpu_percent_mean']}".ljust(6)
+            + f"{s['server']['cpu_percent_mean']}/{s['server']['cpu_percent_max']}".ljust(14)
+            + f"{s['server'].get('cpu_talking_percent_per_call')}".ljust(12)
             + f"{s['server']['rss_per_call_mb']}"
         )
     return "\n".join(rows)
@@ -496,6 +581,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-pin", action="store_true", help="do not pin server / clients to CPUs")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (DB, server logs)")
     p.add_argument("--profile", action="store_true", help="py-spy the server (implies --keep)")
+    p.add_argument(
+        "--burst",
+        action="store_true",
+        help="every call's turns end at the same moments (no barge-in); see --burst-period-s",
+    )
+    p.add_argument("--burst-period-s", type=float, default=7.0, help="seconds between bursts")
+    p.add_argument(
+        "--trees",
+        type=_tree,
+        nargs="+",
+        help="serve from these source trees, alternating per N: LABEL=PATH[:mod,mod] "
+        "(mods are hidden from that server, e.g. before=/tmp/old:uvloop,httptools)",
+    )
     args = p.parse_args(argv)
     args.keep = args.keep or args.profile
     cpus = sorted(os.sched_getaffinity(0))
@@ -537,6 +635,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "ramp_s": args.ramp_s,
             "server_cpus": list(args.server_cpus),
             "client_cpus": list(args.client_cpus),
+            "burst": args.burst,
+            "burst_period_s": args.burst_period_s if args.burst else None,
+            "trees": [
+                {"label": t.label, "root": str(t.root), "block": list(t.block)}
+                for t in args.trees or []
+            ],
         },
         "steps": [],
         "memory": [],
@@ -546,7 +650,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         tenant = stack.prepare_db(env)
         with stack.fakes(env, tmp / "fakes.log", args.client_cpus) as urls:
             env.update(urls)
-            for kind in args.servers:
+            if args.trees:
+                for n in args.n:
+                    for kind in args.servers:
+                        for tree in args.trees:
+                            print(
+                                f"[{datetime.now(UTC):%H:%M:%S}] {tree.label} ({kind}) N={n} ...",
+                                flush=True,
+                            )
+                            step = load_step(kind, n, env, tenant, args, tmp, tree)
+                            doc["steps"].append(step)
+                            print(table([step]).splitlines()[1], flush=True)
+            for kind in [] if args.trees else args.servers:
                 for n in args.n:
                     print(f"[{datetime.now(UTC):%H:%M:%S}] {kind} N={n} ...", flush=True)
                     step = load_step(kind, n, env, tenant, args, tmp)
@@ -554,15 +669,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     print(table([step]).splitlines()[1], flush=True)
             if args.memory_calls:
                 for kind in args.memory_servers or args.servers:
-                    print(
-                        f"[{datetime.now(UTC):%H:%M:%S}] {kind} memory: {args.memory_calls} calls",
-                        flush=True,
-                    )
-                    doc["memory"].append(
-                        memory_run(
-                            kind, args.memory_calls, args.memory_lanes, env, tenant, args, tmp
+                    for tree in args.trees or [None]:
+                        label = tree.label if tree else kind
+                        print(
+                            f"[{datetime.now(UTC):%H:%M:%S}] {label} memory: "
+                            f"{args.memory_calls} calls",
+                            flush=True,
                         )
-                    )
+                        doc["memory"].append(
+                            memory_run(
+                                kind,
+                                args.memory_calls,
+                                args.memory_lanes,
+                                env,
+                                tenant,
+                                args,
+                                tmp,
+                                tree,
+                            )
+                        )
         if args.keep:
             print(f"kept {tmp}")
     summarize(doc, len(args.server_cpus) or (os.cpu_count() or 1))

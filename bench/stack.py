@@ -31,7 +31,9 @@ LLM_TTFT_MS = 200.0
 TTS_TTFB_MS = 100.0
 FIXED_MS = ENDPOINTING_MS + LLM_TTFT_MS + TTS_TTFB_MS
 
-SERVERS = ("daphne", "uvicorn")
+# "serve" is Uvicorn as `make run` and the Docker image start it (glassbox/serve.py:
+# its protocol classes, timeouts and limits, lifespan on, whatever event loop it picks).
+SERVERS = ("daphne", "uvicorn", "serve")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +69,16 @@ def _pin(proc: subprocess.Popen[str], cpus: tuple[int, ...]) -> None:
 @contextlib.contextmanager
 def fakes(env: dict[str, str], log: Path, cpus: tuple[int, ...] = ()) -> Iterator[dict[str, str]]:
     """Start ``tests.fakes.run`` with the fixed latencies; yield the env vars it printed."""
+    # The load generator's side runs on uvloop (when installed): at 100+ calls the fakes
+    # and callers, on the other core, are what saturates first.
+    launch = (
+        "import asyncio, sys; from tests.fakes.run import main; from bench.callers import "
+        "loop_factory; asyncio.Runner(loop_factory=loop_factory()).run(main(sys.argv[1:]))"
+    )
     cmd = [
         PYTHON,
-        "-m",
-        "tests.fakes.run",
+        "-c",
+        launch,
         "--deepgram-port=0",
         "--openai-port=0",
         "--cartesia-port=0",
@@ -131,8 +139,16 @@ def prepare_db(env: dict[str, str]) -> Tenant:
     return Tenant(**json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def server_command(kind: str, port: int) -> list[str]:
+def server_command(kind: str, port: int, block: tuple[str, ...] = ()) -> list[str]:
+    """The server's command line. ``block``: modules the server must not find (to run a
+    tree as it was before they were installed, e.g. ``uvloop``, ``httptools``)."""
     app = "glassbox.asgi:application"
+    if kind == "serve":
+        hide = f"sys.modules.update(dict.fromkeys({list(block)!r}));" if block else ""
+        code = f"import runpy, sys; {hide} runpy.run_module('glassbox.serve', run_name='__main__')"
+        return [PYTHON, "-c", code]
+    if block:
+        raise ValueError("blocking modules is only supported for the 'serve' server")
     if kind == "daphne":
         return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]
     if kind == "uvicorn":
@@ -152,11 +168,26 @@ def server_command(kind: str, port: int) -> list[str]:
 
 @contextlib.contextmanager
 def server(
-    kind: str, env: dict[str, str], port: int, log: Path, cpus: tuple[int, ...] = ()
+    kind: str,
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    cpus: tuple[int, ...] = (),
+    *,
+    root: Path = ROOT,
+    block: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[str]]:
+    """Start a server from the source tree ``root`` (another worktree: its code, this
+    venv) and wait until it answers."""
+    env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
     with log.open("a") as out:
         proc = subprocess.Popen(
-            server_command(kind, port), cwd=ROOT, env=env, stdout=out, stderr=out, text=True
+            server_command(kind, port, block),
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=out,
+            text=True,
         )
     _pin(proc, cpus)
     try:
