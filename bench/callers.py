@@ -128,6 +128,9 @@ def _worker(args: tuple[Plan, int, float, int]) -> list[dict[str, Any]]:
     plan, count, start_at, seed = args
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
+    nice = int(os.environ.get("BENCH_NICE", "0") or 0)
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)  # see bench.stack.niced
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(_drive(plan, count, start_at, seed))
 

@@ -16,6 +16,7 @@ On a 2-core machine the server is pinned to CPU 0 and the fakes and callers to C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -51,14 +52,21 @@ class Tree:
     label: str
     root: Path
     block: tuple[str, ...] = ()  # modules hidden from that server (uvloop, httptools)
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for that server
 
 
 def _tree(text: str) -> Tree:
-    label, _, rest = text.partition("=")
+    """``LABEL=PATH[:module,module][+NAME=VALUE...]``"""
+    spec, *assignments = text.split("+")
+    label, _, rest = spec.partition("=")
     path, _, block = rest.partition(":")
-    if not label or not path:
-        raise argparse.ArgumentTypeError(f"use LABEL=PATH[:module,module]: {text!r}")
-    return Tree(label, Path(path).resolve(), tuple(b for b in block.split(",") if b))
+    env = tuple((a.partition("=")[0], a.partition("=")[2]) for a in assignments if "=" in a)
+    if not label or not path or len(env) != len(assignments):
+        raise argparse.ArgumentTypeError(
+            f"use LABEL=PATH[:module,module][+NAME=VALUE...]: {text!r}"
+        )
+    blocked = tuple(b for b in block.split(",") if b)
+    return Tree(label, Path(path).resolve(), blocked, env)
 
 
 # -- statistics -----------------------------------------------------------------------
@@ -328,7 +336,7 @@ def load_step(
     tree: Tree | None = None,
 ) -> dict[str, Any]:
     port = stack.free_port()
-    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **dict(tree.env if tree else ())}
     base = env["PUBLIC_BASE_URL"]
     plan = Plan(
         base_url=base,
@@ -348,13 +356,14 @@ def load_step(
     log = tmp / f"{label}.log"
     with stack.server(kind, env, port, log, args.server_cpus, root=root, block=block) as proc:
         sampler = Sampler(proc.pid)
+        fakes = Sampler(_fakes_pid(), interval_s=0.25)
         if not args.no_warmup:
             warm_up(plan)
             time.sleep(0.5)
         baseline = sampler.rss_mb()
         collapsed = tmp / f"{label}-{n}.collapsed"
         profiler = _profile(proc.pid, collapsed) if args.profile else None
-        with sampler:
+        with sampler, fakes:
             t0 = time.monotonic()
             start_at = time.time() + 2.0 + 0.3 * n / 20
             callers = run_callers(plan, n, start_at=start_at)
@@ -366,6 +375,11 @@ def load_step(
     result = analyse(n, callers, calls, sampler, baseline, (t0, t1))
     result["server_kind"] = label
     result["server"]["launcher"] = kind
+    busy = [c for _, c, _ in fakes.samples]
+    result["fakes_cpu_percent"] = {
+        "mean": round(statistics.fmean(busy), 1) if busy else None,
+        "max": round(max(busy), 1) if busy else None,
+    }
     result["mode"] = "burst" if args.burst else "steady"
     if args.burst:
         result["burst_slots_s"] = [round(t - start_at, 2) for t in burst_slots(plan, start_at)]
@@ -374,6 +388,16 @@ def load_step(
             collapsed, rate_hz=PROFILE_RATE_HZ, turns=result["turns"], n=n, wall_s=t1 - t0
         )
     return result
+
+
+def _fakes_pid() -> int:
+    """The fake providers' process (a child of this one), to see whether the load
+    generator's side keeps up."""
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "tests.fakes.run" in " ".join(child.cmdline()):
+                return child.pid
+    raise RuntimeError("the fake providers' process is not running")
 
 
 def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -390,6 +414,7 @@ def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
         "--output",
         str(out),
         "--nonblocking",
+        "--gil",  # only the thread running Python code: CPU, not threads waiting on the GIL
     ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -410,7 +435,7 @@ def memory_run(
     """``total`` short calls (greeting + one turn), ``lanes`` at a time, in waves; RSS
     after each wave (with every call of the wave ended)."""
     port = stack.free_port()
-    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **dict(tree.env if tree else ())}
     plan = Plan(
         base_url=env["PUBLIC_BASE_URL"],
         account_sid=tenant.account_sid,
@@ -586,6 +611,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="every call's turns end at the same moments (no barge-in); see --burst-period-s",
     )
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run server, fakes and callers at this niceness (negative needs root): on a "
+        "shared machine, other jobs then take less of the server's core",
+    )
     p.add_argument("--burst-period-s", type=float, default=7.0, help="seconds between bursts")
     p.add_argument(
         "--trees",
@@ -610,6 +642,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.nice:
+        os.environ["BENCH_NICE"] = str(args.nice)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     started = datetime.now(UTC)
@@ -635,10 +669,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "ramp_s": args.ramp_s,
             "server_cpus": list(args.server_cpus),
             "client_cpus": list(args.client_cpus),
+            "nice": args.nice,
             "burst": args.burst,
             "burst_period_s": args.burst_period_s if args.burst else None,
             "trees": [
-                {"label": t.label, "root": str(t.root), "block": list(t.block)}
+                {"label": t.label, "root": str(t.root), "block": list(t.block), "env": dict(t.env)}
                 for t in args.trees or []
             ],
         },
