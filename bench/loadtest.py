@@ -295,6 +295,37 @@ def analyse(
     }
 
 
+BURST_WINDOW_S = 1.5
+
+
+def burst_cpu(sampler: Sampler, speech_ends: list[float], n: int) -> dict[str, Any]:
+    """Server CPU that a burst costs, per turn: CPU in the ``BURST_WINDOW_S`` after every
+    call's speech ended at once (end of turn, LLM request, TTS context, the reply's first
+    audio), minus what the same window costs with every caller talking and the bot silent
+    (the ``BURST_WINDOW_S`` before the speech end), divided by the calls. Robust to a busy
+    machine: it counts CPU time the server used, not how long it waited."""
+
+    def cpu_s(t0: float, t1: float) -> float:
+        total = 0.0
+        prev_w = None
+        for (_, pct, _), w in zip(sampler.samples, sampler.wall, strict=False):
+            if prev_w is not None and t0 <= w <= t1:
+                total += pct / 100 * (w - prev_w)
+            prev_w = w
+        return total
+
+    per_turn = []
+    for end in speech_ends:
+        burst = cpu_s(end, end + BURST_WINDOW_S)
+        quiet = cpu_s(end - BURST_WINDOW_S, end)
+        per_turn.append((burst - quiet) / n * 1000)
+    return {
+        "window_s": BURST_WINDOW_S,
+        "per_burst": [round(v, 2) for v in per_turn],
+        "mean": round(statistics.fmean(per_turn), 2) if per_turn else None,
+    }
+
+
 def talking_cpu(callers: list[dict[str, Any]], sampler: Sampler, n: int) -> dict[str, Any]:
     """Server CPU while every call is up and past its greeting, and none has hung up:
     both directions streaming, no call setup or teardown in the window."""
@@ -354,8 +385,10 @@ def load_step(
     label = tree.label if tree else kind
     root, block = (tree.root, tree.block) if tree else (stack.ROOT, ())
     log = tmp / f"{label}.log"
+    lag_file = tmp / f"{label}-{n}.lag"
+    env["BENCH_LAG_FILE"] = str(lag_file)
     with stack.server(kind, env, port, log, args.server_cpus, root=root, block=block) as proc:
-        sampler = Sampler(proc.pid)
+        sampler = Sampler(proc.pid, interval_s=0.1)
         fakes = Sampler(_fakes_pid(), interval_s=0.25)
         if not args.no_warmup:
             warm_up(plan)
@@ -375,6 +408,7 @@ def load_step(
     result = analyse(n, callers, calls, sampler, baseline, (t0, t1))
     result["server_kind"] = label
     result["server"]["launcher"] = kind
+    result["server"]["loop_lag_ms"] = loop_lag(lag_file, (t0, t1))
     busy = [c for _, c, _ in fakes.samples]
     result["fakes_cpu_percent"] = {
         "mean": round(statistics.fmean(busy), 1) if busy else None,
@@ -382,12 +416,29 @@ def load_step(
     }
     result["mode"] = "burst" if args.burst else "steady"
     if args.burst:
-        result["burst_slots_s"] = [round(t - start_at, 2) for t in burst_slots(plan, start_at)]
+        slots = burst_slots(plan, start_at)
+        result["burst_slots_s"] = [round(t - start_at, 2) for t in slots]
+        result["server"]["burst_cpu_ms_per_turn"] = burst_cpu(
+            sampler, [t + plan.utterance_ms / 1000 for t in slots], n
+        )
     if profiler is not None and collapsed.exists():
         result["profile"] = profile_parts.summarize(
             collapsed, rate_hz=PROFILE_RATE_HZ, turns=result["turns"], n=n, wall_s=t1 - t0
         )
     return result
+
+
+def loop_lag(path: Path, window: tuple[float, float]) -> dict[str, Any]:
+    """How late the server's event loop woke a 10 ms timer during the step (``serve``
+    only; bench/serve_lag.py)."""
+    if not path.exists():
+        return dist([])
+    lags = []
+    for line in path.read_text().splitlines():
+        t, lag = json.loads(line)
+        if window[0] <= t <= window[1]:
+            lags.append(lag)
+    return dist(lags)
 
 
 def _fakes_pid() -> int:
@@ -560,13 +611,14 @@ def table(steps: list[dict[str, Any]]) -> str:
     head = (
         "server   N  v2v heard p50/p95/p99     v2v server p50/p95/p99    overhead heard p50/p95"
         "  srv platform_overhead p50/p95  missed  clear p50/p95  stalls  cpu% mean/max"
-        "  talk%/call  MB/call"
+        "  talk%/call  lag p95/max  MB/call"
     )
     rows = [head]
     for s in steps:
         h, sv = s["voice_to_voice_heard_ms"], s["voice_to_voice_server_ms"]
         oh, po = s["overhead_heard_ms"], s["platform_overhead_server_ms"]
         cl = s["barge_in"]["onset_to_clear_heard_ms"]
+        lag = s["server"].get("loop_lag_ms") or {}
         rows.append(
             f"{s['server_kind']:7} {s['n']:3}  {h['p50']}/{h['p95']}/{h['p99']}".ljust(38)
             + f"{sv['p50']}/{sv['p95']}/{sv['p99']}".ljust(26)
@@ -577,6 +629,7 @@ def table(steps: list[dict[str, Any]]) -> str:
             + f"{s['stalls']['count']}".ljust(8)
             + f"{s['server']['cpu_percent_mean']}/{s['server']['cpu_percent_max']}".ljust(14)
             + f"{s['server'].get('cpu_talking_percent_per_call')}".ljust(12)
+            + f"{lag.get('p95')}/{lag.get('max')}".ljust(13)
             + f"{s['server']['rss_per_call_mb']}"
         )
     return "\n".join(rows)

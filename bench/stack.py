@@ -152,9 +152,8 @@ def server_command(kind: str, port: int, block: tuple[str, ...] = ()) -> list[st
     tree as it was before they were installed, e.g. ``uvloop``, ``httptools``)."""
     app = "glassbox.asgi:application"
     if kind == "serve":
-        hide = f"sys.modules.update(dict.fromkeys({list(block)!r}));" if block else ""
-        code = f"import runpy, sys; {hide} runpy.run_module('glassbox.serve', run_name='__main__')"
-        return [PYTHON, "-c", code]
+        # glassbox.serve's own configuration, plus an event-loop lag probe (bench/serve_lag.py)
+        return [PYTHON, str(ROOT / "bench" / "serve_lag.py")]
     if block:
         raise ValueError("blocking modules is only supported for the 'serve' server")
     if kind == "daphne":
@@ -187,7 +186,7 @@ def server(
 ) -> Iterator[subprocess.Popen[str]]:
     """Start a server from the source tree ``root`` (another worktree: its code, this
     venv) and wait until it answers."""
-    env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
+    env = {**env, "HOST": "127.0.0.1", "PORT": str(port), "BENCH_BLOCK": ",".join(block)}
     with log.open("a") as out:
         proc = subprocess.Popen(
             niced(server_command(kind, port, block)),
