@@ -43,10 +43,12 @@ PROVIDER_SETTINGS: dict[str, dict[str, frozenset[str]]] = {
     "stt": {
         "deepgram": frozenset({"model", "language"}),
         "pocketsphinx": frozenset({"language"}),
+        "whisper": frozenset({"language"}),
     },
     "llm": {
         "openai": frozenset({"model", "temperature", "max_tokens"}),
         "scripted": frozenset({"model", "max_tokens"}),
+        "frontdesk": frozenset({"max_tokens"}),
     },
     "tts": {
         "cartesia": frozenset({"voice", "model", "speed", "language"}),
@@ -135,6 +137,15 @@ _AGENT_FIELDS = [
     FormField(
         "tools", "Tools this agent may call", "Functions its language model may call.", CHECKBOXES
     ),
+    FormField("voicemail.detect", "Detect answering machines on outbound calls"),
+    FormField("voicemail.action", "When a machine answers"),
+    FormField(
+        "voicemail.message",
+        "Voicemail message",
+        "Said after the beep when the agent leaves a message; may use {{variables}}.",
+        TEXTAREA,
+        rows=2,
+    ),
     FormField("webhook_url", "Webhook URL", "Call events are POSTed here. Blank: none."),
     FormField(
         "webhook_secret",
@@ -142,6 +153,12 @@ _AGENT_FIELDS = [
         "Signs webhook requests (HMAC-SHA256). Write-only: it is never shown again.",
         SECRET,
         removable=True,
+    ),
+    FormField(
+        "recording",
+        "Record calls",
+        "Dual-channel puts the caller on the left and the agent on the right; what the "
+        "agent says is recorded as the caller heard it, cut where they interrupted.",
     ),
     FormField("analysis.summary_prompt", "Summary prompt", "Blank: no summary.", rows=3),
     FormField(
@@ -151,6 +168,10 @@ _AGENT_FIELDS = [
         JSON,
     ),
     FormField("analysis.success_rubric", "Success rubric", "Blank: no verdict.", rows=3),
+    FormField("analysis.success_evaluation", "Verdict", "Pass or fail, or a score."),
+    FormField("analysis.score_max", "Highest score", "For a score: from 0 to this."),
+    FormField("analysis.model", "Analysis model", "Blank: the agent's own model if OpenAI."),
+    FormField("analysis.max_attempts", "Attempts at structured data"),
 ]
 
 
@@ -189,14 +210,24 @@ def agent_sections() -> list[Section]:
             ["fallback.first_token_timeout_s", "fallback.apology", "fallback.goodbye"],
             "fallback",
         ),
+        Section(
+            "Answering machines",
+            ["voicemail.detect", "voicemail.action", "voicemail.message"],
+            "voicemail",
+        ),
         Section("Tools", ["tools"], "tools"),
         Section("Webhook", ["webhook_url", "webhook_secret"], "webhook"),
+        Section("Recording", ["recording"], "recording"),
         Section(
             "After the call",
             [
                 "analysis.summary_prompt",
                 "analysis.structured_data_schema",
                 "analysis.success_rubric",
+                "analysis.success_evaluation",
+                "analysis.score_max",
+                "analysis.model",
+                "analysis.max_attempts",
             ],
             "analysis",
         ),
@@ -387,7 +418,16 @@ TOOL_KIND_SETTINGS = {
     "http": ["url", "method", "headers", "timeout_s", "filler", "filler_after_s"],
     "end_call": [],
     "transfer_call": ["transfer_to"],
-    "collect_digits": ["max_digits", "terminator", "digit_timeout_s"],
+    "collect_digits": [
+        "max_digits",
+        "terminator",
+        "digit_timeout_s",
+        "secure",
+        "reveal_last_digits",
+        "url",
+        "headers",
+        "timeout_s",
+    ],
 }
 
 _TOOL_FIELDS = [
@@ -417,6 +457,17 @@ _TOOL_FIELDS = [
     FormField("max_digits", "Maximum digits"),
     FormField("terminator", "Terminator key", "Ends the input early."),
     FormField("digit_timeout_s", "Digit timeout (seconds)"),
+    FormField(
+        "secure",
+        "Secure",
+        "The digits go only to the URL (signed), never to the language model, the transcript "
+        "or the analysis.",
+    ),
+    FormField(
+        "reveal_last_digits",
+        "Tell the last two digits",
+        "Secure only: the language model may hear the last two digits (of four or more).",
+    ),
 ]
 
 

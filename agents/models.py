@@ -12,10 +12,12 @@ from django.db import models
 from glassbox.encryption import EncryptedJSONField, EncryptedTextField
 from tenants.scoping import TenantModel
 from voice.config import (
+    AnalysisConfig,
     CallConfig,
     FallbackConfig,
     IdleConfig,
     InterruptionConfig,
+    RecordingMode,
     ToolConfig,
     TurnConfig,
     field_defaults,
@@ -46,8 +48,13 @@ def default_fallback() -> dict[str, object]:
     return {**to_plain(FallbackConfig()), "stt": [], "llm": [], "tts": []}
 
 
+def default_voicemail() -> dict[str, object]:
+    """Outbound calls only: what to do when an answering machine picks up."""
+    return {"detect": False, "action": "hangup", "message": ""}
+
+
 def default_analysis() -> dict[str, object]:
-    return {"summary_prompt": "", "structured_data_schema": {}, "success_rubric": ""}
+    return to_plain(AnalysisConfig())
 
 
 # The provider credential kinds come from the engine's provider registry; carriers after.
@@ -107,6 +114,9 @@ class Tool(TenantModel):
     max_digits = models.PositiveSmallIntegerField(default=_TOOL["max_digits"])
     terminator = models.CharField(max_length=1, default=_TOOL["terminator"], blank=True)
     digit_timeout_s = models.FloatField(default=_TOOL["digit_timeout_s"])
+    # secure collect_digits: the digits go only to ``url``, never to the AI
+    secure = models.BooleanField(default=_TOOL["secure"])
+    reveal_last_digits = models.BooleanField(default=_TOOL["reveal_last_digits"])
     # what the agent says while a slow tool runs
     filler = models.CharField(max_length=500, blank=True)
     filler_after_s = models.FloatField(default=_TOOL["filler_after_s"])
@@ -121,6 +131,13 @@ class Tool(TenantModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Recording(models.TextChoices):
+    # Values match voice.config.RecordingMode.
+    OFF = RecordingMode.OFF.value, "Off"
+    MONO = RecordingMode.MONO.value, "Mono (caller and agent mixed)"
+    DUAL = RecordingMode.DUAL.value, "Dual-channel (caller left, agent right)"
 
 
 class Agent(TenantModel):
@@ -153,6 +170,13 @@ class Agent(TenantModel):
     # When providers are late or fail: FallbackConfig's settings plus, per stage, the
     # providers to try next ({"provider", ..., "credential": id or null}).
     fallback = models.JSONField(default=default_fallback)
+    # Outbound calls: answering-machine detection and what to do on a machine (hang up,
+    # or wait for the beep and say ``message``, which may use call variables).
+    voicemail = models.JSONField(default=default_voicemail)
+    # What its calls record (voice/recording.py, calls/recordings.py).
+    recording = models.CharField(
+        max_length=8, choices=Recording.choices, default=_CALL["recording"].value
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

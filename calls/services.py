@@ -23,9 +23,10 @@ from calls.models import (
     TranscriptEntry,
     TurnMetric,
 )
+from calls.redaction import redact
 from calls.signals import call_ended, call_finalized
 from tenants.models import Organization
-from voice.events import CallEnded, EndReason, ToolCallRecord, TurnTimeline
+from voice.events import CallEnded, EndReason, SecureCapture, ToolCallRecord, TurnTimeline
 from voice.events import TranscriptEntry as TranscriptEntryEvent
 
 # Deliberately says nothing about who holds the number.
@@ -86,7 +87,14 @@ class CallSidConflict(Exception):
 
 
 def call_create_inbound(
-    *, phone_number: PhoneNumber, carrier_call_sid: str, from_number: str, to_number: str
+    *,
+    phone_number: PhoneNumber,
+    carrier_call_sid: str,
+    from_number: str,
+    to_number: str,
+    variables: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Call:
     """The carrier told us about a new inbound call: record it with a frozen agent snapshot.
 
@@ -95,6 +103,9 @@ def call_create_inbound(
     A SID that names a call on another number raises CallSidConflict: a tenant signs its
     webhooks with its own token, so it can put any SID in them, including one of another
     tenant's calls.
+
+    ``variables`` and ``overrides`` (agent settings replaced for this call) come from the
+    number's lookup webhook (calls/lookup.py), when it has one.
     """
     from calls.callconfig import agent_snapshot
 
@@ -117,7 +128,9 @@ def call_create_inbound(
         carrier=phone_number.carrier,
         carrier_call_sid=carrier_call_sid,
         status=CallStatus.RINGING,
-        agent_snapshot=agent_snapshot(agent),
+        agent_snapshot={**agent_snapshot(agent), **(overrides or {})},
+        variables=variables or {},
+        metadata=metadata or {},
         stream_nonce=secrets.token_hex(16),
         started_at=timezone.now(),
     )
@@ -285,11 +298,14 @@ def _call_locked(call: Call) -> Call:
 
 
 def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
+    # Redacted before it is stored, so nothing downstream (API, webhooks, analysis,
+    # search) ever holds the original.
+    text = redact(entry.text) if call.organization.redact_transcripts else entry.text
     TranscriptEntry.objects.for_org(call.organization).create(
         organization=call.organization,
         call=call,
         role=str(entry.role),
-        text=entry.text,
+        text=text,
         turn_index=entry.turn_index,
         start_ms=entry.start_ms,
         end_ms=entry.end_ms,
@@ -325,6 +341,23 @@ def call_record_tool(*, call: Call, record: ToolCallRecord) -> None:
         result=record.result,
         duration_ms=record.duration_ms,
     )
+
+
+def call_record_secure_capture(*, call: Call, capture: SecureCapture, replay: bool = False) -> None:
+    """A closed secure-digits window (no digits in it): kept so a recording can be muted."""
+    window = {
+        "tool": capture.tool,
+        "turn_index": capture.turn_index,
+        "start_ms": capture.start_ms,
+        "end_ms": capture.end_ms,
+    }
+    with transaction.atomic():
+        locked = _call_locked(call)
+        if replay and window in locked.secure_captures:
+            return
+        locked.secure_captures = [*locked.secure_captures, window]
+        locked.save(update_fields=["secure_captures"])
+    call.secure_captures = locked.secure_captures
 
 
 def call_end(*, call: Call, ended: CallEnded) -> Call:

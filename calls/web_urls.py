@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from calls import views
+from calls import recordings, views
 
 app_name = "calls"
 
@@ -10,5 +10,12 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("calls/", views.call_list, name="call-list"),
     path("calls/<int:call_id>/", views.call_detail, name="call-detail"),
+    path("calls/<int:call_id>/delete/", views.call_delete, name="call-delete"),
     path("analytics/", views.analytics_page, name="analytics"),
+    path(
+        "calls/<int:call_id>/recording/delete/",
+        views.call_recording_delete,
+        name="call-recording-delete",
+    ),
+    path("recordings/<str:token>/", recordings.recording_file, name="recording-file"),
 ]

@@ -10,6 +10,12 @@ urlpatterns = [
     path("api/v1/", include("glassbox.api.urls")),
     path("telephony/twilio/voice/", twilio_views.voice, name="twilio-voice"),
     path("telephony/twilio/status/", twilio_views.status, name="twilio-status"),
+    path(
+        "telephony/twilio/outbound/<int:call_id>/",
+        twilio_views.outbound_answer,
+        name="twilio-outbound",
+    ),
+    path("telephony/twilio/amd/<int:call_id>/", twilio_views.amd, name="twilio-amd"),
     # Stripe's webhook (billing/webhooks.py): JSON errors like the rest of /api/.
     path("api/", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -25,6 +31,7 @@ urlpatterns = [
     path("", include("agents.web_urls")),
     path("", include("calls.web_urls")),
     path("", include("billing.web_urls")),
+    path("", include("campaigns.web_urls")),
 ]
 
 # Under /api/ these answer with the API's JSON error shape; elsewhere Django's pages.

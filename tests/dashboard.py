@@ -24,6 +24,7 @@ from tests.factories import (
     make_agent,
     make_api_key,
     make_call,
+    make_campaign,
     make_credential,
     make_invitation,
     make_membership,
@@ -36,6 +37,9 @@ NOT_PAGES = ("api/", "admin/", "telephony/", "static/", "ws/")
 # route name -> kwargs for reverse(), creating whatever object the route needs in ``org``.
 PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {
     "calls:call-detail": lambda org: {"call_id": make_call(org).pk},
+    "calls:call-delete": lambda org: {"call_id": make_call(org).pk},
+    "campaigns:campaign-detail": lambda org: {"campaign_id": make_campaign(org).pk},
+    "calls:call-recording-delete": lambda org: {"call_id": make_call(org).pk},
     "tenants:member-role": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
     "tenants:member-remove": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
     "tenants:invitation-revoke": lambda org: {"pk": make_invitation(org).pk},

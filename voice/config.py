@@ -36,6 +36,15 @@ class AudioFormat:
 TWILIO_FORMAT = AudioFormat(Encoding.MULAW, 8000)
 
 
+class RecordingMode(StrEnum):
+    """What a call records (voice/recording.py): nothing, one mixed channel, or two
+    channels (caller left, agent right)."""
+
+    OFF = "off"
+    MONO = "mono"
+    DUAL = "dual"
+
+
 @dataclass(frozen=True, slots=True)
 class STTConfig:
     provider: str  # "deepgram" | "pocketsphinx" | ...
@@ -143,12 +152,44 @@ class ToolConfig:
     max_digits: int = 16
     terminator: str = "#"
     digit_timeout_s: float = 10.0
+    # collect_digits in secure mode: the digits go only to ``url`` (a signed POST through
+    # the outbound guard); the LLM, transcript, logs and analysis get a placeholder with
+    # the count, the destination's verdict and, if ``reveal_last_digits``, the last two.
+    secure: bool = False
+    reveal_last_digits: bool = False
     # say this when the tool has not answered within filler_after_s
     filler: str = ""
     filler_after_s: float = 1.0
     # the url is a tenant's: connect only to public addresses plus
     # CallConfig.allowed_networks (voice/netguard.py)
     tenant_url: bool = True
+
+
+class SuccessEvaluation(StrEnum):
+    PASS_FAIL = "pass_fail"
+    SCORE = "score"
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisConfig:
+    """Post-call analysis (run by the platform's worker after the call, not by the engine;
+    kept here so its defaults, like every other agent setting's, are written once).
+
+    Each part runs only when it is configured: a blank prompt, an empty schema or a blank
+    rubric skips that part.
+    """
+
+    summary_prompt: str = ""
+    # JSON Schema the structured data must satisfy ({} = none)
+    structured_data_schema: dict[str, Any] = field(default_factory=dict)
+    success_rubric: str = ""
+    # the verdict against the rubric: pass/fail, or a score from 0 to score_max
+    success_evaluation: SuccessEvaluation = SuccessEvaluation.PASS_FAIL
+    score_max: int = 10
+    # "" = the agent's own model when its LLM is OpenAI-compatible, else ANALYSIS_MODEL
+    model: str = ""
+    # attempts at structured data that does not satisfy the schema, before giving up
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +218,7 @@ class CallConfig:
     carrier_format: AudioFormat = TWILIO_FORMAT
     # private networks (CIDRs) tenant-supplied URLs may reach anyway (OUTBOUND_ALLOWED_NETWORKS)
     allowed_networks: tuple[str, ...] = ()
+    recording: RecordingMode = RecordingMode.OFF
 
 
 # -- the platform's view of these dataclasses ----------------------------------------------

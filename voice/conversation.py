@@ -119,6 +119,9 @@ CONNECT_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 5.0
 PROVIDER_CLOSE_S = 2.5
 INBOX_SIZE = 256
+# VAD speech ends (clock ms) -> where the sound really stopped, for the timeline; a turn
+# takes the last one or two, so a few are plenty.
+_AUDIBLE_ENDS_KEPT = 8
 FAILURES = frozenset({EndReason.ERROR, EndReason.PROVIDER_ERROR})
 
 
@@ -195,6 +198,7 @@ class Conversation:
         self._tasks: set[asyncio.Task[None]] = set()
         self._straggler_timer: asyncio.TimerHandle | None = None
         self._mark_seq = 0
+        self._audible_ends: dict[float, float] = {}
 
     # ------------------------------------------------------------------ inputs (sync)
 
@@ -261,7 +265,13 @@ class Conversation:
             # checked after DNS on every connection and redirect (voice/netguard.py)
             guarded_async_client(self._config.allowed_networks, verify=httpx_tls()) as http,
         ):
-            runner = ToolRunner(self._config, http=http, digits=self._digits, clock=self._now_s)
+            runner = ToolRunner(
+                self._config,
+                http=http,
+                digits=self._digits,
+                clock=self._now_s,
+                emit=self._sink.emit,
+            )
             self._speaker = Speaker(
                 self._config,
                 llms=self._llms,
@@ -562,6 +572,11 @@ class Conversation:
                     if event.kind is VadEventKind.SPEECH_START:
                         await self._inbox.put(VoiceStarted(at))
                     else:
+                        if event.audible_end_ms is not None:
+                            heard = now - (vad.processed_ms - event.audible_end_ms)
+                            self._audible_ends[at] = heard
+                            while len(self._audible_ends) > _AUDIBLE_ENDS_KEPT:
+                                del self._audible_ends[next(iter(self._audible_ends))]
                         await self._inbox.put(VoiceEnded(at))
             if vad.speaking and machine.barge_in_possible:
                 await self._inbox.put(Voiced(vad.speech_ms()))
@@ -638,6 +653,8 @@ class Conversation:
         if user is not None:
             timeline.user_speech_start_ms = user.speech_start_ms
             timeline.user_speech_end_ms = user.speech_end_ms
+            if user.speech_end_ms is not None:
+                timeline.user_audio_end_ms = self._audible_ends.get(user.speech_end_ms)
             timeline.stt_final_ms = user.stt_final_ms
             timeline.end_of_turn_ms = now
         self._mark_seq += 1

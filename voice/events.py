@@ -51,7 +51,10 @@ class TurnTimeline:
     turn_index: int
     kind: TurnKind
     user_speech_start_ms: float | None = None  # VAD
-    user_speech_end_ms: float | None = None  # VAD
+    user_speech_end_ms: float | None = None  # VAD (carries webrtcvad's hangover)
+    # the caller's last audible sound, from the audio itself (voice.vad: the hangover
+    # removed); voice-to-voice starts here, as the caller hears it
+    user_audio_end_ms: float | None = None
     stt_final_ms: float | None = None
     end_of_turn_ms: float | None = None
     llm_request_ms: float | None = None
@@ -70,6 +73,11 @@ class TurnTimeline:
         return None if a is None or b is None else round(b - a, 3)
 
     @property
+    def vad_hangover_ms(self) -> float | None:
+        """How long after the caller's last sound the VAD still heard voice."""
+        return self._span(self.user_audio_end_ms, self.user_speech_end_ms)
+
+    @property
     def endpointing_ms(self) -> float | None:
         return self._span(self.user_speech_end_ms, self.end_of_turn_ms)
 
@@ -82,30 +90,54 @@ class TurnTimeline:
         return self._span(self.llm_request_ms, self.llm_first_token_ms)
 
     @property
+    def llm_first_clause_ms(self) -> float | None:
+        """LLM first token -> first speakable chunk sent to the TTS: the model streaming
+        its first clause (and any tool calls before it), not our processing."""
+        return self._span(self.llm_first_token_ms, self.tts_first_text_ms)
+
+    @property
     def tts_ttfb_ms(self) -> float | None:
         return self._span(self.tts_first_text_ms, self.tts_first_audio_ms)
 
     @property
     def voice_to_voice_ms(self) -> float | None:
-        return self._span(self.user_speech_end_ms, self.first_audio_sent_ms)
+        """The caller's last sound -> our first audio out (from the VAD's end of speech
+        when the audible end is unknown)."""
+        start = self.user_audio_end_ms
+        if start is None:
+            start = self.user_speech_end_ms
+        return self._span(start, self.first_audio_sent_ms)
 
     @property
     def platform_overhead_ms(self) -> float | None:
-        """Voice-to-voice minus what the providers and the configured waits took."""
-        parts = (self.voice_to_voice_ms, self.endpointing_ms, self.llm_ttft_ms, self.tts_ttfb_ms)
+        """Voice-to-voice minus every stage that is not ours: the VAD's hangover, the
+        end-of-turn wait, the LLM's first token and first clause, the TTS's first byte.
+        What is left is the hand-offs between them (end of turn -> LLM request, first
+        clause -> TTS, first audio -> carrier): our own processing."""
+        parts = (
+            self.voice_to_voice_ms,
+            self.endpointing_ms,
+            self.llm_ttft_ms,
+            self.llm_first_clause_ms,
+            self.tts_ttfb_ms,
+        )
         if any(p is None for p in parts):
             return None
-        v2v, ep, llm, tts = parts
-        assert v2v is not None and ep is not None and llm is not None and tts is not None
-        return round(v2v - ep - llm - tts, 3)
+        v2v, ep, llm, clause, tts = parts
+        assert v2v is not None and ep is not None and llm is not None
+        assert clause is not None and tts is not None
+        hangover = self.vad_hangover_ms or 0.0
+        return round(v2v - hangover - ep - llm - clause - tts, 3)
 
     def as_dict(self) -> dict[str, Any]:
         raw = {name: getattr(self, name) for name in self.__slots__}
         raw["kind"] = str(self.kind)
         for derived in (
+            "vad_hangover_ms",
             "endpointing_ms",
             "stt_lag_ms",
             "llm_ttft_ms",
+            "llm_first_clause_ms",
             "tts_ttfb_ms",
             "voice_to_voice_ms",
             "platform_overhead_ms",
@@ -123,6 +155,21 @@ class ToolCallRecord:
     ok: bool
     result: str
     duration_ms: float
+
+
+@dataclass(slots=True)
+class SecureCapture:
+    """A secure ``collect_digits`` window, in ms since the call started.
+
+    Emitted twice per capture: when it opens (``end_ms`` None) and when it closes. The
+    caller's audio between the two carries keypad tones: a recording mutes it, so the
+    digits can't be decoded from the tones. Carries no digits.
+    """
+
+    tool: str
+    turn_index: int
+    start_ms: float
+    end_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -171,7 +218,7 @@ class Fallback:
         }
 
 
-Event = TranscriptEntry | TurnTimeline | ToolCallRecord | CallEnded
+Event = TranscriptEntry | TurnTimeline | ToolCallRecord | SecureCapture | CallEnded
 
 
 class Sink(Protocol):

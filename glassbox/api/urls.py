@@ -3,8 +3,9 @@ from rest_framework.routers import SimpleRouter
 
 from agents.api import AgentViewSet, CredentialViewSet, ToolViewSet
 from billing.api import SubscriptionViewSet, UsageViewSet
-from calls.api import AnalyticsViewSet, CallViewSet, PhoneNumberViewSet
-from tenants.api import ApiKeyViewSet
+from calls.api import AnalyticsViewSet, CallViewSet, DialingPolicyViewSet, PhoneNumberViewSet
+from campaigns.api import CampaignViewSet, StopListViewSet
+from tenants.api import ApiKeyViewSet, AuditLogViewSet, OrganizationViewSet
 
 router = SimpleRouter()
 router.register("agents", AgentViewSet, basename="agent")
@@ -14,6 +15,9 @@ router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("analytics", AnalyticsViewSet, basename="analytics")
+router.register("audit-log", AuditLogViewSet, basename="audit-log")
+router.register("campaigns", CampaignViewSet, basename="campaign")
+router.register("stop-list", StopListViewSet, basename="stop-list")
 
 urlpatterns = [
     *router.urls,
@@ -23,5 +27,15 @@ urlpatterns = [
         "billing/subscription/",
         SubscriptionViewSet.as_view({"get": "current"}),
         name="billing-subscription",
+    ),
+    path(
+        "organization/",
+        OrganizationViewSet.as_view({"get": "current", "patch": "update_current"}),
+        name="organization",
+    ),
+    path(
+        "dialing-policy/",
+        DialingPolicyViewSet.as_view({"get": "current", "patch": "update_policy"}),
+        name="dialing-policy",
     ),
 ]

@@ -36,7 +36,7 @@ def test_create_fills_engine_defaults(tenant_a: Tenant) -> None:
 @pytest.mark.parametrize(
     ("patch", "path"),
     [
-        ({"stt": {"provider": "whisper"}}, ("stt", "provider")),
+        ({"stt": {"provider": "no-such-stt"}}, ("stt", "provider")),
         ({"llm": {"provider": "openai", "temperature": 3}}, ("llm", "temperature")),
         ({"llm": {"provider": "openai", "max_tokens": 0}}, ("llm", "max_tokens")),
         ({"llm": {"provider": "openai", "temperature": "hot"}}, ("llm", "temperature")),

@@ -97,6 +97,26 @@ async def test_a_turn_streams_llm_text_through_tts_with_a_full_timeline() -> Non
     assert reply.user_speech_start_ms < reply.user_speech_end_ms <= reply.end_of_turn_ms
     assert reply.stt_final_ms is not None and reply.stt_final_ms <= reply.end_of_turn_ms
     assert reply.platform_overhead_ms is not None
+    # voice-to-voice starts at the caller's last sound, before the VAD's hangover ended
+    # speech; the stages in series add up to it and the overhead is only the hand-offs
+    assert reply.user_audio_end_ms is not None and reply.vad_hangover_ms is not None
+    assert 40 <= reply.vad_hangover_ms <= 200  # webrtcvad's hangover on a voiced burst
+    assert reply.voice_to_voice_ms == pytest.approx(
+        reply.first_audio_sent_ms - reply.user_audio_end_ms, abs=0.01
+    )
+    stages = (
+        reply.vad_hangover_ms,
+        reply.endpointing_ms,
+        reply.llm_ttft_ms,
+        reply.llm_first_clause_ms,
+        reply.tts_ttfb_ms,
+        reply.platform_overhead_ms,
+    )
+    assert sum(s for s in stages if s is not None) == pytest.approx(reply.voice_to_voice_ms)
+    hand_offs = (reply.llm_request_ms - reply.end_of_turn_ms) + (
+        reply.first_audio_sent_ms - reply.tts_first_audio_ms
+    )
+    assert reply.platform_overhead_ms == pytest.approx(hand_offs, abs=0.01)
 
     [request] = llm.requests
     assert [(m.role, m.content) for m in request] == [
