@@ -42,14 +42,20 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Load bench (issue #5): real server + fake providers + simulated Twilio callers, Daphne and
-# Uvicorn, then the media-route micro-bench (issue #4). ~9 minutes on 2 cores. Results in
-# bench/results/$(BENCH_NAME).json; see docs/benchmarks.md. Extra flags: BENCH_ARGS=...
+# Density bench (issue #15): the server as `make run` serves it (glassbox/serve.py), pinned
+# to one core; 3 turns per call with every call's turn ending at once (--burst), py-spy CPU
+# by part; then steady load with CPU per talking call and 1,000 sequential calls for
+# memory; then the media-route micro-bench (issue #4). ~25 minutes on 2 cores. Results in
+# bench/results/$(BENCH_NAME)*.json; see docs/benchmarks.md. Extra flags: BENCH_ARGS=...
+# Compare with another tree in the same run: BENCH_ARGS="--trees before=/path/to/old:uvloop
+# after=."
 BENCH_NAME ?= latest
 BENCH_ARGS ?=
 bench: install-dev
-	$(BIN)/python -m bench.loadtest --name $(BENCH_NAME) --n 1 10 25 50 --turns 3 \
-		--memory-calls 200 --memory-servers daphne $(BENCH_ARGS)
+	$(BIN)/python -m bench.loadtest --name $(BENCH_NAME) --servers serve --n 1 25 60 100 150 \
+		--turns 3 --burst --profile $(BENCH_ARGS)
+	$(BIN)/python -m bench.loadtest --name $(BENCH_NAME)-steady --servers serve --n 25 60 100 \
+		--turns 3 --memory-calls 1000 --memory-lanes 25 $(BENCH_ARGS)
 	$(BIN)/python -m bench.media_route
 
 # Dashboard screenshots for the docs (needs Debian's chromium: apt-get install chromium).

@@ -17,6 +17,7 @@ On a 2-core machine the server is pinned to CPU 0 and the fakes and callers to C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -28,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,37 @@ from typing import Any
 import httpx
 import psutil
 
-from bench import stack
-from bench.callers import Plan, run_callers
+from bench import profile_parts, stack
+from bench.callers import Plan, burst_slots, run_callers
 
 RESULTS = stack.ROOT / "bench" / "results"
-OVERHEAD_P95_TARGET_MS = 50.0
+OVERHEAD_P95_TARGET_MS = 100.0  # issue #15 (it was 50 ms in issue #5)
+PROFILE_RATE_HZ = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """A source tree to serve from (``--trees before=/tmp/old after=.``): compare two
+    versions of the code in one run, alternating step by step."""
+
+    label: str
+    root: Path
+    block: tuple[str, ...] = ()  # modules hidden from that server (uvloop, httptools)
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for that server
+
+
+def _tree(text: str) -> Tree:
+    """``LABEL=PATH[:module,module][+NAME=VALUE...]``"""
+    spec, *assignments = text.split("+")
+    label, _, rest = spec.partition("=")
+    path, _, block = rest.partition(":")
+    env = tuple((a.partition("=")[0], a.partition("=")[2]) for a in assignments if "=" in a)
+    if not label or not path or len(env) != len(assignments):
+        raise argparse.ArgumentTypeError(
+            f"use LABEL=PATH[:module,module][+NAME=VALUE...]: {text!r}"
+        )
+    blocked = tuple(b for b in block.split(",") if b)
+    return Tree(label, Path(path).resolve(), blocked, env)
 
 
 # -- statistics -----------------------------------------------------------------------
@@ -78,6 +106,7 @@ class Sampler:
         self.proc = psutil.Process(pid)
         self.interval_s = interval_s
         self.samples: list[tuple[float, float, float]] = []  # (t, cpu %, rss MB)
+        self.wall: list[float] = []  # time.time() of each sample (callers report wall time)
         self.per_cpu: list[tuple[float, list[float]]] = []  # (t, busy % of each CPU)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -102,6 +131,7 @@ class Sampler:
             now, cpu = time.monotonic(), self.cpu_s()
             self.per_cpu.append((now, psutil.cpu_percent(percpu=True)))
             self.samples.append((now, 100 * (cpu - last_cpu) / (now - last_t), self.rss_mb()))
+            self.wall.append(time.time())
             last_t, last_cpu = now, cpu
 
     def __enter__(self) -> Sampler:
@@ -240,6 +270,7 @@ def analyse(
         if per_cpu
         else []
     )
+    talking = talking_cpu(callers, sampler, n)
     heard_overhead = [v - stack.FIXED_MS for v in heard_v2v]
     server_minus_fixed = [v - stack.FIXED_MS for v in server_v2v]
     return {
@@ -273,6 +304,7 @@ def analyse(
             "rss_baseline_mb": round(baseline_rss_mb, 1),
             "rss_peak_mb": round(peak_rss, 1),
             "rss_per_call_mb": round((peak_rss - baseline_rss_mb) / n, 2),
+            **talking,
         },
         "machine_cpu_percent_per_cpu": machine_cpu,
         "callers": {
@@ -284,6 +316,57 @@ def analyse(
     }
 
 
+BURST_WINDOW_S = 1.5
+
+
+def burst_cpu(sampler: Sampler, speech_ends: list[float], n: int) -> dict[str, Any]:
+    """Server CPU that a burst costs, per turn: CPU in the ``BURST_WINDOW_S`` after every
+    call's speech ended at once (end of turn, LLM request, TTS context, the reply's first
+    audio), minus what the same window costs with every caller talking and the bot silent
+    (the ``BURST_WINDOW_S`` before the speech end), divided by the calls. Robust to a busy
+    machine: it counts CPU time the server used, not how long it waited."""
+
+    def cpu_s(t0: float, t1: float) -> float:
+        total = 0.0
+        prev_w = None
+        for (_, pct, _), w in zip(sampler.samples, sampler.wall, strict=False):
+            if prev_w is not None and t0 <= w <= t1:
+                total += pct / 100 * (w - prev_w)
+            prev_w = w
+        return total
+
+    per_turn = []
+    for end in speech_ends:
+        burst = cpu_s(end, end + BURST_WINDOW_S)
+        quiet = cpu_s(end - BURST_WINDOW_S, end)
+        per_turn.append((burst - quiet) / n * 1000)
+    return {
+        "window_s": BURST_WINDOW_S,
+        "per_burst": [round(v, 2) for v in per_turn],
+        "mean": round(statistics.fmean(per_turn), 2) if per_turn else None,
+    }
+
+
+def talking_cpu(callers: list[dict[str, Any]], sampler: Sampler, n: int) -> dict[str, Any]:
+    """Server CPU while every call is up and past its greeting, and none has hung up:
+    both directions streaming, no call setup or teardown in the window."""
+    began = [c["began_at"] for c in callers if c["connected"]]
+    ended = [c["ended_at"] for c in callers if c["connected"]]
+    if not began:
+        return {"cpu_talking_percent_mean": None, "cpu_talking_percent_per_call": None}
+    t0, t1 = max(began) + 4.0, min(ended) - 0.5
+    vals = [s[1] for s, w in zip(sampler.samples, sampler.wall, strict=False) if t0 <= w <= t1]
+    if len(vals) < 4:
+        return {"cpu_talking_percent_mean": None, "cpu_talking_percent_per_call": None}
+    mean = statistics.fmean(vals)
+    return {
+        "cpu_talking_window_s": round(t1 - t0, 1),
+        "cpu_talking_percent_mean": round(mean, 1),
+        "cpu_talking_percent_max": round(max(vals), 1),
+        "cpu_talking_percent_per_call": round(mean / n, 3),
+    }
+
+
 def warm_up(plan: Plan) -> None:
     """One short call so lazy imports and first-connection costs are not counted."""
     run_callers(
@@ -292,7 +375,7 @@ def warm_up(plan: Plan) -> None:
 
 
 def _plan_fields(plan: Plan) -> dict[str, Any]:
-    return {f: getattr(plan, f) for f in plan.__dataclass_fields__}
+    return {f: getattr(plan, f) for f in plan.__dataclass_fields__ if not f.startswith("burst")}
 
 
 def load_step(
@@ -302,9 +385,10 @@ def load_step(
     tenant: stack.Tenant,
     args: argparse.Namespace,
     tmp: Path,
+    tree: Tree | None = None,
 ) -> dict[str, Any]:
     port = stack.free_port()
-    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **dict(tree.env if tree else ())}
     base = env["PUBLIC_BASE_URL"]
     plan = Plan(
         base_url=base,
@@ -315,25 +399,77 @@ def load_step(
         barge_in=not args.no_barge_in,
         ramp_s=min(args.ramp_s, 0.05 * n),
         cpus=args.client_cpus,
+        burst_period_s=args.burst_period_s if args.burst else 0.0,
+        # every call connected and greeted before the first burst
+        burst_first_s=min(args.ramp_s, 0.05 * n) + 4.0 + 0.03 * n,
     )
-    with stack.server(kind, env, port, tmp / f"{kind}.log", args.server_cpus) as proc:
-        sampler = Sampler(proc.pid)
+    label = tree.label if tree else kind
+    root, block = (tree.root, tree.block) if tree else (stack.ROOT, ())
+    log = tmp / f"{label}.log"
+    lag_file = tmp / f"{label}-{n}.lag"
+    env["BENCH_LAG_FILE"] = str(lag_file)
+    with stack.server(kind, env, port, log, args.server_cpus, root=root, block=block) as proc:
+        sampler = Sampler(proc.pid, interval_s=0.1)
+        fakes = Sampler(_fakes_pid(), interval_s=0.25)
         if not args.no_warmup:
             warm_up(plan)
             time.sleep(0.5)
         baseline = sampler.rss_mb()
-        profiler = _profile(proc.pid, tmp / f"{kind}-{n}.collapsed") if args.profile else None
-        with sampler:
+        collapsed = tmp / f"{label}-{n}.collapsed"
+        profiler = _profile(proc.pid, collapsed) if args.profile else None
+        with sampler, fakes:
             t0 = time.monotonic()
-            callers = run_callers(plan, n, lead_s=2.0 + 0.3 * n / 20)
+            start_at = time.time() + 2.0 + 0.3 * n / 20
+            callers = run_callers(plan, n, start_at=start_at)
             t1 = time.monotonic()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
         calls = fetch_calls(base, tenant.api_key, {c["call_sid"] for c in callers})
     result = analyse(n, callers, calls, sampler, baseline, (t0, t1))
-    result["server_kind"] = kind
+    result["server_kind"] = label
+    result["server"]["launcher"] = kind
+    result["server"]["loop_lag_ms"] = loop_lag(lag_file, (t0, t1))
+    busy = [c for _, c, _ in fakes.samples]
+    result["fakes_cpu_percent"] = {
+        "mean": round(statistics.fmean(busy), 1) if busy else None,
+        "max": round(max(busy), 1) if busy else None,
+    }
+    result["mode"] = "burst" if args.burst else "steady"
+    if args.burst:
+        slots = burst_slots(plan, start_at)
+        result["burst_slots_s"] = [round(t - start_at, 2) for t in slots]
+        result["server"]["burst_cpu_ms_per_turn"] = burst_cpu(
+            sampler, [t + plan.utterance_ms / 1000 for t in slots], n
+        )
+    if profiler is not None and collapsed.exists():
+        result["profile"] = profile_parts.summarize(
+            collapsed, rate_hz=PROFILE_RATE_HZ, turns=result["turns"], n=n, wall_s=t1 - t0
+        )
     return result
+
+
+def loop_lag(path: Path, window: tuple[float, float]) -> dict[str, Any]:
+    """How late the server's event loop woke a 10 ms timer during the step (``serve``
+    only; bench/serve_lag.py)."""
+    if not path.exists():
+        return dist([])
+    lags = []
+    for line in path.read_text().splitlines():
+        t, lag = json.loads(line)
+        if window[0] <= t <= window[1]:
+            lags.append(lag)
+    return dist(lags)
+
+
+def _fakes_pid() -> int:
+    """The fake providers' process (a child of this one), to see whether the load
+    generator's side keeps up."""
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "tests.fakes.run" in " ".join(child.cmdline()):
+                return child.pid
+    raise RuntimeError("the fake providers' process is not running")
 
 
 def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -346,10 +482,11 @@ def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
         "--format",
         "raw",
         "--rate",
-        "200",
+        str(PROFILE_RATE_HZ),
         "--output",
         str(out),
         "--nonblocking",
+        "--gil",  # only the thread running Python code: CPU, not threads waiting on the GIL
     ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -365,6 +502,7 @@ def memory_run(
     tenant: stack.Tenant,
     args: argparse.Namespace,
     tmp: Path,
+    tree: Tree | None = None,
     recording: str = "off",
 ) -> dict[str, Any]:
     """``total`` short calls (greeting + one turn), ``lanes`` at a time, in waves; RSS
@@ -373,7 +511,7 @@ def memory_run(
     recordings = tmp / "media" / "recordings"
     stored_before = _files(recordings)
     port = stack.free_port()
-    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **dict(tree.env if tree else ())}
     plan = Plan(
         base_url=env["PUBLIC_BASE_URL"],
         account_sid=tenant.account_sid,
@@ -387,7 +525,10 @@ def memory_run(
     points: list[dict[str, Any]] = []
     done = 0
     errors = 0
-    with stack.server(kind, env, port, tmp / f"{kind}-memory.log", args.server_cpus) as proc:
+    label = tree.label if tree else kind
+    root, block = (tree.root, tree.block) if tree else (stack.ROOT, ())
+    log = tmp / f"{label}-memory.log"
+    with stack.server(kind, env, port, log, args.server_cpus, root=root, block=block) as proc:
         sampler = Sampler(proc.pid)
         warm_up(plan)
         points.append({"calls": 0, "rss_mb": round(sampler.rss_mb(), 1)})
@@ -409,7 +550,7 @@ def memory_run(
     )
     stored = _files(recordings)[len(stored_before) :]
     return {
-        "server_kind": kind,
+        "server_kind": label,
         "recording": recording,
         "recordings_stored": len(stored),
         "recording_kb_mean": round(statistics.fmean(stored) / 1024, 1) if stored else None,
@@ -478,23 +619,43 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
     return {
-        p: version(p) for p in ("django", "channels", "daphne", "uvicorn", "twisted", "websockets")
+        p: _version(p)
+        for p in (
+            "django",
+            "channels",
+            "daphne",
+            "uvicorn",
+            "twisted",
+            "websockets",
+            "uvloop",
+            "httptools",
+            "orjson",
+        )
     }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def table(steps: list[dict[str, Any]]) -> str:
     head = (
         "server   N  v2v heard p50/p95/p99     v2v server p50/p95/p99    overhead heard p50/p95"
-        "  srv platform_overhead p50/p95  missed  clear p50/p95  stalls  cpu%  MB/call"
+        "  srv platform_overhead p50/p95  missed  clear p50/p95  stalls  cpu% mean/max"
+        "  talk%/call  lag p95/max  MB/call"
     )
     rows = [head]
     for s in steps:
         h, sv = s["voice_to_voice_heard_ms"], s["voice_to_voice_server_ms"]
         oh, po = s["overhead_heard_ms"], s["platform_overhead_server_ms"]
         cl = s["barge_in"]["onset_to_clear_heard_ms"]
+        lag = s["server"].get("loop_lag_ms") or {}
         rows.append(
             f"{s['server_kind']:7} {s['n']:3}  {h['p50']}/{h['p95']}/{h['p99']}".ljust(38)
             + f"{sv['p50']}/{sv['p95']}/{sv['p99']}".ljust(26)
@@ -503,7 +664,9 @@ def table(steps: list[dict[str, Any]]) -> str:
             + f"{s['missed_turns']}/{s['turns']}".ljust(8)
             + f"{cl['p50']}/{cl['p95']}".ljust(15)
             + f"{s['stalls']['count']}".ljust(8)
-            + f"{s['server']['cpu_percent_mean']}".ljust(6)
+            + f"{s['server']['cpu_percent_mean']}/{s['server']['cpu_percent_max']}".ljust(14)
+            + f"{s['server'].get('cpu_talking_percent_per_call')}".ljust(12)
+            + f"{lag.get('p95')}/{lag.get('max')}".ljust(13)
             + f"{s['server']['rss_per_call_mb']}"
         )
     return "\n".join(rows)
@@ -546,6 +709,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-pin", action="store_true", help="do not pin server / clients to CPUs")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (DB, server logs)")
     p.add_argument("--profile", action="store_true", help="py-spy the server (implies --keep)")
+    p.add_argument(
+        "--burst",
+        action="store_true",
+        help="every call's turns end at the same moments (no barge-in); see --burst-period-s",
+    )
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run server, fakes and callers at this niceness (negative needs root): on a "
+        "shared machine, other jobs then take less of the server's core",
+    )
+    p.add_argument("--burst-period-s", type=float, default=7.0, help="seconds between bursts")
+    p.add_argument(
+        "--trees",
+        type=_tree,
+        nargs="+",
+        help="serve from these source trees, alternating per N: LABEL=PATH[:mod,mod] "
+        "(mods are hidden from that server, e.g. before=/tmp/old:uvloop,httptools)",
+    )
     args = p.parse_args(argv)
     args.keep = args.keep or args.profile
     cpus = sorted(os.sched_getaffinity(0))
@@ -562,6 +745,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.nice:
+        os.environ["BENCH_NICE"] = str(args.nice)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     started = datetime.now(UTC)
@@ -589,6 +774,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "llm_token_delay_ms": args.llm_token_delay_ms,
             "server_cpus": list(args.server_cpus),
             "client_cpus": list(args.client_cpus),
+            "nice": args.nice,
+            "burst": args.burst,
+            "burst_period_s": args.burst_period_s if args.burst else None,
+            "trees": [
+                {"label": t.label, "root": str(t.root), "block": list(t.block), "env": dict(t.env)}
+                for t in args.trees or []
+            ],
         },
         "steps": [],
         "memory": [],
@@ -600,7 +792,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             env, tmp / "fakes.log", args.client_cpus, llm_token_delay_ms=args.llm_token_delay_ms
         ) as urls:
             env.update(urls)
-            for kind in args.servers:
+            if args.trees:
+                for n in args.n:
+                    for kind in args.servers:
+                        for tree in args.trees:
+                            print(
+                                f"[{datetime.now(UTC):%H:%M:%S}] {tree.label} ({kind}) N={n} ...",
+                                flush=True,
+                            )
+                            step = load_step(kind, n, env, tenant, args, tmp, tree)
+                            doc["steps"].append(step)
+                            print(table([step]).splitlines()[1], flush=True)
+            for kind in [] if args.trees else args.servers:
                 for n in args.n:
                     print(f"[{datetime.now(UTC):%H:%M:%S}] {kind} N={n} ...", flush=True)
                     step = load_step(kind, n, env, tenant, args, tmp)
@@ -608,9 +811,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     print(table([step]).splitlines()[1], flush=True)
             if args.memory_calls:
                 for kind in args.memory_servers or args.servers:
-                    for mode in args.recording:
+                    for tree, mode in itertools.product(args.trees or [None], args.recording):
+                        label = tree.label if tree else kind
                         print(
-                            f"[{datetime.now(UTC):%H:%M:%S}] {kind} memory: "
+                            f"[{datetime.now(UTC):%H:%M:%S}] {label} memory: "
                             f"{args.memory_calls} calls, recording {mode}",
                             flush=True,
                         )
@@ -623,6 +827,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                 tenant,
                                 args,
                                 tmp,
+                                tree,
                                 recording=mode,
                             )
                         )

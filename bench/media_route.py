@@ -39,6 +39,7 @@ from calls.media import MediaSession, _Socket  # noqa: E402
 from voice.carriers.twilio import (  # noqa: E402
     Media,
     encode_inbound_media,
+    encode_start,
     parse_inbound,
 )
 
@@ -46,6 +47,9 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 SCOPE = {"type": "websocket", "path": "/ws/twilio/x/", "url_route": {"kwargs": {"token": "x"}}}
 QUEUE_FRAMES = 250  # Conversation's inbox bound (5 s of 20 ms frames); oldest dropped
+
+
+STREAM_SID = "MZ" + "0" * 32
 
 
 class _Sink:
@@ -80,6 +84,11 @@ class PlainMediaApp:
         await send({"type": "websocket.accept"})
         session = MediaSession(_Call(), _Socket(receive, send))  # type: ignore[arg-type]
         session.output = object()  # type: ignore[assignment]  # only marks use it
+        # the reader runs after ``start`` (the stream parser refuses media before it)
+        call_sid, account_sid = "CA" + "0" * 32, "AC" + "0" * 32
+        session.stream.parse(
+            encode_start(stream_sid=STREAM_SID, call_sid=call_sid, account_sid=account_sid)
+        )
         await session._reader(self.sink)  # type: ignore[arg-type]
 
 
@@ -102,7 +111,7 @@ def frames(count: int) -> list[dict[str, Any]]:
         {
             "type": "websocket.receive",
             "text": encode_inbound_media(
-                stream_sid="MZ" + "0" * 32,
+                stream_sid=STREAM_SID,
                 payload=payload,
                 chunk=i + 1,
                 timestamp=i * 20,

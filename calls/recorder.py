@@ -1,8 +1,9 @@
 """The engine's sink on the Django side: persists events as they arrive.
 
 ``emit`` only queues (the engine must never wait on the database). One writer task per
-call drains the queue; each event is one small write, and events arrive per turn, never
-per audio frame. A transcript entry is written as soon as its turn ends, so a crashed
+call drains the queue, writing what is queued in one worker-thread hop (one database
+connection for a turn's events, not one per event); events arrive per turn, never per
+audio frame. A transcript entry is written as soon as its turn ends, so a crashed
 process loses at most the turn in flight.
 
 Nothing is lost when the database misbehaves, and nothing waits on it without a bound:
@@ -56,6 +57,15 @@ from voice.events import TranscriptEntry as TranscriptEvent
 logger = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(slots=True)
+class _Progress:
+    """Shared with the worker thread that writes a batch: how far it got, and whether
+    the recorder stopped waiting for it (then it writes nothing more)."""
+
+    written: int = 0
+    abandoned: bool = False
+
+
 class CallRecorder:
     def __init__(self, call: Call, *, spool_dir: Path | None = None) -> None:
         self._call = call
@@ -71,12 +81,19 @@ class CallRecorder:
         self._queue.put_nowait(event)
 
     async def run(self) -> None:
-        """Write events until the CallEnded event has been written (or spooled)."""
+        """Write events until the CallEnded event has been written (or spooled).
+
+        What is queued when the writer wakes is written in one go (a turn's transcript
+        entries, tool records and timeline arrive together): one worker-thread hop and
+        one database connection for them all, not one each."""
         while True:
-            event = await self._queue.get()
-            await self._write(event)
-            if isinstance(event, CallEnded):
-                self.ended = event
+            batch = [await self._queue.get()]
+            while not isinstance(batch[-1], CallEnded) and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write(batch)
+            last = batch[-1]
+            if isinstance(last, CallEnded):
+                self.ended = last
                 return
 
     async def drain(self, timeout_s: float) -> None:
@@ -87,44 +104,64 @@ class CallRecorder:
             event = self._queue.get_nowait()
             try:
                 async with asyncio.timeout_at(deadline):
-                    await self._write(event)
+                    await self._write([event])
             except TimeoutError:
                 self._spool(event)
 
-    async def _write(self, event: Event) -> None:
+    async def _write(self, events: list[Event]) -> None:
+        """Write ``events`` in order. A failure is retried from the event that failed
+        (``RECORDER_WRITE_ATTEMPTS`` tries without progress); a stall (no end within
+        ``RECORDER_WRITE_TIMEOUT_S`` per event) is not waited for again. What is left
+        goes to the spool, in order."""
         attempts = max(1, int(settings.RECORDER_WRITE_ATTEMPTS))
-        for attempt in range(1, attempts + 1):
-            if self._spooling:
-                break
+        pending = events
+        failures = 0
+        while pending and not self._spooling:
+            progress = _Progress()
+            timeout = settings.RECORDER_WRITE_TIMEOUT_S * len(pending)
             try:
-                async with asyncio.timeout(settings.RECORDER_WRITE_TIMEOUT_S):
-                    await database_sync_to_async(self._write_sync, thread_sensitive=False)(event)
+                async with asyncio.timeout(timeout):
+                    await database_sync_to_async(self._write_sync, thread_sensitive=False)(
+                        pending, progress
+                    )
                 return
             except TimeoutError:
-                # The write may still land when the database wakes up; replay will see it.
+                # The write in flight may still land when the database wakes up (replay
+                # will see it); the worker writes nothing after it.
+                progress.abandoned = True
+                stalled = pending[min(progress.written, len(pending) - 1)]
                 logger.warning(
                     "call %s: writing %s took over %.1f s",
                     self._call.pk,
-                    type(event).__name__,
+                    type(stalled).__name__,
                     settings.RECORDER_WRITE_TIMEOUT_S,
                 )
+                pending = pending[progress.written :]
                 break
             except Exception as exc:
+                failures = 1 if progress.written else failures + 1
+                pending = pending[progress.written :]
                 logger.warning(
                     "call %s: writing %s failed (attempt %d/%d): %s: %s",
                     self._call.pk,
-                    type(event).__name__,
-                    attempt,
+                    type(pending[0]).__name__,
+                    failures,
                     attempts,
                     type(exc).__name__,
                     exc,
                 )
-                if attempt < attempts:
-                    await asyncio.sleep(0.1 * attempt)
-        self._spool(event)
+                if failures >= attempts:
+                    break
+                await asyncio.sleep(0.1 * failures)
+        for event in pending:
+            self._spool(event)
 
-    def _write_sync(self, event: Event) -> None:
-        event_write(call=self._call, event=event)
+    def _write_sync(self, events: list[Event], progress: _Progress) -> None:
+        for event in events:
+            if progress.abandoned:
+                return
+            event_write(call=self._call, event=event)
+            progress.written += 1
 
     def _spool(self, event: Event) -> None:
         self._spooling = True

@@ -26,6 +26,8 @@ Environment (defaults in brackets), each the Uvicorn setting of the same meaning
 - ``TIMEOUT_GRACEFUL_SHUTDOWN_S`` [30]: ``--timeout-graceful-shutdown``; calls still
   running then are cut (their carrier ends them; the sweep records them)
 - ``ACCESS_LOG`` [1]
+- ``EVENT_LOOP`` [uvloop]: ``--loop``; ``asyncio`` for the standard library's loop.
+  uvloop (libuv) runs the same calls on less CPU (docs/benchmarks.md, issue #15)
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def config_from_env(**overrides: Any) -> uvicorn.Config:
         "host": os.environ.get("HOST", "127.0.0.1"),
         "port": int(_number("PORT", 8000)),
         "http": protocol,
+        "loop": os.environ.get("EVENT_LOOP", "").strip() or "uvloop",
         "ws": "websockets-sansio",
         # the ASGI app's lifespan runs the call maintenance (glassbox/asgi.py)
         "lifespan": "on",

@@ -7,8 +7,9 @@
    increasing ``sequenceNumber``/``chunk``/``timestamp``;
 4. plays the platform's audio in real time: a mark is echoed once the audio before it has
    played, and at once after a ``clear``, which drops whatever was still buffered;
-5. runs a script of :class:`Say` / :class:`Pause` / :class:`WaitForBot` / :class:`Digits`
-   steps (a ``Say`` may barge in over the bot), then sends ``stop`` and closes;
+5. runs a script of :class:`Say` / :class:`Pause` / :class:`Until` / :class:`WaitForBot` /
+   :class:`Digits` steps (a ``Say`` may barge in over the bot), then sends ``stop`` and
+   closes;
 6. measures from the caller's side: end of speech -> first bot audio (voice-to-voice as
    heard), barge-in onset -> ``clear``, stalls in the bot's playback.
 
@@ -92,6 +93,14 @@ class Pause:
 
 
 @dataclass(frozen=True, slots=True)
+class Until:
+    """Wait until the wall clock (``time.time()``) reaches ``at``: many callers, even in
+    several processes, then speak at the same moment (the load bench's burst mode)."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class WaitForBot:
     """Wait until the bot has spoken since the caller last stopped talking or pressed keys
     (or since the call started) and its audio has finished playing for ``quiet_ms``."""
@@ -110,7 +119,7 @@ class Digits:
             raise ValueError(f"DTMF digits must be 0-9, *, #: {self.digits!r}")
 
 
-Step = Say | Pause | WaitForBot | Digits
+Step = Say | Pause | Until | WaitForBot | Digits
 
 
 # -- configuration and results --------------------------------------------------------
@@ -530,6 +539,8 @@ class _Call:
                 return
             if isinstance(step, Pause):
                 await asyncio.sleep(step.ms / 1000)
+            elif isinstance(step, Until):
+                await asyncio.sleep(max(0.0, step.at - time.time()))
             elif isinstance(step, Digits):
                 await self.send_digits(step)
             elif isinstance(step, WaitForBot):
