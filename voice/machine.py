@@ -46,6 +46,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from voice.config import CallConfig
+from voice.control import (
+    MAX_LINES,
+    AppendSystem,
+    ControlAction,
+    Hangup,
+    Inject,
+    Mute,
+    Say,
+    Transfer,
+)
 from voice.events import EndReason, TurnKind
 from voice.turns import TurnDetector, UserTurn, text_words
 
@@ -158,6 +168,7 @@ Event = (
     | TimerDue
     | ProviderSwitched
     | ProvidersDown
+    | ControlAction  # voice.control: a supervisor's say / inject / mute / transfer / end
 )
 
 # ----------------------------------------------------------------------------- commands
@@ -201,7 +212,7 @@ class End:
     transfer_to: str = ""
 
 
-Command = StartTurn | Interrupt | FinalizeStt | FlushUser | End
+Command = StartTurn | Interrupt | FinalizeStt | FlushUser | End | AppendSystem
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -231,7 +242,9 @@ class Machine:
         "_end",
         "_idle_since_ms",
         "_interim_since_ms",
+        "_lines",
         "_max_at_ms",
+        "_muted",
         "_overlap_final",
         "_overlap_interim",
         "_prompts",
@@ -265,6 +278,9 @@ class Machine:
         self._closing: EndReason | None = None
         self._closing_detail = ""
         self._closing_line = ""
+        # control (voice.control): lines a supervisor asked the agent to say; muted replies
+        self._lines: list[str] = []
+        self._muted = False
 
     # -- queries ------------------------------------------------------------------
 
@@ -363,6 +379,8 @@ class Machine:
                         out.append(self._start(TurnKind.APOLOGY, True, text=line))
             case ProvidersDown(detail=detail, can_speak=can_speak):
                 self._fail(detail, can_speak, now, out)
+            case Say() | Inject() | Mute() | Transfer() | Hangup():
+                self._control(event, now, out)
         if not out or not isinstance(out[-1], End):
             self._due(now, out)
         if out and isinstance(out[-1], End):
@@ -533,6 +551,11 @@ class Machine:
             return
         if self._turn is not None:
             return
+        if self._lines:  # a supervisor's line, before anything the agent would say
+            out.append(self._start(TurnKind.OPERATOR, True, text=self._lines.pop(0)))
+            return
+        if self._muted:
+            return
         cfg = self._config
         while self._detector.ready(now):
             user = self._detector.take()
@@ -553,3 +576,27 @@ class Machine:
             # the caller stopped but the provider still holds only interim text
             self._interim_since_ms = None
             out.append(FinalizeStt())
+
+    # -- control (voice.control) ----------------------------------------------------
+
+    def _control(self, action: ControlAction, now: float, out: list[Command]) -> None:
+        """A supervisor's action. Lines and unmuting take effect in :meth:`_due`, which
+        runs after this step; the rest here."""
+        match action:
+            case Say(text=text):
+                if self._closing is None and len(self._lines) < MAX_LINES:
+                    self._lines.append(text)
+            case Inject(text=text):
+                out.append(AppendSystem(text))
+            case Mute(muted=muted):
+                self._muted = muted
+                turn = self._turn
+                if muted and turn is not None and turn.kind is TurnKind.REPLY:
+                    if not turn.interrupted:
+                        out.append(self._interrupt(turn, now, barged_in=False))
+                    if self._closing is None:
+                        self.phase = Phase.LISTENING
+            case Transfer(to=to):
+                out.append(End(EndReason.TRANSFERRED, "transferred by an operator", to))
+            case Hangup(detail=detail):
+                out.append(End(EndReason.OPERATOR_ENDED, detail or "ended by an operator"))
