@@ -27,6 +27,7 @@ from django.conf import settings
 from calls import services
 from calls.callconfig import call_config_build
 from calls.linecache import line_cache
+from calls.livecall import LiveCall, LiveSink
 from calls.models import Call
 from calls.recorder import CallRecorder
 from calls.signals import call_alive
@@ -150,6 +151,7 @@ class MediaSession:
         self.stream = InboundStream()  # the one parser: frames, order and stream SID
         self.ignored_errors = 0
         self.output: TwilioOutput | None = None
+        self.live = LiveCall(call)  # live state and control (calls/livecall.py)
 
     async def run(self) -> None:
         recorder = CallRecorder(self.call)
@@ -192,11 +194,14 @@ class MediaSession:
                 engine = tg.create_task(self._engine(conversation))
                 reader = tg.create_task(self._reader(conversation))
                 heartbeat = tg.create_task(self._heartbeat())
+                live = tg.create_task(self.live.run(conversation))
                 tg.create_task(recorder.run())
                 await engine
                 reader.cancel()
                 heartbeat.cancel()
+                live.cancel()
         finally:
+            await self.live.close()
             if rest is not None:
                 await rest.aclose()
             if not recorder.ended:
@@ -277,7 +282,7 @@ class MediaSession:
             llm=build_llm(config.llm),
             tts=build_tts(config.tts),
             output=self.output,
-            sink=recorder,
+            sink=LiveSink(recorder, self.live),
             stt_fallbacks=[build_stt(c) for c in config.stt_fallbacks],
             llm_fallbacks=[build_llm(c) for c in config.llm_fallbacks],
             tts_fallbacks=[build_tts(c) for c in config.tts_fallbacks],

@@ -8,11 +8,14 @@ from django.urls import path
 
 from calls.consumers import LiveConsumer
 from calls.media import TwilioMediaStream
+from calls.webcall_stream import WebCallStream
 
 websocket_urlpatterns = [
     # A plain ASGI app without middleware: no session lookup on a carrier's socket. (The
     # cast: django-stubs type path()'s view as an HTTP view; Channels routes ASGI apps.)
     path("ws/twilio/<str:token>/", cast(Any, TwilioMediaStream())),
+    # Browser calls (docs/web-calls.md): the same engine, a single-use token in the path.
+    path("ws/web/<str:token>/", cast(Any, WebCallStream())),
     # The dashboard's live updates, authenticated by the session cookie. The Origin check
     # stops another site's page from opening it with the user's cookie.
     path("ws/live/", AllowedHostsOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))),

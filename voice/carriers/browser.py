@@ -22,6 +22,7 @@ Platform -> browser::
     {"event":"transcript","transcript":{"role":"user","text":"..","turn":1,
       "interrupted":false}}                                       a settled transcript line
     {"event":"turn","turn":{"index":1,"kind":"reply","voice_to_voice_ms":812.0,...}}
+    {"event":"phase","phase":"speaking"}                          greeting/listening/thinking/...
     {"event":"stop","stop":{"reason":"assistant-hangup"}}         the call is over
 
 Parsing is strict about what it reads and ignores fields it does not read. It raises
@@ -225,10 +226,10 @@ def encode_clear() -> str:
     return _dumps({"event": "clear"})
 
 
-def encode_info(event: str, body: Mapping[str, Any]) -> str:
-    """A live-view frame (``transcript``, ``turn``, ``phase``, ``stop``): the key is the
-    event's name, as in every other frame."""
-    return _dumps({"event": event, event: dict(body)})
+def encode_info(event: str, body: Any) -> str:
+    """A live-view frame (``transcript``, ``turn``, ``phase``, ``stop``): the body under
+    the event's name, as in every other frame."""
+    return _dumps({"event": event, event: body})
 
 
 # The browser-side frames, for tests and simulated clients.
