@@ -105,11 +105,20 @@ def _finished(call_id: int) -> Call | None:
     return call if call.finalized_at is not None else None
 
 
+async def _finished_call(call_id: int) -> Call:
+    async with asyncio.timeout(20):
+        while True:
+            call = await sync_to_async(_finished)(call_id)
+            if call is not None:
+                return call
+            await asyncio.sleep(0.05)
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 async def test_a_web_call_is_heard_answered_steered_and_recorded(settings: Any) -> None:
     settings.CALL_LIVE_INTERVAL_S = 0.05
-    tenant, agent = await sync_to_async(_seed)()
+    _tenant, agent = await sync_to_async(_seed)()
     help_request = await spoken("I need help with my computer.")
     with celery_tasks_run():
         async with asgi_server() as url, _closing_server_connections():
@@ -138,9 +147,7 @@ async def test_a_web_call_is_heard_answered_steered_and_recorded(settings: Any) 
             with pytest.raises(InvalidStatus):
                 async with web_call(ws + ticket.ws_path):
                     pass
-            async with asyncio.timeout(20):
-                while (call := await sync_to_async(_finished)(call_id)) is None:
-                    await asyncio.sleep(0.05)
+            call = await _finished_call(call_id)
     assert (call.direction, call.end_reason) == (Direction.WEB, "operator-ended")
     rows = await sync_to_async(list)(
         call.transcript.order_by("start_ms").values_list("role", "text")
