@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from calls import views
+from calls import views, webcall_views
 
 app_name = "calls"
 
@@ -11,4 +11,7 @@ urlpatterns = [
     path("calls/", views.call_list, name="call-list"),
     path("calls/<int:call_id>/", views.call_detail, name="call-detail"),
     path("analytics/", views.analytics_page, name="analytics"),
+    # Web calls and control (docs/web-calls.md)
+    path("agents/<int:agent_id>/talk/", webcall_views.agent_talk, name="agent-talk"),
+    path("calls/<int:call_id>/control/", webcall_views.call_control_page, name="call-control"),
 ]
