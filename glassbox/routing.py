@@ -6,7 +6,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
-from calls.consumers import LiveConsumer
+from calls.consumers import CallLiveConsumer, LiveConsumer
 from calls.media import TwilioMediaStream
 from calls.webcall_stream import WebCallStream
 
@@ -19,4 +19,9 @@ websocket_urlpatterns = [
     # The dashboard's live updates, authenticated by the session cookie. The Origin check
     # stops another site's page from opening it with the user's cookie.
     path("ws/live/", AllowedHostsOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))),
+    # One call's live view (calls/control.py), same authentication.
+    path(
+        "ws/calls/<int:call_id>/live/",
+        AllowedHostsOriginValidator(AuthMiddlewareStack(CallLiveConsumer.as_asgi())),
+    ),
 ]
