@@ -13,5 +13,6 @@ urlpatterns = [
     path("analytics/", views.analytics_page, name="analytics"),
     # Web calls and control (docs/web-calls.md)
     path("agents/<int:agent_id>/talk/", webcall_views.agent_talk, name="agent-talk"),
+    path("agents/<int:agent_id>/widget/", webcall_views.agent_widget, name="agent-widget"),
     path("calls/<int:call_id>/control/", webcall_views.call_control_page, name="call-control"),
 ]

@@ -38,6 +38,7 @@ PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {
     "calls:call-detail": lambda org: {"call_id": make_call(org).pk},
     "calls:call-control": lambda org: {"call_id": make_call(org).pk},
     "calls:agent-talk": lambda org: {"agent_id": make_agent(org).pk},
+    "calls:agent-widget": lambda org: {"agent_id": make_agent(org).pk},
     "tenants:member-role": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
     "tenants:member-remove": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
     "tenants:invitation-revoke": lambda org: {"pk": make_invitation(org).pk},
