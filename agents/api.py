@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -49,7 +49,12 @@ class AgentViewSet(TenantCRUDViewSet):
         services.agent_delete(agent=instance)
 
     @extend_schema(
-        request=None, responses={201: WebCallTicketSerializer}, summary="Start a web call"
+        request=None,
+        responses={
+            201: WebCallTicketSerializer,
+            409: OpenApiResponse(description="Admission refused the call (a plan limit)."),
+        },
+        summary="Start a web call",
     )
     @action(detail=True, methods=["post"], url_path="web-calls")
     def web_calls(self, request: Request, pk: str | None = None) -> Response:

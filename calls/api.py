@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -77,7 +77,10 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
 
     @extend_schema(
         request=CallControlInputSerializer,
-        responses={202: CallControlActionSerializer},
+        responses={
+            202: CallControlActionSerializer,
+            409: OpenApiResponse(description="The call is not running."),
+        },
         summary="Control a running call",
     )
     @action(detail=True, methods=["post"])

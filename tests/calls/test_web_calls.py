@@ -105,6 +105,16 @@ def _finished(call_id: int) -> Call | None:
     return call if call.finalized_at is not None else None
 
 
+async def _mirrored(call: Call, predicate: Any) -> dict[str, Any]:
+    """The call's live state once it satisfies ``predicate`` (the mirror lags a little)."""
+    async with asyncio.timeout(10):
+        while True:
+            state = await sync_to_async(call_live_state)(call=call)
+            if state is not None and predicate(state):
+                return state
+            await asyncio.sleep(0.05)
+
+
 async def _finished_call(call_id: int) -> Call:
     async with asyncio.timeout(20):
         while True:
@@ -132,9 +142,12 @@ async def test_a_web_call_is_heard_answered_steered_and_recorded(settings: Any) 
                 assert "computer" in client.transcript("user")[0].split()
                 assert client.events("turn")[-1]["voice_to_voice_ms"] is not None
                 assert client.audio_bytes > 0
-                state = await sync_to_async(call_live_state)(call=ticket.call)
-                assert state is not None and state["phase"] == "listening"
-                assert [m["role"] for m in state["history"]][-2:] == ["user", "assistant"]
+                state = await _mirrored(
+                    ticket.call,
+                    lambda s: [m["role"] for m in s["history"]][-2:] == ["user", "assistant"],
+                )
+                assert state["transcript"][-1]["text"] == COMPUTER_HELP
+                assert state["last_turn"]["kind"] == "reply"
 
                 await sync_to_async(_control)(call_id, "say", text="A supervisor says hi.")
                 await client.until(
