@@ -225,6 +225,12 @@ class CallControlAction(TenantModel):
     class Meta:
         ordering = ("call_id", "at", "id")
 
+    @property
+    def summary(self) -> str:
+        """The line said or injected, the transfer target, or why it ended."""
+        params = self.params or {}
+        return str(params.get("text") or params.get("to") or params.get("detail") or "")
+
 
 class WidgetKey(TenantModel):
     """The public key of an agent's embeddable widget (docs/web-calls.md#widget).

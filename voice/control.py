@@ -6,7 +6,7 @@ platform delivers it to whichever process holds the call and hands it to
 
 - :class:`Say` — the agent speaks ``text`` as its own turn: at once when nothing is being
   said, else right after the turn in flight (lines queue, in order, up to ``MAX_LINES``).
-  Said even while the agent is muted.
+  Said even while the agent is muted, and not interruptible: the supervisor wants it heard.
 - :class:`Inject` — a system message added to the history the LLM sees, for its next reply.
 - :class:`Mute` — ``muted=True``: the agent stops replying (and the reply in flight is cut
   off); the caller is still heard and transcribed. ``muted=False``: replies resume, the

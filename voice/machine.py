@@ -551,8 +551,8 @@ class Machine:
             return
         if self._turn is not None:
             return
-        if self._lines:  # a supervisor's line, before anything the agent would say
-            out.append(self._start(TurnKind.OPERATOR, True, text=self._lines.pop(0)))
+        if self._lines:  # a supervisor's line, before anything the agent would say; heard whole
+            out.append(self._start(TurnKind.OPERATOR, False, text=self._lines.pop(0)))
             return
         if self._muted:
             return

@@ -146,3 +146,51 @@ def test_talk_to_this_agent(page: Page, login_as: Any, deepgram: FakeDeepgram) -
     users = list(call.transcript.filter(role="user").values_list("text", flat=True))
     assert any("computer" in text.split() for text in users)
     assert deepgram.streams and deepgram.streams[0].audio_bytes > 0
+
+
+def test_watch_a_call_live_and_steer_it_from_another_tab(
+    page: Page, login_as: Any, deepgram: FakeDeepgram
+) -> None:
+    member = login_as(role="member")
+    agent = make_agent(
+        member.organization,
+        first_message="Hello.",
+        stt={"provider": "deepgram", "model": "nova-3", "language": "en-US"},
+        idle={"prompt": "Still there?", "timeout_s": 60.0, "max_prompts": 1, "goodbye": "Bye."},
+    )
+    page.context.grant_permissions(["microphone"])
+    page.goto(f"/agents/{agent.pk}/")
+    talk = page.locator("#talk")
+    page.get_by_role("button", name="Talk to this agent").click()
+    expect(talk).to_have_attribute("data-state", "connected")
+    expect(talk.locator("[data-talk-transcript] [data-role=assistant]").first).to_contain_text(
+        "Hello."
+    )
+    call_id = talk.get_attribute("data-call-id")
+
+    watcher = page.context.new_page()
+    watcher.goto(f"/calls/{call_id}/")
+    live = watcher.locator("#call-live")
+    expect(live.locator("[data-live-transcript]")).to_contain_text("Hello.")
+    expect(live.locator("[data-live-phase]")).not_to_have_text("—")
+    watcher.get_by_label("A line for the agent to say").fill("A supervisor is listening.")
+    watcher.get_by_role("button", name="Say it").click()
+    expect(watcher.locator("[data-control-actions]")).to_contain_text("A supervisor is listening.")
+    # the caller's tab hears it, and the watcher's live view shows it
+    expect(talk.locator("[data-talk-transcript]")).to_contain_text(
+        "A supervisor is listening.", timeout=20_000
+    )
+    expect(watcher.locator("#call-live [data-live-transcript]")).to_contain_text(
+        "A supervisor is listening."
+    )
+    watcher.get_by_role("button", name="End the call").click()
+    expect(talk).to_have_attribute("data-state", "ended")
+    expect(talk.locator("[data-talk-status]")).to_contain_text("operator-ended")
+
+    call = Call.objects.for_org(member.organization).get(pk=call_id)
+    assert call.end_reason == "operator-ended"
+    actions = list(call.control_actions.values_list("action", "delivered", "actor"))
+    assert actions == [
+        ("say", True, f"user:{member.email}"),
+        ("end", True, f"user:{member.email}"),
+    ]

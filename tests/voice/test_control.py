@@ -44,7 +44,7 @@ def test_say_speaks_at_once_when_nothing_is_said() -> None:
     assert (turn.kind, turn.text, turn.interruptible) == (
         TurnKind.OPERATOR,
         "A supervisor here.",
-        True,
+        False,
     )
     assert m.phase is Phase.THINKING
 
