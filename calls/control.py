@@ -1,4 +1,4 @@
-"""Live state and control of running calls, across web processes (docs/web-calls.md#live).
+"""Live state and control of running calls, across web processes (docs/web-calls.md#live-state).
 
 - **Live state.** The process holding a call mirrors its state (phase, transcript so far,
   the history the LLM sees, the latest turn's metrics) into Redis under

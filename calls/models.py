@@ -233,7 +233,7 @@ class CallControlAction(TenantModel):
 
 
 class WidgetKey(TenantModel):
-    """The public key of an agent's embeddable widget (docs/web-calls.md#widget).
+    """The public key of an agent's embeddable widget (docs/web-calls.md#the-widget).
 
     Public by design (it sits in the tenant's page source), so it grants only this: start
     a web call with this agent, from a page whose Origin is listed, within the rate limits

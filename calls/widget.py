@@ -12,7 +12,7 @@ socket: the token is bound to that origin), within ``WIDGET_RATE_PER_KEY`` and
 ``WIDGET_RATE_PER_ADDRESS`` (fixed windows in the cache, shared by every web process
 when Redis is configured), and within the organization's admission checks (plan
 limits). A disabled or deleted key, an unlisted origin, or a limit reached answers 4xx
-with a JSON error; docs/web-calls.md#widget.
+with a JSON error; docs/web-calls.md#the-widget.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 // A running call's live view on its page (#call-live): phase, transcript and the latest
 // turn, streamed over /ws/calls/<id>/live/ from whichever process holds the call
-// (docs/web-calls.md#live). The socket sends the stored state first, then each change;
+// (docs/web-calls.md#live-state). The socket sends the stored state first, then each change;
 // "ended" (or "idle": not running) stops it, and the page is reloaded for the record.
 (() => {
   const panel = document.getElementById("call-live");

@@ -4,7 +4,7 @@
 //
 // The key is public and works only from the origins its tenant listed. Pressing the
 // button asks HOST/widget/v1/web-calls/ for a call ticket, then runs the call with
-// webcall-client.js (loaded from HOST). docs/web-calls.md#widget.
+// webcall-client.js (loaded from HOST). docs/web-calls.md#the-widget.
 (() => {
   const script = document.currentScript;
   if (!script || !script.dataset.key) return;
