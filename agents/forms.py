@@ -151,6 +151,10 @@ _AGENT_FIELDS = [
         JSON,
     ),
     FormField("analysis.success_rubric", "Success rubric", "Blank: no verdict.", rows=3),
+    FormField("analysis.success_evaluation", "Verdict", "Pass or fail, or a score."),
+    FormField("analysis.score_max", "Highest score", "For a score: from 0 to this."),
+    FormField("analysis.model", "Analysis model", "Blank: the agent's own model if OpenAI."),
+    FormField("analysis.max_attempts", "Attempts at structured data"),
 ]
 
 
@@ -197,6 +201,10 @@ def agent_sections() -> list[Section]:
                 "analysis.summary_prompt",
                 "analysis.structured_data_schema",
                 "analysis.success_rubric",
+                "analysis.success_evaluation",
+                "analysis.score_max",
+                "analysis.model",
+                "analysis.max_attempts",
             ],
             "analysis",
         ),
@@ -387,7 +395,16 @@ TOOL_KIND_SETTINGS = {
     "http": ["url", "method", "headers", "timeout_s", "filler", "filler_after_s"],
     "end_call": [],
     "transfer_call": ["transfer_to"],
-    "collect_digits": ["max_digits", "terminator", "digit_timeout_s"],
+    "collect_digits": [
+        "max_digits",
+        "terminator",
+        "digit_timeout_s",
+        "secure",
+        "reveal_last_digits",
+        "url",
+        "headers",
+        "timeout_s",
+    ],
 }
 
 _TOOL_FIELDS = [
@@ -417,6 +434,17 @@ _TOOL_FIELDS = [
     FormField("max_digits", "Maximum digits"),
     FormField("terminator", "Terminator key", "Ends the input early."),
     FormField("digit_timeout_s", "Digit timeout (seconds)"),
+    FormField(
+        "secure",
+        "Secure",
+        "The digits go only to the URL (signed), never to the language model, the transcript "
+        "or the analysis.",
+    ),
+    FormField(
+        "reveal_last_digits",
+        "Tell the last two digits",
+        "Secure only: the language model may hear the last two digits (of four or more).",
+    ),
 ]
 
 

@@ -12,6 +12,7 @@ from django.db import models
 from glassbox.encryption import EncryptedJSONField, EncryptedTextField
 from tenants.scoping import TenantModel
 from voice.config import (
+    AnalysisConfig,
     CallConfig,
     FallbackConfig,
     IdleConfig,
@@ -47,7 +48,7 @@ def default_fallback() -> dict[str, object]:
 
 
 def default_analysis() -> dict[str, object]:
-    return {"summary_prompt": "", "structured_data_schema": {}, "success_rubric": ""}
+    return to_plain(AnalysisConfig())
 
 
 # The provider credential kinds come from the engine's provider registry; carriers after.
@@ -107,6 +108,9 @@ class Tool(TenantModel):
     max_digits = models.PositiveSmallIntegerField(default=_TOOL["max_digits"])
     terminator = models.CharField(max_length=1, default=_TOOL["terminator"], blank=True)
     digit_timeout_s = models.FloatField(default=_TOOL["digit_timeout_s"])
+    # secure collect_digits: the digits go only to ``url``, never to the AI
+    secure = models.BooleanField(default=_TOOL["secure"])
+    reveal_last_digits = models.BooleanField(default=_TOOL["reveal_last_digits"])
     # what the agent says while a slow tool runs
     filler = models.CharField(max_length=500, blank=True)
     filler_after_s = models.FloatField(default=_TOOL["filler_after_s"])

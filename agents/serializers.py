@@ -25,12 +25,14 @@ from agents.models import (
 from glassbox.api.fields import SafeJSONObjectField, TenantPrimaryKeyRelatedField
 from glassbox.outbound import validate_outbound_url
 from voice.config import (
+    AnalysisConfig,
     CallConfig,
     FallbackConfig,
     IdleConfig,
     InterruptionConfig,
     LLMConfig,
     STTConfig,
+    SuccessEvaluation,
     ToolConfig,
     TTSConfig,
     TurnConfig,
@@ -52,6 +54,7 @@ _INTERRUPTION = field_defaults(InterruptionConfig)
 _IDLE = field_defaults(IdleConfig)
 _TOOL = field_defaults(ToolConfig)
 _FALLBACK = field_defaults(FallbackConfig)
+_ANALYSIS = field_defaults(AnalysisConfig)
 MAX_FALLBACKS = 3  # per stage
 
 
@@ -156,13 +159,43 @@ class IdleSerializer(serializers.Serializer):
 
 
 class AnalysisSerializer(serializers.Serializer):
-    summary_prompt = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    """Post-call analysis (voice.config.AnalysisConfig); each blank part is skipped."""
+
+    summary_prompt = serializers.CharField(
+        max_length=5000,
+        allow_blank=True,
+        default=_ANALYSIS["summary_prompt"],
+        help_text="How to sum up the call; '' for no summary.",
+    )
     structured_data_schema = SafeJSONObjectField(
         default=dict,
         validators=[validate_json_schema],
         help_text="JSON Schema of the data to extract from each call; {} to disable.",
     )
-    success_rubric = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    success_rubric = serializers.CharField(
+        max_length=5000,
+        allow_blank=True,
+        default=_ANALYSIS["success_rubric"],
+        help_text="What a successful call is; '' for no verdict.",
+    )
+    success_evaluation = serializers.ChoiceField(
+        [e.value for e in SuccessEvaluation],
+        default=_ANALYSIS["success_evaluation"].value,
+        help_text="pass_fail (success is true or false) or score (0 to score_max).",
+    )
+    score_max = serializers.IntegerField(min_value=1, max_value=100, default=_ANALYSIS["score_max"])
+    model = serializers.CharField(
+        max_length=100,
+        allow_blank=True,
+        default=_ANALYSIS["model"],
+        help_text="'' = the agent's own model when its LLM is openai, else the platform's.",
+    )
+    max_attempts = serializers.IntegerField(
+        min_value=1,
+        max_value=5,
+        default=_ANALYSIS["max_attempts"],
+        help_text="Tries at structured data that satisfies the schema before it is failed.",
+    )
 
 
 def _with_credential(base: type[serializers.Serializer], *, output: bool) -> type:
@@ -438,6 +471,17 @@ class ToolInputSerializer(serializers.Serializer):
     digit_timeout_s = serializers.FloatField(
         min_value=1.0, max_value=60.0, default=_TOOL["digit_timeout_s"]
     )
+    secure = serializers.BooleanField(
+        default=_TOOL["secure"],
+        help_text=(
+            "collect_digits: the digits go only to url (a signed POST), never to the language "
+            "model, the transcript, the logs or the analysis, which see a placeholder."
+        ),
+    )
+    reveal_last_digits = serializers.BooleanField(
+        default=_TOOL["reveal_last_digits"],
+        help_text="Secure collect_digits: the placeholder may tell the last two digits.",
+    )
     filler = serializers.CharField(max_length=500, allow_blank=True, default="")
     filler_after_s = serializers.FloatField(
         min_value=0.0, max_value=30.0, default=_TOOL["filler_after_s"]
@@ -468,16 +512,20 @@ class ToolInputSerializer(serializers.Serializer):
         tool: Tool | None = self.instance
         merged = {**(_tool_fields(tool) if tool is not None else {}), **attrs}
         kind = merged.get("kind")
-        if kind == ToolKind.HTTP:
+        secure = kind == ToolKind.COLLECT_DIGITS and merged.get("secure")
+        if kind == ToolKind.HTTP or secure:
+            what = "An http tool" if kind == ToolKind.HTTP else "Secure digit collection"
             if not merged.get("url"):
-                raise serializers.ValidationError({"url": "An http tool needs a url."})
+                raise serializers.ValidationError(
+                    {"url": f"{what} needs a url (where the request goes)."}
+                )
             if not merged["url"].lower().startswith(("http://", "https://")):
                 raise serializers.ValidationError({"url": "Use an http(s) URL."})
         return attrs
 
 
 def _tool_fields(tool: Tool) -> dict[str, Any]:
-    return {"kind": tool.kind, "url": tool.url}
+    return {"kind": tool.kind, "url": tool.url, "secure": tool.secure}
 
 
 @extend_schema_serializer(component_name="Tool")
@@ -504,6 +552,8 @@ class ToolOutputSerializer(serializers.ModelSerializer):
             "max_digits",
             "terminator",
             "digit_timeout_s",
+            "secure",
+            "reveal_last_digits",
             "filler",
             "filler_after_s",
             "created",

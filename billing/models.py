@@ -82,7 +82,11 @@ class Subscription(TenantModel):
 class CallUsage(TenantModel):
     """What one finalized call used, and whether Stripe has heard of it."""
 
-    call = models.OneToOneField("calls.Call", on_delete=models.CASCADE, related_name="usage")
+    # Usage outlives its call: deleting a call (a tenant's data-deletion request) keeps
+    # what it used, so minutes already spent still count against the plan.
+    call = models.OneToOneField(
+        "calls.Call", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
+    )
     agent = models.ForeignKey(
         "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
     )
@@ -93,6 +97,9 @@ class CallUsage(TenantModel):
     llm_prompt_tokens = models.PositiveIntegerField(default=0)
     llm_completion_tokens = models.PositiveIntegerField(default=0)
     tts_characters = models.PositiveIntegerField(default=0)
+    # post-call analysis (calls/analysis.py), added when it is done: after the call's usage
+    analysis_prompt_tokens = models.PositiveIntegerField(default=0)
+    analysis_completion_tokens = models.PositiveIntegerField(default=0)
     # Stripe Billing Meters: the meter event's identifier makes a retried report a no-op.
     stripe_reported_at = models.DateTimeField(null=True, blank=True)
     stripe_attempts = models.PositiveIntegerField(default=0)
@@ -115,7 +122,8 @@ class CallUsage(TenantModel):
 
     @property
     def meter_identifier(self) -> str:
-        return f"call-{self.call_id}"
+        # A call deleted before its usage reached Stripe is named by the usage row.
+        return f"call-{self.call_id}" if self.call_id is not None else f"usage-{self.pk}"
 
 
 class CallLease(TenantModel):

@@ -16,7 +16,7 @@ from billing import leases, services
 from billing.admission import call_key
 from billing.selectors import plan_for
 from calls.models import Call, PhoneNumber
-from calls.signals import call_alive, call_ended, call_finalized
+from calls.signals import call_alive, call_analyzed, call_ended, call_finalized
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ def _usage_on_finalize(sender: Any, call: Call, **kwargs: Any) -> None:
     transaction.on_commit(
         lambda: usage_report_task.delay(organization_id=organization_id, usage_id=usage_id)
     )
+
+
+@receiver(call_analyzed, dispatch_uid="billing.usage_on_analysis")
+def _usage_on_analysis(sender: Any, call: Call, **kwargs: Any) -> None:
+    services.usage_record_analysis(call=call)
 
 
 # -- plan limits on configuration ----------------------------------------------------

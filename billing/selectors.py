@@ -60,6 +60,8 @@ _SUMS = {
     "llm_prompt_tokens": Sum("llm_prompt_tokens"),
     "llm_completion_tokens": Sum("llm_completion_tokens"),
     "tts_characters": Sum("tts_characters"),
+    "analysis_prompt_tokens": Sum("analysis_prompt_tokens"),
+    "analysis_completion_tokens": Sum("analysis_completion_tokens"),
 }
 
 
@@ -76,6 +78,8 @@ class UsageRow:
     llm_prompt_tokens: int
     llm_completion_tokens: int
     tts_characters: int
+    analysis_prompt_tokens: int = 0
+    analysis_completion_tokens: int = 0
 
     @property
     def minutes(self) -> float:
@@ -118,12 +122,20 @@ def usage_rows(
                 "llm_prompt_tokens": 0,
                 "llm_completion_tokens": 0,
                 "tts_characters": 0,
+                "analysis_prompt_tokens": 0,
+                "analysis_completion_tokens": 0,
             },
         )
         acc["calls"] += row["calls"]
         acc[f"{row['direction']}_seconds"] += int(row["seconds"] or 0)
         acc["stt_seconds"] += float(row["stt_seconds"] or 0.0)
-        for field in ("llm_prompt_tokens", "llm_completion_tokens", "tts_characters"):
+        for field in (
+            "llm_prompt_tokens",
+            "llm_completion_tokens",
+            "tts_characters",
+            "analysis_prompt_tokens",
+            "analysis_completion_tokens",
+        ):
             acc[field] += int(row[field] or 0)
     return [UsageRow(**acc) for acc in merged.values()]
 

@@ -70,6 +70,8 @@ class UsageRowSerializer(serializers.Serializer):
     llm_prompt_tokens = serializers.IntegerField()
     llm_completion_tokens = serializers.IntegerField()
     tts_characters = serializers.IntegerField()
+    analysis_prompt_tokens = serializers.IntegerField(help_text="Post-call analysis.")
+    analysis_completion_tokens = serializers.IntegerField(help_text="Post-call analysis.")
 
 
 class UsageSerializer(serializers.Serializer):

@@ -108,6 +108,15 @@ def usage_record_call(*, call: Call) -> CallUsage | None:
         return None
     # Whole seconds, rounded up, of the answered part of the call.
     seconds = -(-(call.duration_ms or 0) // 1000) if call.answered_at else 0
+    # The analysis may have finished first (its task runs once finalization commits):
+    # its tokens as stored, not as this copy of the call knew them.
+    analysis_tokens = (
+        Call.objects.for_org(call.organization)
+        .filter(pk=call.pk)
+        .values("analysis_prompt_tokens", "analysis_completion_tokens")
+        .first()
+        or {}
+    )
     usage, _ = CallUsage.objects.for_org(call.organization).get_or_create(
         call=call,
         defaults={
@@ -120,9 +129,23 @@ def usage_record_call(*, call: Call) -> CallUsage | None:
             "llm_prompt_tokens": call.llm_prompt_tokens,
             "llm_completion_tokens": call.llm_completion_tokens,
             "tts_characters": call.tts_characters,
+            **analysis_tokens,
         },
     )
     return usage
+
+
+def usage_record_analysis(*, call: Call) -> int:
+    """The post-call analysis's tokens, on the call's usage (analysis finishes after the
+    call's usage is recorded). Set, not added: a repeated signal changes nothing."""
+    return (
+        CallUsage.objects.for_org(call.organization)
+        .filter(call=call)
+        .update(
+            analysis_prompt_tokens=call.analysis_prompt_tokens,
+            analysis_completion_tokens=call.analysis_completion_tokens,
+        )
+    )
 
 
 NOTICE_THRESHOLDS = (80, 100)

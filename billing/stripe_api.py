@@ -116,8 +116,8 @@ def usage_report(*, usage: CallUsage, subscription: Subscription | None) -> bool
                     "event_name": settings.STRIPE_METER_EVENT_NAME,
                     "identifier": usage.meter_identifier,
                     "timestamp": int(usage.call.ended_at.timestamp())
-                    if usage.call.ended_at
-                    else int(timezone.now().timestamp()),
+                    if usage.call is not None and usage.call.ended_at
+                    else int(usage.created.timestamp()),
                     "payload": {"stripe_customer_id": customer, "value": str(minutes)},
                 },
                 options={"idempotency_key": f"glassbox-meter-{usage.meter_identifier}"},

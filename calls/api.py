@@ -4,12 +4,12 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from calls import analytics, selectors, services
+from calls import analytics, retention, selectors, services
 from calls.analytics import Window
 from calls.control import ControlError, call_control, call_live_state
 from calls.filters import CallFilter, PhoneNumberFilter
@@ -26,9 +26,10 @@ from calls.serializers import (
     PhoneNumberInputSerializer,
     PhoneNumberOutputSerializer,
 )
-from glassbox.api.exceptions import Conflict
+from glassbox.api.exceptions import Conflict, ServiceUnavailable
 from glassbox.api.views import ListRetrieveMixin, TenantCRUDViewSet, TenantViewSet
 from tenants.models import Organization
+from tenants.services import Actor
 
 
 class PhoneNumberViewSet(TenantCRUDViewSet):
@@ -54,7 +55,8 @@ class PhoneNumberViewSet(TenantCRUDViewSet):
 
 class CallViewSet(ListRetrieveMixin, TenantViewSet):
     """Calls, newest first. The detail view carries the transcript, the per-turn latency
-    timeline (``metrics``) and tool calls; calls are created by carriers, not the API."""
+    timeline (``metrics``), tool calls and the post-call ``analysis``; calls are created
+    by carriers, not the API, and deleted by it (``DELETE``)."""
 
     model = Call
     output_serializer_class = CallOutputSerializer
@@ -74,6 +76,19 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         call = self.get_object()
         return Response(CallDetailSerializer(call, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        responses={204: None},
+        description="Delete the call with its transcript, metrics, tool calls, analysis and "
+        "recording (a data-deletion request); recorded in the audit log. What the call used "
+        "stays in billing. Needs a full-access key.",
+    )
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            retention.call_delete(call=self.get_object(), actor=Actor.of_request(request.auth))
+        except retention.CallDeleteFailed as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
         request=CallControlInputSerializer,

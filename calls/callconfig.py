@@ -52,6 +52,8 @@ def _tool_snapshot(tool: Any) -> dict[str, Any]:
         "max_digits": tool.max_digits,
         "terminator": tool.terminator,
         "digit_timeout_s": tool.digit_timeout_s,
+        "secure": tool.secure,
+        "reveal_last_digits": tool.reveal_last_digits,
         "filler": tool.filler,
         "filler_after_s": tool.filler_after_s,
     }

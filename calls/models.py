@@ -68,6 +68,14 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
+class AnalysisStatus(models.TextChoices):
+    NONE = "", "Not configured"
+    PENDING = "pending"
+    COMPLETED = "completed"
+    # some part failed for good (analysis_error says which and why); the rest is kept
+    FAILED = "failed"
+
+
 class Call(TenantModel):
     """One phone call, from the carrier's webhook to finalization.
 
@@ -108,7 +116,21 @@ class Call(TenantModel):
     tts_characters = models.PositiveIntegerField(default=0)
     # providers replaced during the call, in order: {stage, from, to, reason, at_ms}
     fallbacks = models.JSONField(default=list, blank=True)
+    # secure digit captures (voice.events.SecureCapture): {tool, turn_index, start_ms,
+    # end_ms}, ms since the call started; a recording is muted over these windows
+    secure_captures = models.JSONField(default=list, blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
+    # post-call analysis (calls/analysis.py): {summary, structured_data, success}
+    analysis = models.JSONField(default=dict, blank=True)
+    analysis_status = models.CharField(
+        max_length=16, choices=AnalysisStatus.choices, default=AnalysisStatus.NONE, blank=True
+    )
+    analysis_error = models.TextField(blank=True)
+    analysis_prompt_tokens = models.PositiveIntegerField(default=0)
+    analysis_completion_tokens = models.PositiveIntegerField(default=0)
+    analyzed_at = models.DateTimeField(null=True, blank=True)
+    # the organization's transcript retention deleted the transcript and tool calls
+    transcript_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-started_at", "-id")

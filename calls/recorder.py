@@ -45,6 +45,7 @@ from voice.events import (
     EndReason,
     Event,
     Role,
+    SecureCapture,
     ToolCallRecord,
     TurnKind,
     TurnTimeline,
@@ -169,6 +170,9 @@ def event_write(*, call: Call, event: Event, replay: bool = False) -> None:
         ):
             return
         services.call_record_tool(call=call, record=event)
+    elif isinstance(event, SecureCapture):
+        if event.end_ms is not None:  # the closed window; the open one is for live taps
+            services.call_record_secure_capture(call=call, capture=event, replay=replay)
     elif isinstance(event, CallEnded):
         services.call_end(call=call, ended=event)  # finalization runs once
 
@@ -179,6 +183,7 @@ _KINDS: dict[str, type[Any]] = {
     "transcript": TranscriptEvent,
     "turn": TurnTimeline,
     "tool": ToolCallRecord,
+    "secure": SecureCapture,
     "ended": CallEnded,
 }
 
@@ -215,6 +220,8 @@ def _event_from(kind: str, data: dict[str, Any]) -> Event:
         return TurnTimeline(**{**data, "kind": TurnKind(data["kind"])})
     if kind == "tool":
         return ToolCallRecord(**data)
+    if kind == "secure":
+        return SecureCapture(**data)
     if kind == "ended":
         return CallEnded(
             **{**data, "reason": EndReason(data["reason"]), "usage": Usage(**data["usage"])}

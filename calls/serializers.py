@@ -11,6 +11,7 @@ from calls.analytics import DEFAULT_PERIOD, PERIODS
 from calls.models import (
     PHONE_CARRIERS,
     TURN_STAGES,
+    AnalysisStatus,
     Call,
     CallControlAction,
     Carrier,
@@ -130,8 +131,52 @@ _CALL_FIELDS = (
     "llm_prompt_tokens",
     "llm_completion_tokens",
     "tts_characters",
+    "analysis_prompt_tokens",
+    "analysis_completion_tokens",
     "fallback_count",
 )
+
+
+class CallAnalysisSerializer(serializers.Serializer):
+    """Post-call analysis (the agent's ``analysis`` settings), once the call is over."""
+
+    status = serializers.ChoiceField(
+        [s.value for s in AnalysisStatus],
+        help_text="'' (the agent asks for none), pending, completed, or failed (see error).",
+    )
+    # the parts, from the call's stored analysis
+    summary = serializers.CharField(allow_null=True, help_text="Null: not asked for, or failed.")
+    structured_data = serializers.JSONField(
+        allow_null=True, help_text="Valid against the agent's structured_data_schema, or null."
+    )
+    success = serializers.JSONField(
+        allow_null=True,
+        help_text="The verdict against the rubric: true/false, or an integer score.",
+    )
+    success_reason = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True, help_text="Which part failed, and why.")
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    analyzed_at = serializers.DateTimeField(allow_null=True)
+
+    def get_attribute(self, instance: Call) -> Call:
+        return instance  # built from several of the call's columns
+
+    def to_representation(self, instance: Call) -> dict[str, Any]:
+        stored = instance.analysis or {}
+        analyzed_at = instance.analyzed_at
+        when = serializers.DateTimeField().to_representation(analyzed_at) if analyzed_at else None
+        return {
+            "status": instance.analysis_status,
+            "summary": stored.get("summary"),
+            "structured_data": stored.get("structured_data"),
+            "success": stored.get("success"),
+            "success_reason": stored.get("success_reason") or "",
+            "error": instance.analysis_error,
+            "prompt_tokens": instance.analysis_prompt_tokens,
+            "completion_tokens": instance.analysis_completion_tokens,
+            "analyzed_at": when,
+        }
 
 
 class CallOutputSerializer(serializers.ModelSerializer):
@@ -163,6 +208,13 @@ class CallDetailSerializer(CallOutputSerializer):
     metrics = TurnMetricSerializer(source="turns", many=True, read_only=True)
     tool_calls = ToolInvocationSerializer(source="tool_invocations", many=True, read_only=True)
     control_actions = CallControlActionSerializer(many=True, read_only=True)
+    analysis = CallAnalysisSerializer(read_only=True)
+    transcript_purged_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Set: the organization's transcript retention deleted the transcript and "
+        "tool calls.",
+    )
 
     class Meta:
         model = Call
@@ -174,6 +226,8 @@ class CallDetailSerializer(CallOutputSerializer):
             "metrics",
             "tool_calls",
             "control_actions",
+            "analysis",
+            "transcript_purged_at",
         )
         read_only_fields = fields
 

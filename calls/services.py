@@ -23,9 +23,10 @@ from calls.models import (
     TranscriptEntry,
     TurnMetric,
 )
+from calls.redaction import redact
 from calls.signals import call_ended, call_finalized
 from tenants.models import Organization
-from voice.events import CallEnded, EndReason, ToolCallRecord, TurnTimeline
+from voice.events import CallEnded, EndReason, SecureCapture, ToolCallRecord, TurnTimeline
 from voice.events import TranscriptEntry as TranscriptEntryEvent
 
 # Deliberately says nothing about who holds the number.
@@ -285,11 +286,14 @@ def _call_locked(call: Call) -> Call:
 
 
 def call_record_transcript(*, call: Call, entry: TranscriptEntryEvent) -> None:
+    # Redacted before it is stored, so nothing downstream (API, webhooks, analysis,
+    # search) ever holds the original.
+    text = redact(entry.text) if call.organization.redact_transcripts else entry.text
     TranscriptEntry.objects.for_org(call.organization).create(
         organization=call.organization,
         call=call,
         role=str(entry.role),
-        text=entry.text,
+        text=text,
         turn_index=entry.turn_index,
         start_ms=entry.start_ms,
         end_ms=entry.end_ms,
@@ -325,6 +329,23 @@ def call_record_tool(*, call: Call, record: ToolCallRecord) -> None:
         result=record.result,
         duration_ms=record.duration_ms,
     )
+
+
+def call_record_secure_capture(*, call: Call, capture: SecureCapture, replay: bool = False) -> None:
+    """A closed secure-digits window (no digits in it): kept so a recording can be muted."""
+    window = {
+        "tool": capture.tool,
+        "turn_index": capture.turn_index,
+        "start_ms": capture.start_ms,
+        "end_ms": capture.end_ms,
+    }
+    with transaction.atomic():
+        locked = _call_locked(call)
+        if replay and window in locked.secure_captures:
+            return
+        locked.secure_captures = [*locked.secure_captures, window]
+        locked.save(update_fields=["secure_captures"])
+    call.secure_captures = locked.secure_captures
 
 
 def call_end(*, call: Call, ended: CallEnded) -> Call:

@@ -14,6 +14,13 @@
   TranscriptTurn); receivers must be cheap (they run on the call's path).
 - ``call_analyzed``: post-call analysis finished (or failed for good) and is stored on the call.
 - ``recording_ready``: the call's recording is finished and stored.
+- ``call_deleting``: the call is about to be deleted (``DELETE /api/v1/calls/{id}/`` or the
+  dashboard), inside the deleting transaction. Receivers remove what they keep outside
+  the call's rows (the recording's file); raising aborts the deletion.
+- ``recordings_expired``: the retention purge (calls/retention.py) found the organization
+  keeps recordings ``days`` days: receivers delete the recordings of its calls that
+  started before ``started_before`` and return how many they deleted. Sent with
+  ``organization``, ``started_before`` and ``days`` (no ``call``).
 
 Outbound event webhooks connect to all of these in their own app; nothing here knows them.
 """
@@ -27,3 +34,5 @@ call_started = Signal()
 turn_stored = Signal()
 call_analyzed = Signal()
 recording_ready = Signal()
+call_deleting = Signal()
+recordings_expired = Signal()

@@ -3,9 +3,11 @@
 - **Spool replay**, in every web process: the call recorder keeps what it could not
   write to the database in a local spool (calls/recorder.py); only the process on that
   disk can replay it.
-- **The abandoned-call sweep**, for deployments without celery beat: with ``REDIS_URL``
-  set, beat runs ``calls.tasks.calls_sweep_abandoned``; the embedded default (``make
-  run``) has no beat, so calls whose stream never connected would stay ``ringing``.
+- **The abandoned-call sweep** and **the retention purge**, for deployments without
+  celery beat: with ``REDIS_URL`` set, beat runs ``calls.tasks.calls_sweep_abandoned``
+  and ``calls.tasks.calls_retention_purge``; the embedded default (``make run``) has no
+  beat, so calls whose stream never connected would stay ``ringing`` and old transcripts
+  would stay past their organization's retention.
 
 The ASGI application's lifespan (glassbox/asgi.py) starts both. Each job is idempotent
 and locks what it changes, so several web processes may run them side by side.
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from calls import services
+from calls import retention, services
 from calls.recorder import calls_spool_replay_sync
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,13 @@ logger = logging.getLogger(__name__)
 def _sweep_once() -> dict[str, int]:
     close_old_connections()
     try:
-        return services.calls_sweep_abandoned()
+        counts = services.calls_sweep_abandoned()
+        purged = retention.calls_retention_purge()
+        return {
+            **counts,
+            "purged_transcripts": purged["transcripts"],
+            "purged_recordings": purged["recordings"],
+        }
     finally:
         close_old_connections()
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 
-from calls import analytics, selectors
+from calls import analytics, retention, selectors
 from calls.charts import Series, column_chart
 from calls.forms import PERIOD_LABELS, AnalyticsForm, CallFilterForm
 from calls.waterfall import STAGES as WATERFALL_STAGES
 from calls.waterfall import waterfall_layout
+from tenants.models import Role
+from tenants.services import Actor
 from tenants.web import OrgRequest, org_required
 
 CALLS_PER_PAGE = 25
@@ -159,3 +163,27 @@ def analytics_page(request: OrgRequest) -> HttpResponse:
             ),
         },
     )
+
+
+@org_required(min_role=Role.ADMIN)
+def call_delete(request: OrgRequest, call_id: int) -> HttpResponse:
+    call = selectors.access_call(organization=request.organization, call_id=call_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            retention.call_delete(call=call, actor=Actor(user=request.user))
+        except retention.CallDeleteFailed as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"Call {call_id} deleted.")
+            return redirect("calls:call-list")
+    context = {
+        "title": f"Delete call {call.pk}?",
+        "body": "Its transcript, latency metrics, tool calls, analysis and recording are "
+        "deleted at once, for good. The audit log records who deleted it; what it used "
+        "stays in billing.",
+        "button": "Delete call",
+        "cancel_url": reverse("calls:call-detail", kwargs={"call_id": call.pk}),
+        "error": error,
+    }
+    return render(request, "tenants/confirm.html", context, status=503 if error else 200)

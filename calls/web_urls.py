@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("calls/", views.call_list, name="call-list"),
     path("calls/<int:call_id>/", views.call_detail, name="call-detail"),
+    path("calls/<int:call_id>/delete/", views.call_delete, name="call-delete"),
     path("analytics/", views.analytics_page, name="analytics"),
     # Web calls and control (docs/web-calls.md)
     path("agents/<int:agent_id>/talk/", webcall_views.agent_talk, name="agent-talk"),

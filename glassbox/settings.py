@@ -157,6 +157,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_BEAT_SCHEDULE = {
     # Calls whose web process died mid-stream still get an end and a finalization.
     "calls-sweep-abandoned": {"task": "calls.tasks.calls_sweep_abandoned", "schedule": 300.0},
+    # Transcripts and recordings past each organization's retention (calls/retention.py).
+    "calls-retention-purge": {"task": "calls.tasks.calls_retention_purge", "schedule": 3600.0},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
 # The call recorder bounds every database write; what it cannot write (a stalled or
@@ -275,6 +277,9 @@ OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 CARTESIA_API_KEY = env.str("CARTESIA_API_KEY", default="")
 DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="wss://api.deepgram.com")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+# Post-call analysis runs on the agent's own model when its LLM is OpenAI-compatible,
+# else on this model with the platform's OPENAI_API_KEY (calls/analysis.py).
+ANALYSIS_MODEL = env.str("ANALYSIS_MODEL", default="gpt-4o-mini")
 CARTESIA_BASE_URL = env.str("CARTESIA_BASE_URL", default="https://api.cartesia.ai")
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")

@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from glassbox.outbound import validate_outbound_url
-from tenants.models import ApiKey, Invitation, Membership, Organization
+from tenants.models import ApiKey, AuditLogEntry, Invitation, Membership, Organization
 from tenants.scoping import dangerously_unscoped_context
 
 
@@ -118,4 +118,29 @@ class InvitationAdmin(TenantModelAdmin):
     readonly_fields = ("organization", "email", "role", "created", "expires_at", "accepted_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(AuditLogEntry)
+class AuditLogEntryAdmin(TenantModelAdmin):
+    # Added by the platform (calls/retention.py, data settings), never edited here.
+    list_display = ("created", "organization", "actor", "action", "target_type", "target_id")
+    list_filter = ("action",)
+    search_fields = ("organization__name", "actor", "target_id")
+    readonly_fields = (
+        "organization",
+        "created",
+        "actor",
+        "actor_user",
+        "actor_api_key",
+        "action",
+        "target_type",
+        "target_id",
+        "detail",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

@@ -9,12 +9,15 @@ from rest_framework.response import Response
 
 from glassbox.api.views import ListRetrieveMixin, TenantViewSet
 from tenants import selectors, services
-from tenants.filters import ApiKeyFilter
-from tenants.models import ApiKey, Organization
+from tenants.filters import ApiKeyFilter, AuditLogFilter
+from tenants.models import ApiKey, AuditLogEntry, Organization
+from tenants.permissions import FullAccessKeyPermission
 from tenants.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyInputSerializer,
     ApiKeyOutputSerializer,
+    AuditLogEntrySerializer,
+    DataSettingsSerializer,
 )
 
 
@@ -42,3 +45,39 @@ class ApiKeyViewSet(ListRetrieveMixin, TenantViewSet):
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.api_key_revoke(api_key=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrganizationViewSet(TenantViewSet):
+    """Your organization's data settings: retention of recordings and transcripts, and
+    redaction of transcripts. Changes are recorded in the audit log."""
+
+    # Rows of the audit log a change adds; the organization itself is the credential's.
+    model = AuditLogEntry
+    input_serializer_class = DataSettingsSerializer
+    output_serializer_class = DataSettingsSerializer
+    pagination_class = None
+
+    @extend_schema(responses={200: DataSettingsSerializer})
+    def current(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(DataSettingsSerializer(self.organization).data)
+
+    @extend_schema(request=DataSettingsSerializer, responses={200: DataSettingsSerializer})
+    def update_current(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = self.validated_input(request, partial=True)
+        organization = services.organization_data_settings_update(
+            organization=self.organization, actor=services.Actor.of_request(request.auth), data=data
+        )
+        return Response(DataSettingsSerializer(organization).data)
+
+
+class AuditLogViewSet(ListRetrieveMixin, TenantViewSet):
+    """Who deleted calls, changed data settings, and what retention purged; newest first.
+    Only full-access keys may read it."""
+
+    model = AuditLogEntry
+    output_serializer_class = AuditLogEntrySerializer
+    permission_classes = [*TenantViewSet.permission_classes, FullAccessKeyPermission]
+    filterset_class = AuditLogFilter
+
+    def access_object(self, organization: Organization, pk: int) -> AuditLogEntry:
+        return selectors.access_audit_log_entry(organization=organization, entry_id=pk)

@@ -1,7 +1,7 @@
 import django_filters
 
 from glassbox.api.filters import StrictBooleanFilter
-from tenants.models import ApiKey
+from tenants.models import ApiKey, AuditAction, AuditLogEntry
 
 
 class ApiKeyFilter(django_filters.FilterSet):
@@ -10,3 +10,12 @@ class ApiKeyFilter(django_filters.FilterSet):
     class Meta:
         model = ApiKey
         fields = ("revoked",)
+
+
+class AuditLogFilter(django_filters.FilterSet):
+    action = django_filters.ChoiceFilter(choices=AuditAction.choices)
+    target_type = django_filters.CharFilter()
+
+    class Meta:
+        model = AuditLogEntry
+        fields = ("action", "target_type")

@@ -14,6 +14,13 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     is_active = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
+    # Data retention, in days after a call started; empty keeps data forever. A beat task
+    # (calls.tasks.calls_retention_purge) deletes what is older.
+    recording_retention_days = models.PositiveIntegerField(null=True, blank=True)
+    transcript_retention_days = models.PositiveIntegerField(null=True, blank=True)
+    # Redact emails, card numbers (Luhn) and phone numbers from transcripts before they
+    # are stored, and from what post-call analysis sends to a model (calls/redaction.py).
+    redact_transcripts = models.BooleanField(default=False)
 
     class Meta:
         ordering = ("name", "id")
@@ -128,3 +135,37 @@ class Invitation(TenantModel):
     def is_pending(self) -> bool:
         unused = self.accepted_at is None and self.revoked_at is None
         return unused and self.expires_at > timezone.now()
+
+
+class AuditAction(models.TextChoices):
+    CALL_DELETED = "call.deleted"
+    RETENTION_PURGED = "retention.purged"
+    SETTINGS_UPDATED = "organization.updated"
+
+
+class AuditLogEntry(TenantModel):
+    """Who did what to which of the organization's data, and when. Rows are only added.
+
+    The actor is a dashboard user or an API key (by its masked form, which stays readable
+    after the key is revoked); neither for the platform's own jobs (retention).
+    """
+
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.CharField(max_length=200, help_text="How the actor read at the time.")
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    target_type = models.CharField(max_length=32)
+    target_id = models.CharField(max_length=64, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-created", "-id")
+        indexes = [models.Index(fields=("organization", "-created"))]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target_type} {self.target_id}"

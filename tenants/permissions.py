@@ -20,3 +20,15 @@ class ApiKeyScopePermission(permissions.BasePermission):
         if not isinstance(api_key, ApiKey) or api_key.scope == ApiKeyScope.FULL:
             return True
         return request.method in permissions.SAFE_METHODS
+
+
+class FullAccessKeyPermission(permissions.BasePermission):
+    """Only a full-access key, even to read: for what owners and admins see on the
+    dashboard (the audit log). Read-only keys are handed to tools and people who read
+    the organization's calls, not its administration."""
+
+    message = "This needs a full-access API key."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        api_key = getattr(request, "auth", None)
+        return isinstance(api_key, ApiKey) and api_key.scope == ApiKeyScope.FULL

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from tenants.models import ApiKey, Invitation, Membership, Organization
+from tenants.models import ApiKey, AuditLogEntry, Invitation, Membership, Organization
 from tenants.services import KEY_SCHEME, hash_api_key, hash_invitation_token
 
 
@@ -25,6 +25,17 @@ def access_api_key(*, organization: Organization, api_key_id: int) -> ApiKey:
         return ApiKey.objects.for_org(organization).get(pk=api_key_id)
     except (ApiKey.DoesNotExist, ValueError, TypeError) as exc:
         raise Http404("No such API key.") from exc
+
+
+def audit_log_list(*, organization: Organization) -> QuerySet[AuditLogEntry]:
+    return AuditLogEntry.objects.for_org(organization).select_related("actor_user")
+
+
+def access_audit_log_entry(*, organization: Organization, entry_id: int) -> AuditLogEntry:
+    try:
+        return AuditLogEntry.objects.for_org(organization).get(pk=entry_id)
+    except (AuditLogEntry.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("No such audit log entry.") from exc
 
 
 def api_key_authenticate(*, raw_key: str) -> ApiKey | None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,7 +20,16 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 
-from tenants.models import ApiKey, ApiKeyScope, Invitation, Membership, Organization, Role
+from tenants.models import (
+    ApiKey,
+    ApiKeyScope,
+    AuditAction,
+    AuditLogEntry,
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+)
 
 KEY_SCHEME = "gb"
 
@@ -270,3 +280,80 @@ def membership_remove(*, membership: Membership, actor: Membership) -> None:
                 "This is the last owner of the organization and can't be removed."
             )
     membership.delete()
+
+
+# -- data settings and the audit log --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts: a dashboard user, an API key, or the platform itself (both None)."""
+
+    user: AbstractBaseUser | None = None
+    api_key: ApiKey | None = None
+
+    @classmethod
+    def of_request(cls, auth: object) -> Actor:
+        """The API key a request authenticated with (``request.auth``)."""
+        return cls(api_key=auth if isinstance(auth, ApiKey) else None)
+
+    @property
+    def label(self) -> str:
+        if self.api_key is not None:
+            return f"API key {self.api_key.name or ''} ({self.api_key.masked})".replace("  ", " ")
+        if self.user is not None:
+            return str(getattr(self.user, "email", "") or self.user.get_username())
+        return "Glassbox (automatic)"
+
+
+PLATFORM = Actor()
+
+
+def audit_record(
+    *,
+    organization: Organization,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: str | int = "",
+    detail: Mapping[str, object] | None = None,
+) -> AuditLogEntry:
+    return AuditLogEntry.objects.for_org(organization).create(
+        organization=organization,
+        actor_user=actor.user if isinstance(actor.user, User) else None,
+        actor_api_key=actor.api_key,
+        actor=actor.label[:200],
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        detail=dict(detail or {}),
+    )
+
+
+DATA_SETTINGS = ("recording_retention_days", "transcript_retention_days", "redact_transcripts")
+
+
+def organization_data_settings_update(
+    *, organization: Organization, actor: Actor, data: dict[str, object]
+) -> Organization:
+    """Retention and redaction; each change is in the audit log (old and new values)."""
+    changes = {
+        name: {"from": getattr(organization, name), "to": value}
+        for name, value in data.items()
+        if name in DATA_SETTINGS and getattr(organization, name) != value
+    }
+    if not changes:
+        return organization
+    with transaction.atomic():
+        for name, change in changes.items():
+            setattr(organization, name, change["to"])
+        organization.save(update_fields=list(changes))
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action=AuditAction.SETTINGS_UPDATED,
+            target_type="organization",
+            target_id=organization.pk,
+            detail=changes,
+        )
+    return organization

@@ -15,6 +15,7 @@ from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -22,9 +23,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from glassbox.encryption import decrypt_str, encrypt_str
+from glassbox.pageforms import FormField, PageForm
 from tenants import selectors, services
 from tenants.forms import ApiKeyForm, InviteForm, LoginForm, NewAccountPasswordForm, RoleForm
 from tenants.models import Membership, Role
+from tenants.serializers import DataSettingsSerializer
 from tenants.web import (
     SESSION_ORG_KEY,
     OrgRequest,
@@ -335,3 +338,74 @@ def api_key_revoke(request: OrgRequest, pk: int) -> HttpResponse:
         "cancel_url": reverse("tenants:api-key-list"),
     }
     return render(request, "tenants/confirm.html", context)
+
+
+# --- data settings and the audit log ------------------------------------------------------
+
+_DATA_FIELDS = [
+    FormField(
+        "transcript_retention_days",
+        "Keep transcripts for (days)",
+        "Transcripts and tool calls of older calls are deleted. Blank: keep them.",
+    ),
+    FormField(
+        "recording_retention_days",
+        "Keep recordings for (days)",
+        "Recordings of older calls are deleted. Blank: keep them.",
+    ),
+    FormField(
+        "redact_transcripts",
+        "Redact transcripts",
+        "Emails, card numbers and phone numbers become [email], [card] and [phone] before a "
+        "transcript is stored.",
+    ),
+]
+
+
+class DataSettingsForm(PageForm):
+    def api_data(self) -> dict[str, Any]:
+        assert self.data is not None
+        blank = [
+            p
+            for p in ("transcript_retention_days", "recording_retention_days")
+            if self.data.get(p, "").strip() == ""
+        ]
+        data = self.data.copy()
+        for path in blank:  # blank means "keep forever": null in the API
+            data.pop(path, None)
+        self.data = data
+        out = super().api_data()
+        return {**out, **dict.fromkeys(blank)}
+
+
+@org_required(min_role=Role.ADMIN)
+def data_settings(request: OrgRequest) -> HttpResponse:
+    organization = request.organization
+    form = DataSettingsForm(
+        serializer_class=DataSettingsSerializer,
+        fields=_DATA_FIELDS,
+        context={"organization": organization},
+        initial=DataSettingsSerializer(organization).data,
+        data=request.POST if request.method == "POST" else None,
+    )
+    if request.method == "POST":
+        saved = form.save(
+            lambda data: services.organization_data_settings_update(
+                organization=organization, actor=services.Actor(user=request.user), data=data
+            )
+        )
+        if saved is not None:
+            messages.success(request, "Data settings saved.")
+            return redirect("tenants:data-settings")
+    status = 400 if form.errors else 200
+    return render(request, "tenants/data_settings.html", {"form": form}, status=status)
+
+
+AUDIT_PER_PAGE = 50
+
+
+@org_required(min_role=Role.ADMIN)
+def audit_log(request: OrgRequest) -> HttpResponse:
+    entries = selectors.audit_log_list(organization=request.organization)
+    page = Paginator(entries, AUDIT_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "tenants/audit_log.html", {"page_obj": page})

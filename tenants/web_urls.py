@@ -31,4 +31,6 @@ urlpatterns = [
     path("invitations/<str:token>/", views.invitation_accept, name="invitation-accept"),
     path("api-keys/", views.api_key_list, name="api-key-list"),
     path("api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api-key-revoke"),
+    path("settings/data/", views.data_settings, name="data-settings"),
+    path("audit-log/", views.audit_log, name="audit-log"),
 ]

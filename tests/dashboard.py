@@ -39,6 +39,7 @@ PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {
     "calls:call-control": lambda org: {"call_id": make_call(org).pk},
     "calls:agent-talk": lambda org: {"agent_id": make_agent(org).pk},
     "calls:agent-widget": lambda org: {"agent_id": make_agent(org).pk},
+    "calls:call-delete": lambda org: {"call_id": make_call(org).pk},
     "tenants:member-role": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
     "tenants:member-remove": lambda org: {"pk": make_membership(org, Role.MEMBER).pk},
     "tenants:invitation-revoke": lambda org: {"pk": make_invitation(org).pk},

@@ -36,10 +36,20 @@ from calls.services import (
     call_record_turn,
     phone_number_create,
 )
-from tenants.models import ApiKey, Invitation, Membership, Organization, Role
+from tenants.models import (
+    ApiKey,
+    AuditAction,
+    AuditLogEntry,
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+)
 from tenants.services import (
+    PLATFORM,
     IssuedApiKey,
     api_key_create,
+    audit_record,
     invitation_create,
     membership_create,
     organization_create,
@@ -307,6 +317,18 @@ def make_widget_key(organization: Organization, **data: Any) -> WidgetKey:
     return widget_key_create(agent=agent, allowed_origins=origins)
 
 
+def make_audit_log_entry(organization: Organization, **data: Any) -> AuditLogEntry:
+    fields: dict[str, Any] = {
+        "organization": organization,
+        "actor": PLATFORM,
+        "action": AuditAction.CALL_DELETED,
+        "target_type": "call",
+        "target_id": next(_seq),
+    }
+    fields.update(data)
+    return audit_record(**fields)
+
+
 FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     ApiKey: lambda org: make_api_key(org).api_key,
     Membership: make_membership,
@@ -324,4 +346,5 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     Subscription: make_subscription,
     CallUsage: make_call_usage,
     CallLease: make_call_lease,
+    AuditLogEntry: make_audit_log_entry,
 }

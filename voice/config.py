@@ -143,12 +143,44 @@ class ToolConfig:
     max_digits: int = 16
     terminator: str = "#"
     digit_timeout_s: float = 10.0
+    # collect_digits in secure mode: the digits go only to ``url`` (a signed POST through
+    # the outbound guard); the LLM, transcript, logs and analysis get a placeholder with
+    # the count, the destination's verdict and, if ``reveal_last_digits``, the last two.
+    secure: bool = False
+    reveal_last_digits: bool = False
     # say this when the tool has not answered within filler_after_s
     filler: str = ""
     filler_after_s: float = 1.0
     # the url is a tenant's: connect only to public addresses plus
     # CallConfig.allowed_networks (voice/netguard.py)
     tenant_url: bool = True
+
+
+class SuccessEvaluation(StrEnum):
+    PASS_FAIL = "pass_fail"
+    SCORE = "score"
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisConfig:
+    """Post-call analysis (run by the platform's worker after the call, not by the engine;
+    kept here so its defaults, like every other agent setting's, are written once).
+
+    Each part runs only when it is configured: a blank prompt, an empty schema or a blank
+    rubric skips that part.
+    """
+
+    summary_prompt: str = ""
+    # JSON Schema the structured data must satisfy ({} = none)
+    structured_data_schema: dict[str, Any] = field(default_factory=dict)
+    success_rubric: str = ""
+    # the verdict against the rubric: pass/fail, or a score from 0 to score_max
+    success_evaluation: SuccessEvaluation = SuccessEvaluation.PASS_FAIL
+    score_max: int = 10
+    # "" = the agent's own model when its LLM is OpenAI-compatible, else ANALYSIS_MODEL
+    model: str = ""
+    # attempts at structured data that does not satisfy the schema, before giving up
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True, slots=True)

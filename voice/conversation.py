@@ -278,7 +278,13 @@ class Conversation:
             # checked after DNS on every connection and redirect (voice/netguard.py)
             guarded_async_client(self._config.allowed_networks, verify=httpx_tls()) as http,
         ):
-            runner = ToolRunner(self._config, http=http, digits=self._digits, clock=self._now_s)
+            runner = ToolRunner(
+                self._config,
+                http=http,
+                digits=self._digits,
+                clock=self._now_s,
+                emit=self._sink.emit,
+            )
             self._speaker = Speaker(
                 self._config,
                 llms=self._llms,

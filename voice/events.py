@@ -128,6 +128,21 @@ class ToolCallRecord:
 
 
 @dataclass(slots=True)
+class SecureCapture:
+    """A secure ``collect_digits`` window, in ms since the call started.
+
+    Emitted twice per capture: when it opens (``end_ms`` None) and when it closes. The
+    caller's audio between the two carries keypad tones: a recording mutes it, so the
+    digits can't be decoded from the tones. Carries no digits.
+    """
+
+    tool: str
+    turn_index: int
+    start_ms: float
+    end_ms: float | None = None
+
+
+@dataclass(slots=True)
 class Usage:
     stt_seconds: float = 0.0
     llm_prompt_tokens: int = 0
@@ -173,7 +188,7 @@ class Fallback:
         }
 
 
-Event = TranscriptEntry | TurnTimeline | ToolCallRecord | CallEnded
+Event = TranscriptEntry | TurnTimeline | ToolCallRecord | SecureCapture | CallEnded
 
 
 class Sink(Protocol):

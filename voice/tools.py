@@ -15,9 +15,17 @@
 * ``end_call`` and ``transfer_call`` only record the request (:class:`ToolOutcome`); the
   conversation finishes speaking, then hangs up or transfers.
 * ``collect_digits`` takes DTMF digits from :class:`DigitCollector` until the terminator,
-  ``max_digits`` or ``digit_timeout_s`` of silence. The digits appear in the tool result
-  for the LLM and nowhere else: the :class:`ToolCallRecord` carries a redacted result and
-  nothing here logs them.
+  ``max_digits`` or ``digit_timeout_s`` of silence. The :class:`ToolCallRecord` (what the
+  platform stores) always carries a placeholder, and nothing here logs digits.
+
+  - Plain mode: the digits are the tool result for the LLM.
+  - Secure mode (``ToolConfig.secure``): the digits never touch the AI. They are POSTed
+    to the tool's ``url`` (the tenant's listener), signed like an HTTP tool and through
+    the same outbound guard, as ``{"tool", "call_id", "arguments", "digits"}``; the
+    listener may answer ``{"valid": true|false}``. The LLM gets only a placeholder: how
+    many digits, whether they were delivered (and the listener's verdict), and the last
+    two digits when ``reveal_last_digits`` is set. The capture window is emitted as
+    :class:`~voice.events.SecureCapture` (start, then end) so a recording can mute it.
 
 :meth:`ToolRunner.run` never raises (except cancellation), so several calls requested at
 once can run side by side.
@@ -38,7 +46,7 @@ from typing import Any
 import httpx
 
 from voice.config import CallConfig, ToolConfig, ToolKind
-from voice.events import ToolCallRecord
+from voice.events import Event, SecureCapture, ToolCallRecord
 from voice.netguard import GuardedAsyncClient, OutboundPolicy, refusal_in
 from voice.providers.base import ToolCall
 from voice.tls import httpx_tls
@@ -104,7 +112,16 @@ class DigitCollector:
 
 
 class ToolRunner:
-    __slots__ = ("_clock", "_config", "_digits", "_http", "_policy", "_tools", "_wall_clock")
+    __slots__ = (
+        "_clock",
+        "_config",
+        "_digits",
+        "_emit",
+        "_http",
+        "_policy",
+        "_tools",
+        "_wall_clock",
+    )
 
     def __init__(
         self,
@@ -114,8 +131,10 @@ class ToolRunner:
         digits: DigitCollector,
         clock: Callable[[], float],
         wall_clock: Callable[[], float] = time.time,
+        emit: Callable[[Event], None] | None = None,
     ) -> None:
         self._config = config
+        self._emit = emit
         self._tools = {t.name: t for t in config.tools}
         self._http = http
         self._digits = digits
@@ -142,7 +161,7 @@ class ToolRunner:
                     call, arguments, False, f"Error: no tool named {call.name!r}."
                 )
             else:
-                outcome = await self._dispatch(tool, call, arguments)
+                outcome = await self._dispatch(tool, call, arguments, turn_index)
         outcome.record.turn_index = turn_index
         outcome.record.duration_ms = round((self._clock() - started) * 1000, 3)
         return outcome
@@ -154,7 +173,7 @@ class ToolRunner:
         return ToolOutcome(call, result, record, **kw)
 
     async def _dispatch(
-        self, tool: ToolConfig, call: ToolCall, arguments: dict[str, Any]
+        self, tool: ToolConfig, call: ToolCall, arguments: dict[str, Any], turn_index: int
     ) -> ToolOutcome:
         if tool.kind is ToolKind.END_CALL:
             return self._outcome(
@@ -172,6 +191,8 @@ class ToolRunner:
                 call, arguments, True, f"Transferring the call to {to}.", transfer_to=to
             )
         if tool.kind is ToolKind.COLLECT_DIGITS:
+            if tool.secure:
+                return await self._collect_secure_digits(tool, call, arguments, turn_index)
             return await self._collect_digits(tool, call, arguments)
         return await self._http_call(tool, call, arguments)
 
@@ -189,6 +210,92 @@ class ToolRunner:
         redacted = json.dumps({"digits": f"[redacted: {len(digits)} digits]"})
         record = ToolCallRecord(0, call.name, arguments, True, redacted, 0.0)
         return ToolOutcome(call, result, record)
+
+    async def _collect_secure_digits(
+        self, tool: ToolConfig, call: ToolCall, arguments: dict[str, Any], turn_index: int
+    ) -> ToolOutcome:
+        window = SecureCapture(tool.name, turn_index, round(self._clock() * 1000, 3))
+        if self._emit is not None:
+            self._emit(window)
+        try:
+            digits = await self._digits.collect(
+                max_digits=tool.max_digits,
+                terminator=tool.terminator,
+                timeout_s=tool.digit_timeout_s,
+            )
+        finally:
+            if self._emit is not None:
+                end_ms = round(self._clock() * 1000, 3)
+                self._emit(SecureCapture(tool.name, turn_index, window.start_ms, end_ms))
+        if not digits:
+            return self._outcome(
+                call, arguments, False, '{"digits": "", "error": "no digits entered"}'
+            )
+        delivered, valid = await self._deliver_digits(tool, arguments, digits)
+        placeholder: dict[str, Any] = {
+            "digits": f"[secure: {len(digits)} digits entered]",
+            "count": len(digits),
+            "delivered": delivered,
+        }
+        if valid is not None:
+            placeholder["valid"] = valid
+        if tool.reveal_last_digits and len(digits) >= 4:  # never most of a short code
+            placeholder["last_two"] = digits[-2:]
+        if not delivered:
+            placeholder["error"] = "the digits could not be passed on; ask the caller to retry"
+        result = json.dumps(placeholder)
+        # The LLM and the record see the same placeholder: it is what is safe to say.
+        return self._outcome(call, arguments, delivered, result)
+
+    async def _deliver_digits(
+        self, tool: ToolConfig, arguments: dict[str, Any], digits: str
+    ) -> tuple[bool, bool | None]:
+        """POST the digits to the tenant's listener: (delivered, its verdict if it gave one).
+        Failures are logged by kind only, never with the body."""
+        body = json.dumps(
+            {
+                "tool": tool.name,
+                "call_id": self._config.call_id,
+                "arguments": arguments,
+                "digits": digits,
+            },
+            separators=(",", ":"),
+        )
+        headers = self._signed_headers(tool, body)
+        try:
+            async with asyncio.timeout(tool.timeout_s):
+                response = await self._request(tool, content=body, headers=headers)
+        except (TimeoutError, httpx.HTTPError) as exc:
+            refusal = refusal_in(exc) if isinstance(exc, httpx.HTTPError) else None
+            log.warning(
+                "call %s: secure digits of %s not delivered: %s",
+                self._config.call_id,
+                tool.name,
+                refusal or type(exc).__name__,
+            )
+            return False, None
+        if not response.is_success:
+            log.warning(
+                "call %s: secure digits of %s not delivered: HTTP %d",
+                self._config.call_id,
+                tool.name,
+                response.status_code,
+            )
+            return False, None
+        try:
+            verdict = response.json().get("valid")
+        except (ValueError, AttributeError):
+            verdict = None
+        return True, verdict if isinstance(verdict, bool) else None
+
+    def _signed_headers(self, tool: ToolConfig, body: str) -> dict[str, str]:
+        timestamp = str(int(self._wall_clock()))
+        return {
+            **dict(tool.headers),
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self._config.webhook_secret, timestamp, body),
+        }
 
     async def _request(
         self, tool: ToolConfig, *, content: str, headers: dict[str, str]
@@ -213,13 +320,7 @@ class ToolRunner:
             {"tool": tool.name, "arguments": arguments, "call_id": self._config.call_id},
             separators=(",", ":"),
         )
-        timestamp = str(int(self._wall_clock()))
-        headers = {
-            **dict(tool.headers),
-            "Content-Type": "application/json",
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(self._config.webhook_secret, timestamp, body),
-        }
+        headers = self._signed_headers(tool, body)
         fail = f"Error: the {tool.name} tool"
         try:
             async with asyncio.timeout(tool.timeout_s):

@@ -4,7 +4,7 @@ from rest_framework.routers import SimpleRouter
 from agents.api import AgentViewSet, CredentialViewSet, ToolViewSet
 from billing.api import SubscriptionViewSet, UsageViewSet
 from calls.api import AnalyticsViewSet, CallViewSet, PhoneNumberViewSet
-from tenants.api import ApiKeyViewSet
+from tenants.api import ApiKeyViewSet, AuditLogViewSet, OrganizationViewSet
 
 router = SimpleRouter()
 router.register("agents", AgentViewSet, basename="agent")
@@ -14,6 +14,7 @@ router.register("phone-numbers", PhoneNumberViewSet, basename="phone-number")
 router.register("calls", CallViewSet, basename="call")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("analytics", AnalyticsViewSet, basename="analytics")
+router.register("audit-log", AuditLogViewSet, basename="audit-log")
 
 urlpatterns = [
     *router.urls,
@@ -23,5 +24,10 @@ urlpatterns = [
         "billing/subscription/",
         SubscriptionViewSet.as_view({"get": "current"}),
         name="billing-subscription",
+    ),
+    path(
+        "organization/",
+        OrganizationViewSet.as_view({"get": "current", "patch": "update_current"}),
+        name="organization",
     ),
 ]

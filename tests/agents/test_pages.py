@@ -396,12 +396,22 @@ def test_tool_errors_match_the_api(tenant_a: Tenant, member: Client) -> None:
 def test_tool_kind_redraws_its_settings(member: Client) -> None:
     response = member.post(
         "/tools/new/",
-        {"name": "t", "kind": "collect_digits", "_refresh": "kind"},
+        {"name": "t", "kind": "transfer_call", "_refresh": "kind"},
         HTTP_HX_REQUEST="true",
     )
     html = text(response)
     assert html.lstrip().startswith('<div id="tool-kind-fields"')
-    assert 'name="max_digits"' in html and 'name="url"' not in html
+    assert 'name="transfer_to"' in html and 'name="url"' not in html
+    # collect_digits offers secure mode and, for it, where the digits go
+    digits = text(
+        member.post(
+            "/tools/new/",
+            {"name": "t", "kind": "collect_digits", "_refresh": "kind"},
+            HTTP_HX_REQUEST="true",
+        )
+    )
+    assert all(f'name="{n}"' in digits for n in ("max_digits", "secure", "url"))
+    assert 'name="filler"' not in digits
 
 
 def test_tool_delete_names_its_agents(tenant_a: Tenant, member: Client, viewer: Client) -> None:

@@ -59,6 +59,11 @@ def test_http_tool(tenant_a: Tenant) -> None:
         ({"name": "t", "kind": "transfer_call", "transfer_to": "12345"}, "transfer_to"),
         ({"name": "t", "kind": "collect_digits", "max_digits": 0}, "max_digits"),
         ({"name": "t", "kind": "collect_digits", "terminator": "5"}, "terminator"),
+        ({"name": "t", "kind": "collect_digits", "secure": True}, "url"),
+        (
+            {"name": "t", "kind": "collect_digits", "secure": True, "url": "http://10.0.0.1/x"},
+            "url",
+        ),
     ],
 )
 def test_tool_validation(payload: dict[str, Any], field: str, tenant_a: Tenant) -> None:
@@ -79,6 +84,29 @@ def test_builtin_tools(tenant_a: Tenant) -> None:
         {"name": "pin", "kind": "collect_digits", "max_digits": 6, "terminator": "*"},
     )
     assert digits.status_code == 201, digits.json()
+    assert digits.json()["secure"] is False
+
+
+def test_secure_digits_need_a_destination_and_keep_it(tenant_a: Tenant) -> None:
+    created = tenant_a.client.post(
+        "/api/v1/tools/",
+        {
+            "name": "card",
+            "kind": "collect_digits",
+            "secure": True,
+            "reveal_last_digits": True,
+            "url": "https://payments.example.com/digits",
+        },
+    )
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert (body["secure"], body["reveal_last_digits"]) == (True, True)
+    assert body["url"] == "https://payments.example.com/digits"
+    # a PATCH that drops the destination of a secure tool is refused
+    tool_id = body["id"]
+    cleared = tenant_a.client.patch(f"/api/v1/tools/{tool_id}/", {"url": ""})
+    assert cleared.status_code == 400
+    assert "url" in cleared.json()["error"]["fields"]
 
 
 def test_tool_names_are_unique_per_organization(tenant_a: Tenant) -> None:

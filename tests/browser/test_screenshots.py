@@ -25,7 +25,7 @@ from agents.models import Agent
 from calls.models import Call, CallStatus
 from calls.services import phone_number_create
 from tenants import services
-from tenants.models import Organization, Role
+from tenants.models import Membership, Organization, Role
 from tests.browser.calls_data import support_call, week_of_calls
 from tests.browser.conftest import make_dashboard_user
 from tests.factories import (
@@ -248,6 +248,38 @@ def _analytics(org: Organization, page: Page) -> str:
     return "/analytics/"
 
 
+def _call_analysis(org: Organization, page: Page) -> str:
+    from tests.browser.test_after_the_call import analyzed_call
+
+    page.goto(f"/calls/{analyzed_call(org).pk}/")
+    page.locator("[data-analysis]").scroll_into_view_if_needed()
+    return ""
+
+
+def _data_settings(org: Organization, page: Page) -> str:
+    org.transcript_retention_days, org.redact_transcripts = 90, True
+    org.save()
+    return "/settings/data/"
+
+
+def _audit_log(org: Organization, page: Page) -> str:
+    from calls.retention import call_delete, calls_retention_purge
+    from tenants.services import Actor
+
+    owner = Membership.objects.for_org(org).select_related("user").first()
+    assert owner is not None
+    for hours_ago in (30 * 24 + 5, 30 * 24 + 3):
+        support_call(org, hours_ago=hours_ago)
+    services.organization_data_settings_update(
+        organization=org,
+        actor=Actor(user=owner.user),
+        data={"transcript_retention_days": 30, "redact_transcripts": True},
+    )
+    calls_retention_purge()
+    call_delete(call=support_call(org), actor=Actor(api_key=make_api_key(org, "CRM sync").api_key))
+    return "/audit-log/"
+
+
 SCREENS: list[Screen] = [
     Screen("login", _login, logged_in=False),
     Screen("members", _members),
@@ -267,6 +299,9 @@ SCREENS: list[Screen] = [
     Screen("agent-widget", _agent_widget),
     Screen("analytics", _analytics),
     Screen("billing", _billing),
+    Screen("call-analysis", _call_analysis, full_page=False),
+    Screen("data-settings", _data_settings),
+    Screen("audit-log", _audit_log),
 ]
 
 

@@ -16,6 +16,13 @@ Scripting::
     async with fake as url:                                        # http://127.0.0.1:P/v1
         ...
     fake.requests[-1]["messages"], fake.disconnects, fake.client_disconnected (Event)
+
+Structured outputs (``response_format``): ``{"type": "json_schema", "json_schema": {"name",
+"schema", "strict"}}`` (or ``json_object`` / ``text``) is checked as the real API checks
+its shape (a 400 naming the ``param`` otherwise); the reply's text is the message content,
+so a responder returns the JSON to send. ``fake.structured_responder(messages,
+response_format)`` answers requests that carry a ``json_schema`` (default: the plain
+responder); ``FakeReply(refusal="...")`` answers with a refusal instead of content.
 """
 
 from __future__ import annotations
@@ -53,10 +60,48 @@ class FakeReply:
     tool_calls: list[FakeToolCall] = field(default_factory=list)
     # None: "tool_calls" when there are tool calls, else "stop"
     finish_reason: str | None = None
+    # structured outputs: the model declined (content is then null)
+    refusal: str | None = None
 
 
 ReplyLike = str | FakeReply
 Responder = Callable[[list[dict[str, Any]], list[dict[str, Any]]], ReplyLike | Awaitable[ReplyLike]]
+StructuredResponder = Callable[[list[dict[str, Any]], dict[str, Any]], ReplyLike]
+_SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _response_format_error(value: Any) -> str | None:
+    """What the real API says about a malformed ``response_format`` (None: fine)."""
+    if not isinstance(value, dict) or value.get("type") not in (
+        "text",
+        "json_object",
+        "json_schema",
+    ):
+        return "Invalid value for 'response_format.type'."
+    if value["type"] != "json_schema":
+        return None
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        return "Missing required parameter: 'response_format.json_schema.name'."
+    if not _SCHEMA_NAME.match(spec["name"]):
+        return "Invalid 'response_format.json_schema.name': must match ^[a-zA-Z0-9_-]{1,64}$."
+    if "schema" in spec and not isinstance(spec["schema"], dict):
+        return "Invalid type for 'response_format.json_schema.schema': expected an object."
+    schema = spec.get("schema") or {}
+    if spec.get("strict") and schema.get("type") == "object":
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return (
+                "Invalid schema for response_format '" + spec["name"] + "': In context=(), "
+                "'additionalProperties' is required to be supplied and to be false."
+            )
+        if sorted(schema.get("required") or []) != sorted(props):
+            return (
+                "Invalid schema for response_format '" + spec["name"] + "': In context=(), "
+                "'required' is required to be supplied and to be an array including every "
+                "key in properties."
+            )
+    return None
 
 
 def echo_responder(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ReplyLike:
@@ -115,6 +160,7 @@ class FakeOpenAI(FakeServer):
         super().__init__(host=host, port=port)
         self.api_key = api_key
         self.responder: Responder = responder
+        self.structured_responder: StructuredResponder | None = None
         self.ttft_s = 0.0
         self.token_delay_s = 0.0
         # tool-call arguments are streamed in pieces of this many characters
@@ -187,7 +233,21 @@ class FakeOpenAI(FakeServer):
             return self._error(self.failures.pop(0))
         if not body.get("model") or not isinstance(body.get("messages"), list):
             return self._error(400)
-        reply = self.responder(body["messages"], body.get("tools") or [])
+        response_format = body.get("response_format")
+        if response_format is not None:
+            problem = _response_format_error(response_format)
+            if problem is not None:
+                error = _error_body(400)
+                error["error"].update(message=problem, param="response_format")
+                return web.json_response(error, status=400)
+        if (
+            self.structured_responder is not None
+            and isinstance(response_format, dict)
+            and response_format.get("type") == "json_schema"
+        ):
+            reply = self.structured_responder(body["messages"], response_format)
+        else:
+            reply = self.responder(body["messages"], body.get("tools") or [])
         if inspect.isawaitable(reply):
             reply = await reply
         if isinstance(reply, str):
@@ -213,7 +273,11 @@ class FakeOpenAI(FakeServer):
         return reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
 
     def _completion(self, body: dict[str, Any], reply: FakeReply) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if reply.refusal else (reply.text or None),
+            "refusal": reply.refusal,
+        }
         if reply.tool_calls:
             message["tool_calls"] = [
                 {

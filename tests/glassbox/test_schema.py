@@ -23,6 +23,7 @@ from tenants.models import ApiKey
 from tests.conftest import Tenant
 from tests.factories import (
     make_api_key,
+    make_audit_log_entry,
     make_call,
     make_phone_number,
     make_tool,
@@ -103,6 +104,7 @@ def test_fuzzing_finds_no_server_errors_or_schema_violations(
         "phone-numbers": number.pk,
         "api-keys": make_api_key(org).api_key.pk,
         "calls": make_transcript_entry(org, call=make_call(org, phone_number=number)).call_id,
+        "audit-log": make_audit_log_entry(org).pk,
     }
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
     auth = {"Authorization": f"Bearer {tenant_a.key}"}

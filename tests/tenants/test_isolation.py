@@ -144,6 +144,10 @@ AGGREGATE_CHECKS: dict[str, Callable[[dict[str, Any], Any, Any], bool]] = {
     "billing-subscription": lambda body, mine, theirs: (
         body["id"] == mine.pk and body["plan"]["name"] == mine.plan.name
     ),
+    # the credential's own organization, whatever the other one holds
+    "organization": lambda body, mine, theirs: (
+        body["name"] == mine.organization.name != theirs.organization.name
+    ),
 }
 BILLING_ROUTES = [route for route in AGGREGATE_ROUTES if route.name in AGGREGATE_CHECKS]
 

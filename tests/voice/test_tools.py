@@ -10,6 +10,7 @@ import httpx
 from tests.voice.harness import make_config, until
 from tests.voice.tool_server import tool_server
 from voice.config import ToolConfig, ToolKind
+from voice.events import Event, SecureCapture
 from voice.providers.base import ToolCall
 from voice.tools import DigitCollector, ToolOutcome, ToolRunner, sign
 
@@ -19,7 +20,10 @@ def http_tool(name: str, base_url: str, **kw: Any) -> ToolConfig:
 
 
 async def run_tool(
-    tools: tuple[ToolConfig, ...], call: ToolCall, digits: DigitCollector | None = None
+    tools: tuple[ToolConfig, ...],
+    call: ToolCall,
+    digits: DigitCollector | None = None,
+    events: list[Event] | None = None,
 ) -> ToolOutcome:
     async with httpx.AsyncClient() as http:
         runner = ToolRunner(
@@ -27,6 +31,7 @@ async def run_tool(
             http=http,
             digits=digits or DigitCollector(),
             clock=time.monotonic,
+            emit=events.append if events is not None else None,
         )
         return await runner.run(call, turn_index=3)
 
@@ -107,6 +112,81 @@ async def test_collect_digits_stops_at_terminator_and_redacts_the_record() -> No
     assert json.loads(outcome.result) == {"digits": "4321"}
     assert "4321" not in outcome.record.result
     assert outcome.record.result == '{"digits": "[redacted: 4 digits]"}'
+
+
+def secure_tool(url: str, **kw: Any) -> ToolConfig:
+    return ToolConfig(
+        "card", "", ToolKind.COLLECT_DIGITS, digit_timeout_s=2.0, secure=True, url=url, **kw
+    )
+
+
+async def _secure_run(tool: ToolConfig, keys: str) -> tuple[ToolOutcome, list[Event]]:
+    digits, events = DigitCollector(), []
+    task = asyncio.create_task(run_tool((tool,), ToolCall("a", "card", "{}"), digits, events))
+    await until(lambda: digits.active)
+    for d in keys:
+        digits.feed(d)
+    return await task, events
+
+
+async def test_secure_digits_go_to_the_tenant_and_the_llm_gets_a_placeholder() -> None:
+    async with tool_server() as server:
+        outcome, events = await _secure_run(secure_tool(f"{server.base_url}/digits"), "4111142#")
+    # the tenant's listener got them, signed
+    assert server.bad_signatures == 0
+    assert server.requests == [
+        {
+            "path": "/digits",
+            "tool": "card",
+            "call_id": "call-1",
+            "arguments": {},
+            "digits": "4111142",
+        }
+    ]
+    # the LLM and the record see the same placeholder, with no digits in it
+    assert outcome.result == outcome.record.result
+    assert json.loads(outcome.result) == {
+        "digits": "[secure: 7 digits entered]",
+        "count": 7,
+        "delivered": True,
+        "valid": True,
+    }
+    assert outcome.record.ok
+    # the capture window, opened then closed, in ms of the runner's clock
+    assert [type(e) for e in events] == [SecureCapture, SecureCapture]
+    opened, closed = events
+    assert isinstance(opened, SecureCapture) and isinstance(closed, SecureCapture)
+    assert opened.end_ms is None and opened.tool == "card" and opened.turn_index == 3
+    assert closed.start_ms == opened.start_ms and closed.end_ms is not None
+    assert closed.end_ms >= closed.start_ms
+    assert "4111142" not in repr(events)
+
+
+async def test_secure_digits_may_reveal_the_last_two_when_the_tenant_allows() -> None:
+    async with tool_server() as server:
+        tool = secure_tool(f"{server.base_url}/digits", reveal_last_digits=True)
+        outcome, _ = await _secure_run(tool, "987654#")
+        short, _ = await _secure_run(tool, "987#")
+    assert json.loads(outcome.result)["last_two"] == "54"
+    assert json.loads(outcome.result)["valid"] is False
+    assert "last_two" not in json.loads(short.result)  # never most of a short code
+    assert "987" not in short.result
+
+
+async def test_secure_digits_the_tenant_refuses_are_not_delivered_and_never_shown() -> None:
+    async with tool_server(secret="other") as server:
+        outcome, _ = await _secure_run(secure_tool(f"{server.base_url}/digits"), "123456#")
+    assert server.bad_signatures == 1
+    result = json.loads(outcome.result)
+    assert result["delivered"] is False and "error" in result and "valid" not in result
+    assert not outcome.record.ok
+    assert "123456" not in outcome.result
+
+
+async def test_secure_digits_to_an_address_the_guard_refuses() -> None:
+    tool = secure_tool("http://10.1.2.3/digits")  # private, not among the allowed networks
+    outcome, _ = await _secure_run(tool, "5555#")
+    assert json.loads(outcome.result)["delivered"] is False
 
 
 async def test_collect_digits_stops_at_max_digits_or_silence() -> None:

@@ -46,6 +46,8 @@ async def tool_server(secret: str = SECRET) -> AsyncIterator[ToolServer]:
         if name == "weather":
             city = payload["arguments"].get("city", "?")
             return web.json_response({"city": city, "forecast": "sunny", "celsius": 21})
+        if name == "digits":  # a tenant's listener for secure digits: says if they are valid
+            return web.json_response({"valid": payload["digits"].endswith("42")})
         if name == "fail":
             return web.json_response({"error": "boom"}, status=500)
         if name == "notjson":

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('agents', '0003_agent_fallback'),
-        ('calls', '0005_call_fallbacks'),
+        ('calls', '0006_call_analysis_secure_captures_retention'),
         ('tenants', '0002_dashboard_roles'),
     ]
 
