@@ -59,6 +59,7 @@ class LiveCall:
         self._changed = asyncio.Event()
         self._writer: control.LiveStateWriter | None = None
         self._conversation: Conversation | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def observe(self, event: Event) -> None:
         """An engine event (sync: the engine never waits on a live view)."""
@@ -93,6 +94,11 @@ class LiveCall:
             "last_turn": self.last_turn,
         }
 
+    def start(self, conversation: Conversation) -> None:
+        """Run beside the call, outside its task group: ``close`` stops it within a bound
+        however the channel layer's calls take cancellation."""
+        self._task = asyncio.get_running_loop().create_task(self.run(conversation))
+
     async def run(self, conversation: Conversation) -> None:
         self._conversation = conversation
         self._writer = control.LiveStateWriter(self.call.pk)
@@ -108,7 +114,13 @@ class LiveCall:
             logger.exception("call %s: %s stopped", self.call.pk, what)
 
     async def close(self) -> None:
-        """The call is over: tell the live views, drop the mirror (bounded)."""
+        """The call is over: stop, tell the live views, drop the mirror (all bounded)."""
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=STORE_TIMEOUT_S)
+            if not task.done():
+                logger.warning("call %s: live state still stopping; left behind", self.call.pk)
         writer = self._writer
         if writer is None:
             return

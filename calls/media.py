@@ -194,12 +194,11 @@ class MediaSession:
                 engine = tg.create_task(self._engine(conversation))
                 reader = tg.create_task(self._reader(conversation))
                 heartbeat = tg.create_task(self._heartbeat())
-                live = tg.create_task(self.live.run(conversation))
                 tg.create_task(recorder.run())
+                self.live.start(conversation)
                 await engine
                 reader.cancel()
                 heartbeat.cancel()
-                live.cancel()
         finally:
             await self.live.close()
             if rest is not None:

@@ -159,9 +159,9 @@ class WebCallSession:
                     tg.create_task(self._reader(conversation)),
                     tg.create_task(self._heartbeat()),
                     tg.create_task(self._send_info()),
-                    tg.create_task(self.live.run(conversation)),
                 ]
                 tg.create_task(recorder.run())
+                self.live.start(conversation)
                 await engine
                 for helper in helpers:
                     helper.cancel()
