@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.core import signing
+from django.db import connections
 from websockets.exceptions import InvalidStatus
 
 from calls.control import ControlError, call_control, call_live_state
@@ -174,3 +175,5 @@ async def test_a_web_call_is_heard_answered_steered_and_recorded(settings: Any) 
     )
     assert actions == [("say", True, "user:test"), ("end", True, "user:test")]
     assert await sync_to_async(call_live_state)(call=call) is None
+    # The database work above ran on asgiref's worker thread: close its connection there.
+    await sync_to_async(connections.close_all)()
