@@ -18,7 +18,8 @@ COPY . .
 RUN DEBUG=0 SECRET_KEY=build-only-key-not-used-at-runtime-0123456789 \
     ENCRYPTION_KEYS=YnVpbGQtb25seS1rZXktbm90LXVzZWQtYXQtcnVudGk= \
     python manage.py collectstatic --noinput \
- && mkdir -p /app/var/spool && chown -R glassbox /app/var
+ && mkdir -p /app/var/spool /app/var/recording-spool /app/var/media \
+ && chown -R glassbox /app/var
 
 USER glassbox
 EXPOSE 8000

@@ -43,10 +43,12 @@ PROVIDER_SETTINGS: dict[str, dict[str, frozenset[str]]] = {
     "stt": {
         "deepgram": frozenset({"model", "language"}),
         "pocketsphinx": frozenset({"language"}),
+        "whisper": frozenset({"language"}),
     },
     "llm": {
         "openai": frozenset({"model", "temperature", "max_tokens"}),
         "scripted": frozenset({"model", "max_tokens"}),
+        "frontdesk": frozenset({"max_tokens"}),
     },
     "tts": {
         "cartesia": frozenset({"voice", "model", "speed", "language"}),
@@ -94,7 +96,20 @@ _AGENT_FIELDS = [
         "Maximum wait (ms)",
         "The longest the agent waits when the caller sounds unfinished.",
     ),
+    FormField(
+        "turn.preemptive",
+        "Prepare replies early",
+        "Start the reply while the caller's turn is being confirmed; it plays only once confirmed.",
+    ),
+    FormField("turn.preemptive_after_ms", "Quiet before preparing a reply (ms)"),
     FormField("interruption.enabled", "Callers can interrupt the agent"),
+    FormField(
+        "interruption.mode",
+        "When the caller speaks over the agent",
+        "Pause then decide: stop at once, play on after 'mhm' or a cough. Immediate: stop "
+        "for any speech. Words: stop once real words are transcribed.",
+    ),
+    FormField("interruption.resume_wait_ms", "Wait before playing on (ms)"),
     FormField(
         "interruption.min_speech_ms",
         "Minimum speech to interrupt (ms)",
@@ -135,6 +150,15 @@ _AGENT_FIELDS = [
     FormField(
         "tools", "Tools this agent may call", "Functions its language model may call.", CHECKBOXES
     ),
+    FormField("voicemail.detect", "Detect answering machines on outbound calls"),
+    FormField("voicemail.action", "When a machine answers"),
+    FormField(
+        "voicemail.message",
+        "Voicemail message",
+        "Said after the beep when the agent leaves a message; may use {{variables}}.",
+        TEXTAREA,
+        rows=2,
+    ),
     FormField("webhook_url", "Webhook URL", "Call events are POSTed here. Blank: none."),
     FormField(
         "webhook_secret",
@@ -142,6 +166,12 @@ _AGENT_FIELDS = [
         "Signs webhook requests (HMAC-SHA256). Write-only: it is never shown again.",
         SECRET,
         removable=True,
+    ),
+    FormField(
+        "recording",
+        "Record calls",
+        "Dual-channel puts the caller on the left and the agent on the right; what the "
+        "agent says is recorded as the caller heard it, cut where they interrupted.",
     ),
     FormField("analysis.summary_prompt", "Summary prompt", "Blank: no summary.", rows=3),
     FormField(
@@ -166,14 +196,25 @@ def agent_sections() -> list[Section]:
             "basics",
         ),
         *(Section(STAGE_TITLES[s], [], s) for s in STAGES),  # drawn by stage_fields()
-        Section("Turn-taking", ["turn.min_wait_ms", "turn.max_wait_ms"], "turn"),
+        Section(
+            "Turn-taking",
+            [
+                "turn.min_wait_ms",
+                "turn.max_wait_ms",
+                "turn.preemptive",
+                "turn.preemptive_after_ms",
+            ],
+            "turn",
+        ),
         Section(
             "Interruptions",
             [
                 "interruption.enabled",
+                "interruption.mode",
                 "interruption.min_speech_ms",
                 "interruption.min_words",
                 "interruption.transcript_wait_ms",
+                "interruption.resume_wait_ms",
                 "interruption.acknowledgements",
             ],
             "interruption",
@@ -193,8 +234,14 @@ def agent_sections() -> list[Section]:
             ["fallback.first_token_timeout_s", "fallback.apology", "fallback.goodbye"],
             "fallback",
         ),
+        Section(
+            "Answering machines",
+            ["voicemail.detect", "voicemail.action", "voicemail.message"],
+            "voicemail",
+        ),
         Section("Tools", ["tools"], "tools"),
         Section("Webhook", ["webhook_url", "webhook_secret"], "webhook"),
+        Section("Recording", ["recording"], "recording"),
         Section(
             "After the call",
             [

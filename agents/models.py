@@ -17,6 +17,7 @@ from voice.config import (
     FallbackConfig,
     IdleConfig,
     InterruptionConfig,
+    RecordingMode,
     ToolConfig,
     TurnConfig,
     field_defaults,
@@ -45,6 +46,11 @@ def default_idle() -> dict[str, object]:
 def default_fallback() -> dict[str, object]:
     """voice.config.FallbackConfig's settings, and no fallback providers."""
     return {**to_plain(FallbackConfig()), "stt": [], "llm": [], "tts": []}
+
+
+def default_voicemail() -> dict[str, object]:
+    """Outbound calls only: what to do when an answering machine picks up."""
+    return {"detect": False, "action": "hangup", "message": ""}
 
 
 def default_analysis() -> dict[str, object]:
@@ -127,6 +133,13 @@ class Tool(TenantModel):
         return self.name
 
 
+class Recording(models.TextChoices):
+    # Values match voice.config.RecordingMode.
+    OFF = RecordingMode.OFF.value, "Off"
+    MONO = RecordingMode.MONO.value, "Mono (caller and agent mixed)"
+    DUAL = RecordingMode.DUAL.value, "Dual-channel (caller left, agent right)"
+
+
 class Agent(TenantModel):
     name = models.CharField(max_length=200)
     system_prompt = models.TextField(blank=True)
@@ -157,6 +170,13 @@ class Agent(TenantModel):
     # When providers are late or fail: FallbackConfig's settings plus, per stage, the
     # providers to try next ({"provider", ..., "credential": id or null}).
     fallback = models.JSONField(default=default_fallback)
+    # Outbound calls: answering-machine detection and what to do on a machine (hang up,
+    # or wait for the beep and say ``message``, which may use call variables).
+    voicemail = models.JSONField(default=default_voicemail)
+    # What its calls record (voice/recording.py, calls/recordings.py).
+    recording = models.CharField(
+        max_length=8, choices=Recording.choices, default=_CALL["recording"].value
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -18,6 +18,7 @@ from agents.models import (
     Agent,
     Credential,
     CredentialProvider,
+    Recording,
     Tool,
     ToolKind,
     default_fallback,
@@ -26,6 +27,7 @@ from glassbox.api.fields import SafeJSONObjectField, TenantPrimaryKeyRelatedFiel
 from glassbox.outbound import validate_outbound_url
 from voice.config import (
     AnalysisConfig,
+    BargeInMode,
     CallConfig,
     FallbackConfig,
     IdleConfig,
@@ -115,6 +117,17 @@ class TurnSerializer(serializers.Serializer):
     max_wait_ms = serializers.IntegerField(
         min_value=0, max_value=30_000, default=_TURN["max_wait_ms"]
     )
+    preemptive = serializers.BooleanField(
+        default=_TURN["preemptive"],
+        help_text=(
+            "Prepare the reply (language model and speech, audio held) as soon as the caller "
+            "goes quiet; it plays only once the turn is confirmed, and is discarded if the "
+            "caller goes on. Discarded requests still count in usage."
+        ),
+    )
+    preemptive_after_ms = serializers.IntegerField(
+        min_value=0, max_value=2_000, default=_TURN["preemptive_after_ms"]
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Under PATCH only some keys arrive; the merged object is validated again in full.
@@ -128,6 +141,16 @@ class TurnSerializer(serializers.Serializer):
 
 class InterruptionSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(default=_INTERRUPTION["enabled"])
+    mode = serializers.ChoiceField(
+        [str(m) for m in BargeInMode],
+        default=str(_INTERRUPTION["mode"]),
+        help_text=(
+            "pause_then_decide: the agent's audio stops as the caller starts speaking and "
+            "plays on from where it stopped if it was only an acknowledgement, a cough or "
+            "noise. immediate: any speech of min_speech_ms cuts the agent off. words: the "
+            "agent is cut off once the transcript shows words that are not acknowledgements."
+        ),
+    )
     min_speech_ms = serializers.IntegerField(
         min_value=0, max_value=5_000, default=_INTERRUPTION["min_speech_ms"]
     )
@@ -143,6 +166,13 @@ class InterruptionSerializer(serializers.Serializer):
             "so a backchannel ('mhm') whose transcript arrives late does not cut the agent off."
         ),
     )
+    resume_wait_ms = serializers.IntegerField(
+        min_value=0,
+        max_value=5_000,
+        default=_INTERRUPTION["resume_wait_ms"],
+        help_text="pause_then_decide: how long after the caller stops a paused reply waits "
+        "for words before it plays on.",
+    )
     acknowledgements = serializers.ListField(
         child=serializers.CharField(max_length=50),
         max_length=50,
@@ -156,6 +186,32 @@ class IdleSerializer(serializers.Serializer):
     timeout_s = serializers.FloatField(min_value=1.0, max_value=600.0, default=_IDLE["timeout_s"])
     max_prompts = serializers.IntegerField(min_value=0, max_value=10, default=_IDLE["max_prompts"])
     goodbye = serializers.CharField(max_length=1000, allow_blank=True, default=_IDLE["goodbye"])
+
+
+class VoicemailSerializer(serializers.Serializer):
+    """Outbound calls: answering-machine detection (Twilio's asynchronous AMD) and what to
+    do when a machine answers."""
+
+    detect = serializers.BooleanField(
+        default=False, help_text="Ask the carrier to detect answering machines."
+    )
+    action = serializers.ChoiceField(
+        ("hangup", "leave_message"),
+        default="hangup",
+        help_text="hangup: end the call at once; leave_message: wait for the beep, say "
+        "the message, hang up.",
+    )
+    message = serializers.CharField(
+        max_length=1000,
+        allow_blank=True,
+        default="",
+        help_text="The line left on the machine; may use {{variables}}.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("action") == "leave_message" and not attrs.get("message", "").strip():
+            raise serializers.ValidationError({"message": "Needed to leave a message."})
+        return attrs
 
 
 class AnalysisSerializer(serializers.Serializer):
@@ -290,6 +346,7 @@ NESTED = {
     "interruption": InterruptionSerializer,
     "idle": IdleSerializer,
     "analysis": AnalysisSerializer,
+    "voicemail": VoicemailSerializer,
 }
 
 
@@ -343,6 +400,13 @@ class AgentInputSerializer(serializers.Serializer):
     )
     analysis = AnalysisSerializer(required=False)
     fallback = FallbackSerializer(required=False)
+    voicemail = VoicemailSerializer(required=False)
+    recording = serializers.ChoiceField(
+        choices=Recording.choices,
+        default=_CALL["recording"].value,
+        help_text="What calls record: off, mono (one mixed channel) or dual "
+        "(caller left, agent right).",
+    )
 
     def validate_tools(self, value: list[Tool]) -> list[Tool]:
         if len(value) > 64:
@@ -378,6 +442,7 @@ class AgentOutputSerializer(serializers.ModelSerializer):
     idle = IdleSerializer()
     analysis = AnalysisSerializer()
     fallback = FallbackOutputSerializer()
+    voicemail = VoicemailSerializer()
     # many_init is what many=True calls; spelled out, the stubs see the ManyRelatedField.
     tools = serializers.PrimaryKeyRelatedField.many_init(read_only=True)
     end_call_phrases = serializers.ListField(child=serializers.CharField())
@@ -409,6 +474,8 @@ class AgentOutputSerializer(serializers.ModelSerializer):
             "has_webhook_secret",
             "analysis",
             "fallback",
+            "voicemail",
+            "recording",
             "created",
             "updated",
         )

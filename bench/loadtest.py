@@ -5,6 +5,7 @@ callers, and the server's own per-turn metrics read back through the REST API.
     python -m bench.loadtest                       # make bench: the default run
     python -m bench.loadtest --n 1 10 --turns 2 --servers daphne --name quick
     python -m bench.loadtest --memory-calls 300    # plus sequential calls for RSS drift
+    python -m bench.loadtest --n --memory-calls 200 --recording off dual  # recordings' cost
 
 Fixed provider latencies: Deepgram endpointing 300 ms (audio clock), OpenAI first token
 200 ms, Cartesia first byte 100 ms; "overhead" below is voice-to-voice minus those 600 ms.
@@ -180,22 +181,41 @@ def analyse(
     server_v2v: list[float] = []
     server_overhead: list[float] = []
     stage: dict[str, list[float]] = {
-        k: [] for k in ("endpointing_ms", "llm_ttft_ms", "tts_ttfb_ms", "stt_lag_ms")
+        k: []
+        for k in (
+            "vad_hangover_ms",
+            "endpointing_ms",
+            "llm_ttft_ms",
+            "llm_first_clause_ms",
+            "tts_ttfb_ms",
+            "stt_lag_ms",
+        )
     }
+    # Per turn, what the caller heard minus what the server says (the glass box's error).
+    v2v_gap: list[float] = []
     decision_ms: list[float] = []
     for c in callers:
         call = calls.get(c["call_sid"])
         if call is None:
             continue
-        metrics = [m for m in call["metrics"] if m["kind"] == "reply"]
+        metrics = sorted(
+            (m for m in call["metrics"] if m["kind"] == "reply"), key=lambda m: m["turn_index"]
+        )
         for m in metrics:
             if m["voice_to_voice_ms"] is not None:
                 server_v2v.append(m["voice_to_voice_ms"])
             if m["platform_overhead_ms"] is not None:
                 server_overhead.append(m["platform_overhead_ms"])
             for k, vals in stage.items():
-                if m[k] is not None:
-                    vals.append(m[k])
+                # servers before issue 16 have neither the column nor the timeline key
+                value = m.get(k, m["timeline"].get(k))
+                if value is not None:
+                    vals.append(value)
+        # Each caller utterance gets one reply, in order.
+        for heard_turn, m in zip(c["turns"], metrics, strict=False):
+            heard, server = heard_turn["voice_to_voice_ms"], m["voice_to_voice_ms"]
+            if heard is not None and server is not None and not heard_turn["barge_in"]:
+                v2v_gap.append(heard - server)
         # Barge-in: the interrupted turn's interrupted_at minus the next turn's VAD
         # speech start = how long the engine took to decide; the caller's onset -> clear
         # minus that = decision -> clear heard.
@@ -234,6 +254,7 @@ def analyse(
         "overhead_heard_ms": dist(heard_overhead),
         "overhead_server_v2v_minus_fixed_ms": dist(server_minus_fixed),
         "platform_overhead_server_ms": dist(server_overhead),
+        "v2v_heard_minus_server_ms": dist(v2v_gap),
         "stages_server_ms": {k: dist(v) for k, v in stage.items()},
         "barge_in": {
             "onset_to_clear_heard_ms": dist(clear_ms),
@@ -344,9 +365,13 @@ def memory_run(
     tenant: stack.Tenant,
     args: argparse.Namespace,
     tmp: Path,
+    recording: str = "off",
 ) -> dict[str, Any]:
     """``total`` short calls (greeting + one turn), ``lanes`` at a time, in waves; RSS
-    after each wave (with every call of the wave ended)."""
+    after each wave (with every call of the wave ended). ``recording``: the agent's mode."""
+    stack.set_recording(env, tenant, recording)
+    recordings = tmp / "media" / "recordings"
+    stored_before = _files(recordings)
     port = stack.free_port()
     env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     plan = Plan(
@@ -382,8 +407,12 @@ def memory_run(
         if first_half and second_half
         else None
     )
+    stored = _files(recordings)[len(stored_before) :]
     return {
         "server_kind": kind,
+        "recording": recording,
+        "recordings_stored": len(stored),
+        "recording_kb_mean": round(statistics.fmean(stored) / 1024, 1) if stored else None,
         "calls": total,
         "concurrent": lanes,
         "calls_with_errors": errors,
@@ -391,6 +420,14 @@ def memory_run(
         "rss_growth_kb_per_call": round(growth, 1) if growth is not None else None,
         "wall_s": round(wall, 1),
     }
+
+
+def _files(directory: Path) -> list[int]:
+    """Sizes of the files under ``directory``, oldest first."""
+    if not directory.is_dir():
+        return []
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    return [p.stat().st_size for p in sorted(files, key=lambda p: p.stat().st_mtime)]
 
 
 # -- report ------------------------------------------------------------------------------
@@ -488,9 +525,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ramp-s", type=float, default=3.0, help="spread call starts over this")
     p.add_argument("--memory-calls", type=int, default=0, help="sequential short calls (0: skip)")
     p.add_argument("--memory-lanes", type=int, default=10)
+    p.add_argument(
+        "--recording",
+        nargs="+",
+        default=["off"],
+        choices=["off", "mono", "dual"],
+        help="the agent's recording mode for the memory runs (one run each, in order)",
+    )
     p.add_argument("--name", default="latest")
     p.add_argument("--out", type=Path, help="results file (default: bench/results/NAME.json)")
     p.add_argument("--no-barge-in", action="store_true")
+    p.add_argument(
+        "--llm-token-delay-ms",
+        type=float,
+        default=0.0,
+        help="the fake LLM's pause between tokens (issue 16's harness: 10)",
+    )
     p.add_argument("--no-warmup", action="store_true", help="skip the uncounted warm-up call")
     p.add_argument("--memory-servers", nargs="+", choices=stack.SERVERS, help="default: --servers")
     p.add_argument("--no-pin", action="store_true", help="do not pin server / clients to CPUs")
@@ -534,7 +584,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "barge_in": not args.no_barge_in,
             "memory_calls": args.memory_calls,
             "memory_lanes": args.memory_lanes,
+            "recording": args.recording,
             "ramp_s": args.ramp_s,
+            "llm_token_delay_ms": args.llm_token_delay_ms,
             "server_cpus": list(args.server_cpus),
             "client_cpus": list(args.client_cpus),
         },
@@ -544,7 +596,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with stack.workdir(args.keep) as tmp:
         env = stack.base_env(tmp, 0)
         tenant = stack.prepare_db(env)
-        with stack.fakes(env, tmp / "fakes.log", args.client_cpus) as urls:
+        with stack.fakes(
+            env, tmp / "fakes.log", args.client_cpus, llm_token_delay_ms=args.llm_token_delay_ms
+        ) as urls:
             env.update(urls)
             for kind in args.servers:
                 for n in args.n:
@@ -554,15 +608,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     print(table([step]).splitlines()[1], flush=True)
             if args.memory_calls:
                 for kind in args.memory_servers or args.servers:
-                    print(
-                        f"[{datetime.now(UTC):%H:%M:%S}] {kind} memory: {args.memory_calls} calls",
-                        flush=True,
-                    )
-                    doc["memory"].append(
-                        memory_run(
-                            kind, args.memory_calls, args.memory_lanes, env, tenant, args, tmp
+                    for mode in args.recording:
+                        print(
+                            f"[{datetime.now(UTC):%H:%M:%S}] {kind} memory: "
+                            f"{args.memory_calls} calls, recording {mode}",
+                            flush=True,
                         )
-                    )
+                        doc["memory"].append(
+                            memory_run(
+                                kind,
+                                args.memory_calls,
+                                args.memory_lanes,
+                                env,
+                                tenant,
+                                args,
+                                tmp,
+                                recording=mode,
+                            )
+                        )
         if args.keep:
             print(f"kept {tmp}")
     summarize(doc, len(args.server_cpus) or (os.cpu_count() or 1))
@@ -574,8 +637,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(table(doc["steps"]))
     for m in doc["memory"]:
         print(
-            f"memory {m['server_kind']}: {m['rss_points']} "
-            f"growth {m['rss_growth_kb_per_call']} KB/call"
+            f"memory {m['server_kind']} recording {m.get('recording', 'off')}: "
+            f"{m['rss_points']} growth {m['rss_growth_kb_per_call']} KB/call, "
+            f"{m.get('recordings_stored', 0)} recordings stored"
         )
     print(
         f"largest N holding p95 overhead < {OVERHEAD_P95_TARGET_MS:g} ms, no missed turns: "

@@ -51,6 +51,29 @@ def stage_table(doc: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def truth_table(doc: dict[str, Any], label: str = "") -> str:
+    """Does the server's timeline match what the caller heard (issue 16, item 6)?"""
+    rows = [
+        "| run | server | N | v2v heard p50 / p95 | v2v server p50 / p95 "
+        "| heard - server per turn p50 / p95 / max | VAD hangover p50 | LLM first clause p50 "
+        "| server platform_overhead p50 / p95 |",
+        "|---|---|---:|---|---|---|---:|---:|---|",
+    ]
+    for s in doc["steps"]:
+        st = s["stages_server_ms"]
+        none: dict[str, Any] = {}
+        rows.append(
+            f"| {label or doc['name']} | {s['server_kind']} | {s['n']} "
+            f"| {_d(s['voice_to_voice_heard_ms'], 'p50', 'p95')} "
+            f"| {_d(s['voice_to_voice_server_ms'], 'p50', 'p95')} "
+            f"| {_d(s.get('v2v_heard_minus_server_ms', none), 'p50', 'p95', 'max')} "
+            f"| {_d(st.get('vad_hangover_ms', none), 'p50')} "
+            f"| {_d(st.get('llm_first_clause_ms', none), 'p50')} "
+            f"| {_d(s['platform_overhead_server_ms'], 'p50', 'p95')} |"
+        )
+    return "\n".join(rows)
+
+
 def resource_table(doc: dict[str, Any]) -> str:
     rows = [
         "| server | N | barge-in onset→clear p50 / p95 | decision→clear p50 / p95 "
@@ -91,6 +114,8 @@ def main(argv: list[str]) -> None:
     print(latency_table(doc))
     print("\n### Server-side stages\n")
     print(stage_table(doc))
+    print("\n### The timeline against what the caller heard\n")
+    print(truth_table(doc))
     print("\n### Barge-in, playback, resources\n")
     print(resource_table(doc))
     if doc.get("memory"):

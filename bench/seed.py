@@ -3,6 +3,7 @@ agent on deepgram/openai/cartesia (platform default keys and base URLs, i.e. the
 a number and an API key. Prints one JSON line for the load driver.
 
     DJANGO_SETTINGS_MODULE=glassbox.settings python -m bench.seed
+    BENCH_RECORDING=AGENT_ID:dual python -m bench.seed   # switch the agent's recording
 """
 
 from __future__ import annotations
@@ -56,11 +57,22 @@ def seed(*, first_message: str) -> dict[str, str | int]:
     }
 
 
+def set_recording(*, agent_id: int, mode: str) -> None:
+    """Switch the bench agent's recording mode (bench/loadtest.py --recording)."""
+    from agents.models import Agent
+
+    Agent.objects.dangerously_unscoped().filter(pk=agent_id).update(recording=mode)
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glassbox.settings")
     import django
 
     django.setup()
+    if os.environ.get("BENCH_RECORDING"):  # "AGENT_ID:MODE"
+        agent_id, mode = os.environ["BENCH_RECORDING"].split(":")
+        set_recording(agent_id=int(agent_id), mode=mode)
+        return
     print(
         json.dumps(seed(first_message=os.environ.get("BENCH_FIRST_MESSAGE", "Hi, how can I help?")))
     )

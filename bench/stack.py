@@ -65,8 +65,15 @@ def _pin(proc: subprocess.Popen[str], cpus: tuple[int, ...]) -> None:
 
 
 @contextlib.contextmanager
-def fakes(env: dict[str, str], log: Path, cpus: tuple[int, ...] = ()) -> Iterator[dict[str, str]]:
-    """Start ``tests.fakes.run`` with the fixed latencies; yield the env vars it printed."""
+def fakes(
+    env: dict[str, str],
+    log: Path,
+    cpus: tuple[int, ...] = (),
+    *,
+    llm_token_delay_ms: float = 0.0,
+) -> Iterator[dict[str, str]]:
+    """Start ``tests.fakes.run`` with the fixed latencies; yield the env vars it printed.
+    ``llm_token_delay_ms``: the fake LLM's pause between tokens after the first."""
     cmd = [
         PYTHON,
         "-m",
@@ -76,6 +83,7 @@ def fakes(env: dict[str, str], log: Path, cpus: tuple[int, ...] = ()) -> Iterato
         "--cartesia-port=0",
         "--deepgram-final-delay-ms=0",
         f"--openai-ttft-ms={LLM_TTFT_MS}",
+        f"--openai-token-delay-ms={llm_token_delay_ms}",
         f"--cartesia-first-byte-ms={TTS_TTFB_MS}",
     ]
     with log.open("a") as err:
@@ -120,6 +128,8 @@ def base_env(tmp: Path, port: int) -> dict[str, str]:
         LOG_LEVEL="WARNING",
         API_RATE_LIMIT="",
         PYTHONUNBUFFERED="1",
+        MEDIA_ROOT=str(tmp / "media"),
+        RECORDING_SPOOL_DIR=str(tmp / "recording-spool"),
     )
     return env
 
@@ -129,6 +139,11 @@ def prepare_db(env: dict[str, str]) -> Tenant:
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], **run)  # type: ignore[call-overload]
     out = subprocess.run([PYTHON, "-m", "bench.seed"], **run)  # type: ignore[call-overload]
     return Tenant(**json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def set_recording(env: dict[str, str], tenant: Tenant, mode: str) -> None:
+    run = {"cwd": ROOT, "env": {**env, "BENCH_RECORDING": f"{tenant.agent_id}:{mode}"}}
+    subprocess.run([PYTHON, "-m", "bench.seed"], check=True, **run)  # type: ignore[call-overload]
 
 
 def server_command(kind: str, port: int) -> list[str]:

@@ -16,7 +16,7 @@ from billing import leases, services
 from billing.admission import call_key
 from billing.selectors import plan_for
 from calls.models import Call, PhoneNumber
-from calls.signals import call_alive, call_analyzed, call_ended, call_finalized
+from calls.signals import call_alive, call_analyzed, call_ended, call_finalized, call_sid_assigned
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,24 @@ def _refresh_lease(sender: Any, call: Call, **kwargs: Any) -> None:
         organization_id=call.organization_id,
         call_key=call_key(carrier=call.carrier, call_sid=call.carrier_call_sid),
     )
+
+
+@receiver(call_sid_assigned, dispatch_uid="billing.move_lease")
+def _move_lease(sender: Any, call: Call, previous_sid: str, **kwargs: Any) -> None:
+    # The slot was taken under the placeholder SID: take it under the real one (no limit:
+    # it is the same call), then drop the placeholder's.
+    try:
+        leases.lease_acquire(
+            organization=call.organization,
+            call_key=call_key(carrier=call.carrier, call_sid=call.carrier_call_sid),
+            limit=None,
+        )
+        leases.lease_release(
+            organization_id=call.organization_id,
+            call_key=call_key(carrier=call.carrier, call_sid=previous_sid),
+        )
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("call %s: could not move its slot: %s", call.pk, exc)
 
 
 @receiver(call_ended, dispatch_uid="billing.release_on_end")

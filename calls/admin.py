@@ -1,7 +1,14 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from calls.models import Call, PhoneNumber, ToolInvocation, TranscriptEntry, TurnMetric
+from calls.models import (
+    Call,
+    DialingPolicy,
+    PhoneNumber,
+    ToolInvocation,
+    TranscriptEntry,
+    TurnMetric,
+)
 from tenants.admin import TenantModelAdmin
 
 
@@ -75,3 +82,9 @@ class TurnMetricAdmin(_CallRecordAdmin):
 class ToolInvocationAdmin(_CallRecordAdmin):
     list_display = ("call", "turn_index", "name", "ok", "duration_ms", "organization")
     list_filter = ("ok",)
+
+
+@admin.register(DialingPolicy)
+class DialingPolicyAdmin(TenantModelAdmin):
+    list_display = ("organization", "allow_premium", "updated")
+    raw_id_fields = ("organization",)

@@ -3,28 +3,32 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from calls import analytics, retention, selectors, services
+from calls import analytics, outbound, recordings, retention, selectors, services
 from calls.analytics import Window
 from calls.control import ControlError, call_control, call_live_state
 from calls.filters import CallFilter, PhoneNumberFilter
-from calls.models import Call, PhoneNumber
+from calls.models import Call, DialingPolicy, PhoneNumber
 from calls.serializers import (
     AgentsAnalyticsSerializer,
     AnalyticsQuerySerializer,
     CallControlActionSerializer,
     CallControlInputSerializer,
+    CallCreateSerializer,
     CallDetailSerializer,
     CallOutputSerializer,
     CallsAnalyticsSerializer,
+    DialingPolicySerializer,
     LatencyAnalyticsSerializer,
     PhoneNumberInputSerializer,
     PhoneNumberOutputSerializer,
+    RecordingSerializer,
 )
 from glassbox.api.exceptions import Conflict, ServiceUnavailable
 from glassbox.api.views import ListRetrieveMixin, TenantCRUDViewSet, TenantViewSet
@@ -55,17 +59,63 @@ class PhoneNumberViewSet(TenantCRUDViewSet):
 
 class CallViewSet(ListRetrieveMixin, TenantViewSet):
     """Calls, newest first. The detail view carries the transcript, the per-turn latency
-    timeline (``metrics``), tool calls and the post-call ``analysis``; calls are created
-    by carriers, not the API, and deleted by it (``DELETE``)."""
+    timeline (``metrics``), tool calls and the post-call ``analysis``. Inbound calls are
+    created by carriers; POST places an outbound call; DELETE removes a call and all it
+    recorded."""
 
     model = Call
+    input_serializer_class = CallCreateSerializer
     output_serializer_class = CallOutputSerializer
     filterset_class = CallFilter
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         if self.action == "retrieve":
             return CallDetailSerializer
+        if self.action == "create":
+            return CallCreateSerializer
         return CallOutputSerializer
+
+    @extend_schema(
+        request=CallCreateSerializer,
+        responses={201: CallOutputSerializer, 200: CallOutputSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat a request safely: the same key (per organization) "
+                "returns the call the first request placed, with 200, and dials nobody.",
+            )
+        ],
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Place an outbound call through the number's Twilio account.
+
+        ``to`` must be E.164, allowed by the dialing policy, and not premium-rate. Every
+        variable the agent's prompt, first message, voicemail line and tool parameters
+        use without a fallback must be given (400 naming the missing ones). Admission
+        (plan, concurrency) refusing is a 429; Twilio refusing is a call with status
+        ``failed`` and end reason ``dial-failed``."""
+        key = request.headers.get("Idempotency-Key", "")
+        if len(key) > 255:
+            raise serializers.ValidationError({"Idempotency-Key": "At most 255 characters."})
+        data = self.validated_input(request)
+        try:
+            call, created = outbound.call_create_outbound(
+                organization=self.organization,
+                agent=data["agent"],
+                phone_number=data["from_number"],
+                to=data["to"],
+                variables=data["variables"],
+                metadata=data["metadata"],
+                max_duration_s=data["max_duration_s"],
+                idempotency_key=key,
+            )
+        except outbound.OutboundRefused as exc:
+            raise Throttled(detail=exc.message) from exc
+        except outbound.OutboundError as exc:
+            raise serializers.ValidationError({exc.field: [exc.message]}) from exc
+        return self.output(call, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     def safely_get_queryset(self, queryset: QuerySet[Call]) -> QuerySet[Call]:
         return queryset.select_related("agent", "phone_number")
@@ -130,6 +180,48 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
         call = self.get_object()
         state = call_live_state(call=call)
         return Response({"live": False} if state is None else {"live": True, **state})
+
+    @extend_schema(methods=["GET"], responses=RecordingSerializer)
+    @extend_schema(methods=["DELETE"], responses={204: OpenApiResponse(description="Deleted.")})
+    @action(detail=True, methods=["get", "delete"], url_path="recording")
+    def recording(self, request: Request, pk: str | None = None) -> Response:
+        """The call's recording: a link valid for ``RECORDING_URL_TTL_S`` (``url`` is null
+        when the call has none). DELETE removes it from storage (a full-access key)."""
+        call = self.get_object()
+        if request.method == "DELETE":
+            if not recordings.call_recording_delete(call=call):
+                raise NotFound("This call has no recording.")
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        link = recordings.recording_link(call=call, request=request)
+        data = {
+            "status": "ready" if link is not None else "none",
+            "url": link.url if link is not None else None,
+            "expires_at": link.expires_at if link is not None else None,
+            "content_type": call.recording_content_type or None,
+            "channels": call.recording_channels,
+            "duration_ms": call.recording_duration_ms,
+            "size_bytes": call.recording_bytes,
+        }
+        return Response(RecordingSerializer(data).data)
+
+
+class DialingPolicyViewSet(TenantViewSet):
+    """Where your outbound calls may go: allowed and denied countries, premium numbers."""
+
+    model = DialingPolicy
+    input_serializer_class = DialingPolicySerializer
+    output_serializer_class = DialingPolicySerializer
+    pagination_class = None
+    filter_backends: list[Any] = []
+
+    def current(self, request: Request) -> Response:
+        return self.output(outbound.dialing_policy_get(organization=self.organization))
+
+    @extend_schema(request=DialingPolicySerializer, responses=DialingPolicySerializer)
+    def update_policy(self, request: Request) -> Response:
+        data = self.validated_input(request, partial=True)
+        policy = outbound.dialing_policy_update(organization=self.organization, data=data)
+        return self.output(policy)
 
 
 class AnalyticsViewSet(TenantViewSet):

@@ -6,4 +6,8 @@ class CallsConfig(AppConfig):
 
     def ready(self) -> None:
         # connects the call_ended receiver that schedules finalization
-        from calls import tasks  # noqa: F401
+        # connects the receivers that delete a recording with its call and on retention
+        from calls import (
+            recordings,  # noqa: F401
+            tasks,  # noqa: F401
+        )

@@ -18,12 +18,14 @@ from django.conf import settings
 
 from agents.models import Agent, Credential, Tool
 from calls.models import Call
+from calls.variables import snapshot_render
 from voice.config import (
     CallConfig,
     FallbackConfig,
     IdleConfig,
     InterruptionConfig,
     LLMConfig,
+    RecordingMode,
     STTConfig,
     ToolConfig,
     ToolKind,
@@ -83,6 +85,8 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
         "webhook_url": agent.webhook_url,
         "analysis": dict(agent.analysis),
         "fallback": dict(agent.fallback),
+        "voicemail": dict(agent.voicemail),
+        "recording": agent.recording,
     }
 
 
@@ -136,8 +140,18 @@ def _tool_config(raw: dict[str, Any], headers: dict[str, str]) -> ToolConfig:
     )
 
 
+def call_snapshot_rendered(call: Call) -> dict[str, Any]:
+    """The call's snapshot with its variables filled in (calls/variables.py)."""
+    builtins = {
+        "from_number": call.from_number,
+        "to_number": call.to_number,
+        "direction": call.direction,
+    }
+    return snapshot_render(call.agent_snapshot, call.variables or {}, builtins)
+
+
 def call_config_build(call: Call) -> CallConfig:
-    snap = call.agent_snapshot
+    snap = call_snapshot_rendered(call)
     tools = list(snap.get("tools", ()))
     headers = _tool_headers(call, tools)
     webhook_secret = ""
@@ -175,4 +189,5 @@ def call_config_build(call: Call) -> CallConfig:
         tts_fallbacks=fallbacks[Kind.TTS],
         fallback=from_plain(FallbackConfig, fallback),
         allowed_networks=tuple(settings.OUTBOUND_ALLOWED_NETWORKS),
+        recording=RecordingMode(snap.get("recording") or RecordingMode.OFF),
     )

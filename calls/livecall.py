@@ -22,10 +22,9 @@ from django.conf import settings
 
 from calls import control
 from calls.models import Call
-from calls.recorder import CallRecorder
 from voice.control import control_from_plain
 from voice.conversation import Conversation
-from voice.events import Event, TranscriptEntry, TurnTimeline
+from voice.events import Event, Sink, TranscriptEntry, TurnTimeline
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +38,15 @@ Notify = Callable[[str, Any], None]
 
 
 class LiveSink:
-    """The engine's sink: every event to the recorder, and a copy to the live call."""
+    """The engine's sink: every event to the call's own sink (the recorder), and a copy
+    to the live call."""
 
-    def __init__(self, recorder: CallRecorder, live: LiveCall) -> None:
-        self._recorder = recorder
+    def __init__(self, inner: Sink, live: LiveCall) -> None:
+        self._inner = inner
         self._live = live
 
     def emit(self, event: Event) -> None:
-        self._recorder.emit(event)
+        self._inner.emit(event)
         self._live.observe(event)
 
 

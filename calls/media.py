@@ -30,6 +30,7 @@ from calls.linecache import line_cache
 from calls.livecall import LiveCall, LiveSink
 from calls.models import Call
 from calls.recorder import CallRecorder
+from calls.recordings import RecordingStore
 from calls.signals import call_alive
 from voice.carriers.twilio import (
     Dtmf,
@@ -43,10 +44,12 @@ from voice.carriers.twilio import (
     TwilioOutput,
 )
 from voice.carriers.twilio_rest import TwilioRestClient, TwilioRestError
-from voice.config import CallConfig
+from voice.config import CallConfig, RecordingMode
 from voice.conversation import Conversation
-from voice.events import CallEnded, EndReason
+from voice.events import CallEnded, EndReason, Sink
 from voice.providers.registry import build_llm, build_stt, build_tts
+from voice.recording import CallRecording, MutingSink, RecordingOutput
+from voice.transport import CarrierOutput
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +155,15 @@ class MediaSession:
         self.ignored_errors = 0
         self.output: TwilioOutput | None = None
         self.live = LiveCall(call)  # live state and control (calls/livecall.py)
+        self.recording: CallRecording | None = None
+        self.started_at: float | None = None  # when ``start`` arrived (the loop's clock)
+        self.recording_store = RecordingStore(call)
 
     async def run(self) -> None:
         recorder = CallRecorder(self.call)
         try:
             start = await asyncio.wait_for(self._await_start(), START_TIMEOUT_S)
+            self.started_at = asyncio.get_running_loop().time()
         except TimeoutError:
             await self._abort(recorder, CLOSE_TIMEOUT, "no start event", EndReason.ERROR)
             return
@@ -189,6 +196,7 @@ class MediaSession:
         await database_sync_to_async(services.call_stream_started)(
             call=self.call, stream_sid=start.stream_sid
         )
+        recording = self.recording
         try:
             async with asyncio.TaskGroup() as tg:
                 engine = tg.create_task(self._engine(conversation))
@@ -196,15 +204,27 @@ class MediaSession:
                 heartbeat = tg.create_task(self._heartbeat())
                 tg.create_task(recorder.run())
                 self.live.start(conversation)
+                writer = tg.create_task(recording.run()) if recording is not None else None
                 await engine
                 reader.cancel()
                 heartbeat.cancel()
+                if recording is not None:
+                    recording.end()
         finally:
             await self.live.close()
             if rest is not None:
                 await rest.aclose()
             if not recorder.ended:
                 await recorder.drain(RECORDER_DRAIN_S)
+        audio = writer.result() if writer is not None else None
+        if audio is not None:
+            try:
+                async with asyncio.timeout(settings.RECORDING_STORE_TIMEOUT_S):
+                    await self.recording_store.store(audio)
+            except TimeoutError:
+                logger.warning(
+                    "call %s: recording upload timed out; kept at %s", self.call.pk, audio.path
+                )
 
     async def _await_start(self) -> Start:
         """``connected`` may come first; anything else before ``start`` is fatal."""
@@ -275,13 +295,26 @@ class MediaSession:
         )
         if start.media_format != config.carrier_format:
             config = replace(config, carrier_format=start.media_format)
+        output: CarrierOutput = self.output
+        if config.recording is not RecordingMode.OFF:
+            self.recording = CallRecording(
+                config.recording,
+                config.carrier_format,
+                self.recording_store,
+                started_at=self.started_at,
+                call_id=str(self.call.pk),
+            )
+            output = RecordingOutput(self.output, self.recording)
+            sink: Sink = MutingSink(recorder, self.recording)
+        else:
+            sink = recorder
         return Conversation(
             config,
             stt=build_stt(config.stt),
             llm=build_llm(config.llm),
             tts=build_tts(config.tts),
-            output=self.output,
-            sink=LiveSink(recorder, self.live),
+            output=output,
+            sink=LiveSink(sink, self.live),
             stt_fallbacks=[build_stt(c) for c in config.stt_fallbacks],
             llm_fallbacks=[build_llm(c) for c in config.llm_fallbacks],
             tts_fallbacks=[build_tts(c) for c in config.tts_fallbacks],
@@ -311,6 +344,8 @@ class MediaSession:
                 if isinstance(event, Media):
                     if event.track == "inbound" or not event.track:
                         conversation.feed_audio(event.payload)
+                        if self.recording is not None:
+                            self.recording.caller(event.payload, event.timestamp)
                 elif isinstance(event, Mark):
                     # a mark echoed because of our clear was not played
                     if self.output.mark_echoed(event.name) is not MarkStatus.CLEARED:
@@ -326,6 +361,9 @@ class MediaSession:
             await self.socket.close(CLOSE_PROTOCOL, str(exc))
             conversation.carrier_failed(_protocol_detail(exc))
             return
+        finally:
+            if self.recording is not None:  # nothing is heard after the stream ends
+                self.recording.caller_gone()
         conversation.caller_hung_up()
 
     async def _abort(

@@ -29,6 +29,9 @@ class PhoneNumber(TenantModel):
         on_delete=models.SET_NULL,
         related_name="phone_numbers",
     )
+    # Asked for variables (and agent overrides) before an inbound call is answered
+    # (calls/lookup.py); signed with the agent's webhook secret. "" for none.
+    lookup_url = models.URLField(max_length=2000, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -114,6 +117,9 @@ class Call(TenantModel):
     llm_prompt_tokens = models.PositiveIntegerField(default=0)
     llm_completion_tokens = models.PositiveIntegerField(default=0)
     tts_characters = models.PositiveIntegerField(default=0)
+    # preemptive replies prepared and discarded (their tokens are inside the two above)
+    discarded_llm_requests = models.PositiveIntegerField(default=0)
+    discarded_llm_tokens = models.PositiveIntegerField(default=0)
     # providers replaced during the call, in order: {stage, from, to, reason, at_ms}
     fallbacks = models.JSONField(default=list, blank=True)
     # secure digit captures (voice.events.SecureCapture): {tool, turn_index, start_ms,
@@ -131,18 +137,63 @@ class Call(TenantModel):
     analyzed_at = models.DateTimeField(null=True, blank=True)
     # the organization's transcript retention deleted the transcript and tool calls
     transcript_purged_at = models.DateTimeField(null=True, blank=True)
+    # Per-call variables (calls/variables.py), escaped; filled into the snapshot's
+    # templates when the engine's configuration is built.
+    variables = models.JSONField(default=dict, blank=True)
+    # The tenant's own data, returned as given (at most 16 KB).
+    metadata = models.JSONField(default=dict, blank=True)
+    # Outbound: the API's Idempotency-Key ("" when none); unique per organization.
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    # Outbound with answering-machine detection: the carrier's verdict (human,
+    # machine_start, machine_end_beep, ..., fax, unknown), how long it took, and what
+    # the agent's voicemail policy did (hangup, left-message, or "" for a human).
+    answered_by = models.CharField(max_length=32, blank=True)
+    amd_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    voicemail_action = models.CharField(max_length=16, blank=True)
+    # The recording (calls/recordings.py): its name in the "recordings" storage, "" when
+    # there is none (never made, or deleted).
+    recording_name = models.CharField(max_length=300, blank=True)
+    recording_content_type = models.CharField(max_length=32, blank=True)
+    recording_channels = models.PositiveSmallIntegerField(null=True, blank=True)
+    recording_duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    recording_bytes = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ("-started_at", "-id")
         constraints = [
             models.UniqueConstraint(
                 fields=("carrier", "carrier_call_sid"), name="call_unique_carrier_sid"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=("organization", "idempotency_key"),
+                condition=~models.Q(idempotency_key=""),
+                name="call_unique_org_idempotency_key",
+            ),
         ]
         indexes = [models.Index(fields=("organization", "-started_at"))]
 
     def __str__(self) -> str:
         return f"{self.direction} {self.from_number} -> {self.to_number} ({self.status})"
+
+
+class DialingPolicy(TenantModel):
+    """Where an organization's outbound calls may go (one row per organization).
+
+    Country codes are ISO 3166 regions ("US", "GB"), as the number's own metadata says
+    (libphonenumber). Empty ``allowed_countries``: anywhere not denied. Premium-rate and
+    shared-cost numbers are refused unless ``allow_premium``; so are the platform's
+    ``OUTBOUND_REFUSED_PREFIXES`` whatever this says.
+    """
+
+    allowed_countries = models.JSONField(default=list, blank=True)
+    denied_countries = models.JSONField(default=list, blank=True)
+    allow_premium = models.BooleanField(default=False)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("organization",), name="dialing_policy_one_per_org")
+        ]
 
 
 class TranscriptEntry(TenantModel):
@@ -168,6 +219,10 @@ TURN_STAGES = (
     "llm_ttft_ms",
     "tts_ttfb_ms",
 )
+# Derived stages kept in the timeline JSON only (no column, not aggregated yet): the VAD's
+# hangover and the LLM's first clause (issue 16), shown per turn by the API and the
+# waterfall.
+TIMELINE_STAGES = ("vad_hangover_ms", "llm_first_clause_ms")
 
 
 class TurnMetric(TenantModel):
@@ -209,6 +264,19 @@ class TurnMetric(TenantModel):
                 name="turn_org_started_cover",
             )
         ]
+
+    def _timeline_stage(self, key: str) -> float | None:
+        value = self.timeline.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def vad_hangover_ms(self) -> float | None:
+        """From the stored timeline (see TIMELINE_STAGES); None for older turns."""
+        return self._timeline_stage("vad_hangover_ms")
+
+    @property
+    def llm_first_clause_ms(self) -> float | None:
+        return self._timeline_stage("llm_first_clause_ms")
 
 
 class ToolInvocation(TenantModel):

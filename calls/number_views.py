@@ -21,7 +21,7 @@ from glassbox.pageforms import FormField, PageForm
 from tenants.models import Organization, Role
 from tenants.web import OrgRequest, org_required
 
-FIELDS = ["number", "name", "carrier", "credential", "agent"]
+FIELDS = ["number", "name", "carrier", "credential", "agent", "lookup_url"]
 
 
 def phone_number_form(
@@ -49,6 +49,11 @@ def phone_number_form(
             "Agent",
             "Answers the number's calls. Without one, callers hear it is not in service.",
             blank_label="No agent",
+        ),
+        FormField(
+            "lookup_url",
+            "Lookup webhook URL",
+            "Optional. Asked for call variables before each inbound call is answered.",
         ),
     ]
     initial = PhoneNumberOutputSerializer(phone_number).data if phone_number else None

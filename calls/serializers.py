@@ -10,17 +10,20 @@ from agents.serializers import e164
 from calls.analytics import DEFAULT_PERIOD, PERIODS
 from calls.models import (
     PHONE_CARRIERS,
+    TIMELINE_STAGES,
     TURN_STAGES,
     AnalysisStatus,
     Call,
     CallControlAction,
     Carrier,
+    DialingPolicy,
     PhoneNumber,
     ToolInvocation,
     TranscriptEntry,
     TurnMetric,
 )
-from glassbox.api.fields import E164_PATTERN, TenantPrimaryKeyRelatedField
+from glassbox.api.fields import E164_PATTERN, SafeJSONObjectField, TenantPrimaryKeyRelatedField
+from glassbox.outbound import validate_outbound_url
 
 
 # Input and output share a component name: the schema calls them PhoneNumberRequest / PhoneNumber.
@@ -40,6 +43,14 @@ class PhoneNumberInputSerializer(serializers.Serializer):
     agent = TenantPrimaryKeyRelatedField(
         model=Agent, allow_null=True, default=None, help_text="The agent that answers calls."
     )
+    lookup_url = serializers.URLField(
+        max_length=2000,
+        allow_blank=True,
+        default="",
+        validators=[validate_outbound_url],
+        help_text="Asked for call variables before an inbound call is answered "
+        "(signed with the agent's webhook secret); '' for none.",
+    )
 
     def validate_number(self, value: str) -> str:
         return e164(value)
@@ -47,9 +58,21 @@ class PhoneNumberInputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="PhoneNumber")
 class PhoneNumberOutputSerializer(serializers.ModelSerializer):
+    lookup_url = serializers.CharField(help_text="A URL, or '' when unset.")
+
     class Meta:
         model = PhoneNumber
-        fields = ("id", "number", "name", "carrier", "credential", "agent", "created", "updated")
+        fields = (
+            "id",
+            "number",
+            "name",
+            "carrier",
+            "credential",
+            "agent",
+            "lookup_url",
+            "created",
+            "updated",
+        )
         read_only_fields = fields
 
 
@@ -82,6 +105,13 @@ class TurnMetricSerializer(serializers.ModelSerializer):
     fallbacks = serializers.SerializerMethodField(
         help_text="Providers replaced during this turn (a late first token, an error)."
     )
+    vad_hangover_ms = serializers.SerializerMethodField(
+        help_text="The caller's last audible sound -> the VAD's end of speech (null: not "
+        "measured on this turn)."
+    )
+    llm_first_clause_ms = serializers.SerializerMethodField(
+        help_text="The LLM's first token -> its first speakable clause sent to the TTS."
+    )
 
     class Meta:
         model = TurnMetric
@@ -90,13 +120,23 @@ class TurnMetricSerializer(serializers.ModelSerializer):
             "kind",
             "interrupted",
             *TURN_STAGES,
+            *TIMELINE_STAGES,
             "timeline",
             "fallbacks",
         )
         read_only_fields = fields
 
     def get_timeline(self, obj: TurnMetric) -> dict[str, float | None]:
-        return {k: v for k, v in obj.timeline.items() if k.endswith("_ms") and k not in TURN_STAGES}
+        derived = (*TURN_STAGES, *TIMELINE_STAGES)
+        return {k: v for k, v in obj.timeline.items() if k.endswith("_ms") and k not in derived}
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_vad_hangover_ms(self, obj: TurnMetric) -> float | None:
+        return obj.vad_hangover_ms
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_llm_first_clause_ms(self, obj: TurnMetric) -> float | None:
+        return obj.llm_first_clause_ms
 
     @extend_schema_field(FallbackEventSerializer(many=True))
     def get_fallbacks(self, obj: TurnMetric) -> list[dict[str, Any]]:
@@ -133,7 +173,14 @@ _CALL_FIELDS = (
     "tts_characters",
     "analysis_prompt_tokens",
     "analysis_completion_tokens",
+    "discarded_llm_requests",
+    "discarded_llm_tokens",
     "fallback_count",
+    "variables",
+    "metadata",
+    "answered_by",
+    "amd_duration_ms",
+    "voicemail_action",
 )
 
 
@@ -230,6 +277,49 @@ class CallDetailSerializer(CallOutputSerializer):
             "transcript_purged_at",
         )
         read_only_fields = fields
+
+
+class CallCreateSerializer(serializers.Serializer):
+    """An outbound call. ``variables`` fill the agent's ``{{name}}`` placeholders."""
+
+    agent = TenantPrimaryKeyRelatedField(model=Agent, help_text="The agent that talks.")
+    from_number = TenantPrimaryKeyRelatedField(
+        model=PhoneNumber, help_text="One of your phone numbers (its id): the caller ID."
+    )
+    to = serializers.CharField(max_length=32, help_text="E.164, e.g. +14155550123.")
+    variables = SafeJSONObjectField(
+        default=dict,
+        help_text="Values for the agent's {{name}} placeholders: strings, numbers, booleans.",
+    )
+    metadata = SafeJSONObjectField(default=dict, help_text="Your own data, returned as given.")
+    max_duration_s = serializers.FloatField(
+        min_value=10.0,
+        max_value=4 * 3600.0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Overrides the agent's maximum duration for this call.",
+    )
+
+
+class DialingPolicySerializer(serializers.ModelSerializer):
+    allowed_countries = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Z]{2}$", max_length=2),
+        max_length=300,
+        required=False,
+        help_text="ISO 3166 codes (US, GB); empty: every country not denied.",
+    )
+    denied_countries = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Z]{2}$", max_length=2),
+        max_length=300,
+        required=False,
+        help_text="ISO 3166 codes never called.",
+    )
+
+    class Meta:
+        model = DialingPolicy
+        fields = ("allowed_countries", "denied_countries", "allow_premium", "updated")
+        read_only_fields = ("updated",)
 
 
 # -- analytics -------------------------------------------------------------------------
@@ -345,3 +435,26 @@ class CallControlInputSerializer(serializers.Serializer):
     text = serializers.CharField(required=False, max_length=1000)
     to = serializers.CharField(required=False, max_length=200)
     detail = serializers.CharField(required=False, max_length=1000, allow_blank=True)
+
+
+RECORDING_STATUSES = ("ready", "none")
+
+
+class RecordingSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=RECORDING_STATUSES,
+        help_text="'none': the agent records nothing, the call is still running, or the "
+        "recording was deleted.",
+    )
+    url = serializers.URLField(
+        allow_null=True,
+        help_text="A short-lived link to the audio (S3: presigned; local storage: a signed "
+        "token). Fetch a new one once it expires.",
+    )
+    expires_at = serializers.DateTimeField(allow_null=True)
+    content_type = serializers.CharField(allow_null=True, help_text="audio/mpeg")
+    channels = serializers.IntegerField(
+        allow_null=True, help_text="2: caller left, agent right; 1: both mixed."
+    )
+    duration_ms = serializers.IntegerField(allow_null=True)
+    size_bytes = serializers.IntegerField(allow_null=True)

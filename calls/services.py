@@ -87,7 +87,14 @@ class CallSidConflict(Exception):
 
 
 def call_create_inbound(
-    *, phone_number: PhoneNumber, carrier_call_sid: str, from_number: str, to_number: str
+    *,
+    phone_number: PhoneNumber,
+    carrier_call_sid: str,
+    from_number: str,
+    to_number: str,
+    variables: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Call:
     """The carrier told us about a new inbound call: record it with a frozen agent snapshot.
 
@@ -96,6 +103,9 @@ def call_create_inbound(
     A SID that names a call on another number raises CallSidConflict: a tenant signs its
     webhooks with its own token, so it can put any SID in them, including one of another
     tenant's calls.
+
+    ``variables`` and ``overrides`` (agent settings replaced for this call) come from the
+    number's lookup webhook (calls/lookup.py), when it has one.
     """
     from calls.callconfig import agent_snapshot
 
@@ -118,7 +128,9 @@ def call_create_inbound(
         carrier=phone_number.carrier,
         carrier_call_sid=carrier_call_sid,
         status=CallStatus.RINGING,
-        agent_snapshot=agent_snapshot(agent),
+        agent_snapshot={**agent_snapshot(agent), **(overrides or {})},
+        variables=variables or {},
+        metadata=metadata or {},
         stream_nonce=secrets.token_hex(16),
         started_at=timezone.now(),
     )
@@ -359,6 +371,8 @@ def call_end(*, call: Call, ended: CallEnded) -> Call:
         call.llm_prompt_tokens = ended.usage.llm_prompt_tokens
         call.llm_completion_tokens = ended.usage.llm_completion_tokens
         call.tts_characters = ended.usage.tts_characters
+        call.discarded_llm_requests = ended.usage.discarded_llm_requests
+        call.discarded_llm_tokens = ended.usage.discarded_llm_tokens
         call.fallbacks = list(ended.fallbacks)
         if call.ended_at is None:
             call.ended_at = timezone.now()
@@ -374,6 +388,8 @@ def call_end(*, call: Call, ended: CallEnded) -> Call:
                 "llm_prompt_tokens",
                 "llm_completion_tokens",
                 "tts_characters",
+                "discarded_llm_requests",
+                "discarded_llm_tokens",
                 "fallbacks",
                 "ended_at",
                 "status",

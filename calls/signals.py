@@ -13,6 +13,8 @@
 - ``turn_stored``: one turn's transcript line was stored (``call`` and ``turn``: the
   TranscriptTurn); receivers must be cheap (they run on the call's path).
 - ``call_analyzed``: post-call analysis finished (or failed for good) and is stored on the call.
+- ``call_sid_assigned``: an outbound call, placed under a placeholder SID, got its
+  carrier SID (``previous_sid``: the placeholder); billing moves its concurrency slot.
 - ``recording_ready``: the call's recording is finished and stored.
 - ``call_deleting``: the call is about to be deleted (``DELETE /api/v1/calls/{id}/`` or the
   dashboard), inside the deleting transaction. Receivers remove what they keep outside
@@ -36,3 +38,4 @@ call_analyzed = Signal()
 recording_ready = Signal()
 call_deleting = Signal()
 recordings_expired = Signal()
+call_sid_assigned = Signal()

@@ -15,7 +15,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from calls import analytics, retention, selectors
+from calls import analytics, recordings, retention, selectors
 from calls.charts import Series, column_chart
 from calls.forms import PERIOD_LABELS, AnalyticsForm, CallFilterForm
 from calls.waterfall import STAGES as WATERFALL_STAGES
@@ -187,3 +187,14 @@ def call_delete(request: OrgRequest, call_id: int) -> HttpResponse:
         "error": error,
     }
     return render(request, "tenants/confirm.html", context, status=503 if error else 200)
+
+
+@org_required(min_role=Role.ADMIN, write_role=Role.ADMIN)
+def call_recording_delete(request: OrgRequest, call_id: int) -> HttpResponse:
+    """Delete a call's recording (admins): a confirmation page, then the POST."""
+    call = selectors.access_call(organization=request.organization, call_id=call_id)
+    if request.method == "POST":
+        if recordings.call_recording_delete(call=call):
+            messages.success(request, f"The recording of call {call.pk} was deleted.")
+        return redirect("calls:call-detail", call_id=call.pk)
+    return render(request, "calls/call_recording_delete.html", {"call": call})

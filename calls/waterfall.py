@@ -1,14 +1,18 @@
 """Geometry of a call's latency waterfall, drawn server-side as SVG.
 
 One row per assistant turn, one lane per stage, on a millisecond axis shared by every
-row: 0 is the moment the caller stopped speaking (VAD), so rows line up and a slow turn
-stands out. A pure function of the turns' timelines (``TurnTimeline.as_dict()``, as
+row: 0 is the moment the caller stopped speaking (their last audible sound, or the VAD's
+end of speech for turns recorded before the audible end was), so rows line up and a slow
+turn stands out. A pure function of the turns' timelines (``TurnTimeline.as_dict()``, as
 stored in ``TurnMetric.timeline``); the template only draws what it returns.
 
-The platform's overhead is not one contiguous span: it is the sum of the hand-offs
-between stages (end of turn -> LLM request, first token -> TTS text, first audio ->
-sent). Its bar has that total length and ends where the first audio left for the
-caller, so the bars of a row add up to voice-to-voice.
+The VAD's hangover (the caller's last sound -> the VAD's end of speech) and the LLM's
+first clause (first token -> first speakable chunk to the TTS) are stages of their own:
+neither is our processing. The platform's overhead is not one contiguous span: it is the
+sum of the hand-offs between stages (end of turn -> LLM request, first clause -> TTS,
+first audio -> sent). Its bar has that total length and ends where the first audio left
+for the caller, so the bars of a row (less STT lag, which runs beside endpointing) add
+up to voice-to-voice.
 """
 
 from __future__ import annotations
@@ -21,16 +25,30 @@ from typing import Any
 # (stage key, label, raw start mark, raw end mark, colour). The colours keep a 3:1
 # contrast against white and differ in lightness, so the lanes read in greyscale too.
 STAGES: tuple[tuple[str, str, str, str, str], ...] = (
+    ("vad_hangover", "VAD hangover", "user_audio_end_ms", "user_speech_end_ms", "#505a5f"),
     ("endpointing", "Endpointing", "user_speech_end_ms", "end_of_turn_ms", "#6b4fbb"),
     ("stt_lag", "STT lag", "user_speech_end_ms", "stt_final_ms", "#8f6a00"),
     ("llm_ttft", "LLM first token", "llm_request_ms", "llm_first_token_ms", "#1d70b8"),
+    (
+        "llm_first_clause",
+        "LLM first clause",
+        "llm_first_token_ms",
+        "tts_first_text_ms",
+        "#003078",
+    ),
     ("tts_ttfb", "TTS first byte", "tts_first_text_ms", "tts_first_audio_ms", "#00703c"),
     ("platform_overhead", "Platform overhead", "", "first_audio_sent_ms", "#d4351c"),
 )
 PLAYBACK_COLOUR = "#b1b4b6"
 INTERRUPT_COLOUR = "#d4351c"
 # Where a row's zero is, in order of preference: a greeting has no caller speech.
-ANCHORS = ("user_speech_end_ms", "end_of_turn_ms", "llm_request_ms", "tts_first_text_ms")
+ANCHORS = (
+    "user_audio_end_ms",
+    "user_speech_end_ms",
+    "end_of_turn_ms",
+    "llm_request_ms",
+    "tts_first_text_ms",
+)
 
 LANE_HEIGHT = 8
 LANE_GAP = 2
@@ -165,7 +183,9 @@ def waterfall_layout(turns: Sequence[Mapping[str, Any]], *, width: int = 960) ->
         kind = str(timeline.get("kind") or "reply")
         label = f"Turn {index}" + ("" if kind == "reply" else f" · {kind}")
         # Anchored on the caller's end of speech (not a greeting's fallback anchor)?
-        heard = _num(timeline.get("user_speech_end_ms")) is not None
+        heard = any(
+            _num(timeline.get(k)) is not None for k in ("user_audio_end_ms", "user_speech_end_ms")
+        )
         bars: list[Bar] = []
         lane_y = y + ROW_HEADER
         for stage, stage_label, _, _, colour in STAGES:

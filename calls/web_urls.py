@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from calls import views, webcall_views
+from calls import recordings, views, webcall_views
 
 app_name = "calls"
 
@@ -16,4 +16,10 @@ urlpatterns = [
     path("agents/<int:agent_id>/talk/", webcall_views.agent_talk, name="agent-talk"),
     path("agents/<int:agent_id>/widget/", webcall_views.agent_widget, name="agent-widget"),
     path("calls/<int:call_id>/control/", webcall_views.call_control_page, name="call-control"),
+    path(
+        "calls/<int:call_id>/recording/delete/",
+        views.call_recording_delete,
+        name="call-recording-delete",
+    ),
+    path("recordings/<str:token>/", recordings.recording_file, name="recording-file"),
 ]

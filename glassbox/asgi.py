@@ -20,6 +20,7 @@ from calls.sweeper import (  # noqa: E402
     calls_spool_replay_periodically,
     calls_sweep_periodically,
 )
+from campaigns.ticker import campaigns_tick_periodically  # noqa: E402
 from glassbox.routing import websocket_urlpatterns  # noqa: E402
 
 logger = logging.getLogger("glassbox.websocket")
@@ -41,8 +42,9 @@ async def websocket_not_found(scope: dict[str, Any], receive: Any, send: Any) ->
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Start and stop the process's background work with the server.
 
-    The replay of the call recorder's local spool, and the call sweep where no celery
-    beat runs it (``CALLS_SWEEP_INTERVAL_S`` > 0, the embedded default): calls/sweeper.py.
+    The replay of the call recorder's local spool, and the call sweep and campaign tick
+    where no celery beat runs them (``CALLS_SWEEP_INTERVAL_S`` / ``CAMPAIGNS_TICK_INTERVAL_S``
+    > 0, the embedded default): calls/sweeper.py, campaigns/ticker.py.
     Django itself has no lifespan support; this handler is why the server can run with
     ``--lifespan on``.
     """
@@ -56,6 +58,9 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             sweep = float(settings.CALLS_SWEEP_INTERVAL_S)
             if sweep > 0:
                 jobs.append(asyncio.create_task(calls_sweep_periodically(interval_s=sweep)))
+            tick = float(settings.CAMPAIGNS_TICK_INTERVAL_S)
+            if tick > 0:
+                jobs.append(asyncio.create_task(campaigns_tick_periodically(interval_s=tick)))
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for job in jobs:

@@ -10,6 +10,7 @@ refuses to start.
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "agents",
     "calls",
     "billing",
+    "campaigns",
 ]
 
 MIDDLEWARE = [
@@ -213,7 +215,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Started without it (a bare `uvicorn` with DEBUG=0), WhiteNoise serves the files straight
 # from the apps through the finders, so /admin/ and /api/docs/ work either way.
 _MANIFEST = Path(STATIC_ROOT) / "staticfiles.json"
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -222,6 +224,42 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG or not _MANIFEST.is_file()
+
+# --- Call recordings (calls/recordings.py, README "What a call records") ------------------
+# Written to RECORDING_SPOOL_DIR (local disk) while the call runs, then kept in the
+# "recordings" storage: files under MEDIA_ROOT/recordings by default, or any S3-compatible
+# store when RECORDINGS_S3_BUCKET is set (AWS_S3_ENDPOINT_URL for MinIO, R2, ...).
+MEDIA_ROOT = Path(env.path("MEDIA_ROOT", default=VAR_DIR / "media"))
+RECORDING_SPOOL_DIR = Path(env.path("RECORDING_SPOOL_DIR", default=VAR_DIR / "recording-spool"))
+# Links to a recording (the API's and the call page's player) are valid this long.
+RECORDING_URL_TTL_S = env.int("RECORDING_URL_TTL_S", default=600)
+# After the call: the longest the upload to the storage may take before it is given up
+# (the file then stays in RECORDING_SPOOL_DIR and the failure is logged).
+RECORDING_STORE_TIMEOUT_S = env.float("RECORDING_STORE_TIMEOUT_S", default=120.0)
+RECORDINGS_S3_BUCKET = env.str("RECORDINGS_S3_BUCKET", default="")
+if RECORDINGS_S3_BUCKET:
+    STORAGES["recordings"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": RECORDINGS_S3_BUCKET,
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+            "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("RECORDINGS_S3_PREFIX", default="recordings"),
+            "default_acl": None,  # private: read through short-lived signed URLs only
+            "querystring_auth": True,
+            "querystring_expire": RECORDING_URL_TTL_S,
+            "file_overwrite": False,
+            "signature_version": "s3v4",
+        },
+    }
+else:
+    STORAGES["recordings"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # base_url None: never served as static media, only through a signed link
+        "OPTIONS": {"location": str(MEDIA_ROOT / "recordings"), "base_url": None},
+    }
 
 CSRF_FAILURE_VIEW = "glassbox.api.errors.csrf_failure"
 
@@ -387,6 +425,11 @@ SPECTACULAR_SETTINGS = {
         "STTProviderEnum": "agents.serializers.STT_PROVIDERS",
         "LLMProviderEnum": "agents.serializers.LLM_PROVIDERS",
         "TTSProviderEnum": "agents.serializers.TTS_PROVIDERS",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "ContactStatusEnum": "campaigns.models.ContactStatus",
+        # several fields named "status": the call's keeps the name it always had
+        "StatusEnum": "calls.models.CallStatus",
+        "RecordingStatusEnum": "calls.serializers.RECORDING_STATUSES",
     },
 }
 
@@ -426,3 +469,25 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 # --- end billing block --------------------------------------------------------------------
+
+# --- Outbound calls and campaigns (calls/outbound.py, campaigns/) -------------------------
+# Number prefixes no organization may call, whatever its dialing policy (premium-rate and
+# shared-cost numbers are refused by default too, from libphonenumber's metadata).
+OUTBOUND_REFUSED_PREFIXES = env.list("OUTBOUND_REFUSED_PREFIXES", default=["+1900", "+1976"])
+# An inbound number's lookup webhook (calls/lookup.py) has this long, all in: the caller
+# is waiting for the call to be answered.
+NUMBER_LOOKUP_TIMEOUT_S = env.float("NUMBER_LOOKUP_TIMEOUT_S", default=2.0)
+# Campaigns are driven by call ends; this tick catches retries whose delay has passed and
+# calling windows that opened (and campaigns whose worker restarted).
+CAMPAIGN_TICK_S = env.float("CAMPAIGN_TICK_S", default=30.0)
+# A contact still "dialing" this long after it was claimed lost its worker mid-dial: it is
+# failed (never dialed again: Twilio may have placed the call).
+CAMPAIGN_DIAL_STALE_S = env.float("CAMPAIGN_DIAL_STALE_S", default=120.0)
+# Without celery beat (no REDIS_URL) the web process ticks campaigns itself (0: off).
+CAMPAIGNS_TICK_INTERVAL_S = env.float(
+    "CAMPAIGNS_TICK_INTERVAL_S", default=0.0 if REDIS_URL else CAMPAIGN_TICK_S
+)
+CELERY_BEAT_SCHEDULE["campaigns-tick"] = {
+    "task": "campaigns.tasks.campaigns_tick",
+    "schedule": CAMPAIGN_TICK_S,
+}

@@ -12,6 +12,12 @@ urlpatterns = [
     path("telephony/twilio/status/", twilio_views.status, name="twilio-status"),
     # The embeddable widget's public endpoint (calls/widget.py): a public key, CORS.
     path("widget/v1/web-calls/", widget.widget_web_call, name="widget-web-call"),
+    path(
+        "telephony/twilio/outbound/<int:call_id>/",
+        twilio_views.outbound_answer,
+        name="twilio-outbound",
+    ),
+    path("telephony/twilio/amd/<int:call_id>/", twilio_views.amd, name="twilio-amd"),
     # Stripe's webhook (billing/webhooks.py): JSON errors like the rest of /api/.
     path("api/", include("billing.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -27,6 +33,7 @@ urlpatterns = [
     path("", include("agents.web_urls")),
     path("", include("calls.web_urls")),
     path("", include("billing.web_urls")),
+    path("", include("campaigns.web_urls")),
 ]
 
 # Under /api/ these answer with the API's JSON error shape; elsewhere Django's pages.

@@ -62,3 +62,17 @@ def _fresh_channel_layers() -> Iterator[None]:
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture
+def eager_tasks(settings: Any) -> Iterator[None]:
+    """Celery tasks run in the test's own thread, as they do without Redis. Celery copies
+    its configuration from the settings when it first needs it, so a settings change alone
+    is not seen once another test has used Celery: the app's own copy is switched too."""
+    from glassbox.celery import app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

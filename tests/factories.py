@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -23,12 +23,14 @@ from calls.models import (
     Call,
     CallControlAction,
     CallStatus,
+    DialingPolicy,
     PhoneNumber,
     ToolInvocation,
     TranscriptEntry,
     TurnMetric,
     WidgetKey,
 )
+from calls.outbound import dialing_policy_get
 from calls.services import (
     call_create_inbound,
     call_end,
@@ -36,6 +38,8 @@ from calls.services import (
     call_record_turn,
     phone_number_create,
 )
+from campaigns.models import Campaign, CampaignContact, StopListEntry
+from campaigns.services import campaign_create, stop_list_add
 from tenants.models import (
     ApiKey,
     AuditAction,
@@ -190,24 +194,29 @@ def turn_timeline(
     playback_ms: float = 1800.0,
     interrupted_after_ms: float | None = None,
     kind: TurnKind = TurnKind.REPLY,
+    llm_first_clause_ms: float = 0.0,
+    vad_hangover_ms: float | None = None,
 ) -> TurnTimeline:
     """A realistic assistant turn whose derived stages are exactly the given numbers.
 
-    The platform's overhead is split across the hand-offs between stages, as in a real
-    call (end of turn -> LLM request, first token -> TTS text, first audio -> sent).
+    ``speech_end_ms`` is the VAD's end of speech; with ``vad_hangover_ms`` the caller's
+    audible end is that much earlier. The platform's overhead is split across the
+    hand-offs between stages, as in a real call (end of turn -> LLM request, first audio
+    -> sent).
     """
-    third = overhead_ms / 3
+    half = overhead_ms / 2
     end_of_turn = speech_end_ms + endpointing_ms
-    llm_request = end_of_turn + third
+    llm_request = end_of_turn + half
     first_token = llm_request + llm_ttft_ms
-    first_text = first_token + third
+    first_text = first_token + llm_first_clause_ms
     first_audio = first_text + tts_ttfb_ms
-    sent = first_audio + (overhead_ms - 2 * third)
+    sent = first_audio + (overhead_ms - half)
     return TurnTimeline(
         turn_index=turn_index,
         kind=kind,
         user_speech_start_ms=speech_end_ms - 1400.0,
         user_speech_end_ms=speech_end_ms,
+        user_audio_end_ms=None if vad_hangover_ms is None else speech_end_ms - vad_hangover_ms,
         stt_final_ms=speech_end_ms + stt_lag_ms,
         end_of_turn_ms=end_of_turn,
         llm_request_ms=llm_request,
@@ -329,6 +338,45 @@ def make_audit_log_entry(organization: Organization, **data: Any) -> AuditLogEnt
     return audit_record(**fields)
 
 
+def make_dialing_policy(organization: Organization, **data: Any) -> DialingPolicy:
+    policy = dialing_policy_get(organization=organization)
+    for field, value in data.items():
+        setattr(policy, field, value)
+    if data:
+        policy.save()
+    return policy
+
+
+def make_campaign(organization: Organization, **data: Any) -> Campaign:
+    contacts = data.pop("contacts", [])
+    numbers = data.pop("from_numbers", None) or [make_phone_number(organization)]
+    fields: dict[str, Any] = {
+        "name": f"Campaign {next(_seq)}",
+        "agent": data.pop("agent", None) or make_agent(organization),
+        "from_numbers": numbers,
+        "window_start": time(0, 0),
+        "window_end": time(23, 59, 59),
+        # Paused: a factory's campaign dials nobody unless a test resumes it.
+        "status": "paused",
+    }
+    fields.update(data)
+    return campaign_create(organization=organization, data=fields, contacts=contacts)
+
+
+def make_campaign_contact(organization: Organization, **data: Any) -> CampaignContact:
+    campaign = data.pop("campaign", None) or make_campaign(organization)
+    fields: dict[str, Any] = {"number": f"+1415666{next(_seq) % 10000:04d}"}
+    fields.update(data)
+    return CampaignContact.objects.for_org(organization).create(
+        organization=organization, campaign=campaign, **fields
+    )
+
+
+def make_stop_list_entry(organization: Organization, **data: Any) -> StopListEntry:
+    number = data.pop("number", f"+1415777{next(_seq) % 10000:04d}")
+    return stop_list_add(organization=organization, number=number, **data)
+
+
 FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     ApiKey: lambda org: make_api_key(org).api_key,
     Membership: make_membership,
@@ -347,4 +395,8 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     CallUsage: make_call_usage,
     CallLease: make_call_lease,
     AuditLogEntry: make_audit_log_entry,
+    DialingPolicy: make_dialing_policy,
+    Campaign: make_campaign,
+    CampaignContact: make_campaign_contact,
+    StopListEntry: make_stop_list_entry,
 }

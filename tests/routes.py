@@ -20,8 +20,9 @@ class Route:
 
     @property
     def aggregate(self) -> bool:
-        """A read-only computed view (``@action``), not a list or an object of the model."""
-        return not set(self.actions.values()) & CRUD_ACTIONS
+        """A read-only computed view (``@action(detail=False)``), not a list or an object of
+        the model (a detail ``@action``, like a call's recording, is about one object)."""
+        return not self.detail and not set(self.actions.values()) & CRUD_ACTIONS
 
     def __repr__(self) -> str:
         return self.path

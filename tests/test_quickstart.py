@@ -43,9 +43,16 @@ def test_seed_demo_then_an_authenticated_request(db: Any, capsys: Any) -> None:
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     agents = client.get("/api/v1/agents/").json()["results"]
     assert [a["name"] for a in agents] == ["Demo receptionist"]
-    assert agents[0]["stt"]["provider"] == "pocketsphinx"
-    assert agents[0]["llm"]["provider"] == "scripted"
+    assert agents[0]["stt"]["provider"] == "whisper"
+    assert agents[0]["llm"]["provider"] == "frontdesk"
     assert agents[0]["tts"]["provider"] == "espeak"
+    # the front desk's tools: hang up, a person, the booking date on the keypad
+    tools = client.get("/api/v1/tools/").json()["results"]
+    assert {t["kind"] for t in tools if t["id"] in agents[0]["tools"]} == {
+        "end_call",
+        "transfer_call",
+        "collect_digits",
+    }
     numbers = client.get("/api/v1/phone-numbers/").json()["results"]
     assert numbers[0]["agent"] == agents[0]["id"]
 

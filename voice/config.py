@@ -36,6 +36,15 @@ class AudioFormat:
 TWILIO_FORMAT = AudioFormat(Encoding.MULAW, 8000)
 
 
+class RecordingMode(StrEnum):
+    """What a call records (voice/recording.py): nothing, one mixed channel, or two
+    channels (caller left, agent right)."""
+
+    OFF = "off"
+    MONO = "mono"
+    DUAL = "dual"
+
+
 @dataclass(frozen=True, slots=True)
 class STTConfig:
     provider: str  # "deepgram" | "pocketsphinx" | ...
@@ -76,11 +85,28 @@ class TurnConfig:
 
     min_wait_ms: int = 200
     max_wait_ms: int = 1500
+    # Preemptive replies: once the caller has been quiet ``preemptive_after_ms`` the STT is
+    # asked to finalize and the reply is prepared (LLM and TTS run, audio held); it plays
+    # only when the rules above confirm the turn, and is discarded if the caller goes on
+    # or the confirmed words differ.
+    preemptive: bool = True
+    preemptive_after_ms: int = 40
+
+
+class BargeInMode(StrEnum):
+    """What the caller's speech over the bot does (see voice.machine)."""
+
+    # stop the audio at the speech's onset, keep the reply; resume it unless the words
+    # turn out to be a real interruption (not an acknowledgement, a cough or noise)
+    PAUSE_THEN_DECIDE = "pause_then_decide"
+    IMMEDIATE = "immediate"  # cut once the speech lasts min_speech_ms, whatever it says
+    WORDS = "words"  # cut once the transcript shows words that are not acknowledgements
 
 
 @dataclass(frozen=True, slots=True)
 class InterruptionConfig:
     enabled: bool = True
+    mode: BargeInMode = BargeInMode.PAUSE_THEN_DECIDE
     min_speech_ms: int = 250
     min_words: int = 0
     acknowledgements: tuple[str, ...] = ("mhm", "uh-huh", "yeah", "right", "okay", "ok")
@@ -89,6 +115,9 @@ class InterruptionConfig:
     # some 250-500 ms into speech, later than min_speech_ms, so without this wait an
     # "mhm" would always interrupt before anyone knew it was one.
     transcript_wait_ms: int = 300
+    # pause_then_decide: how long after the caller's speech ended the paused reply waits
+    # for a transcript that makes it a real interruption before it resumes
+    resume_wait_ms: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +238,7 @@ class CallConfig:
     carrier_format: AudioFormat = TWILIO_FORMAT
     # private networks (CIDRs) tenant-supplied URLs may reach anyway (OUTBOUND_ALLOWED_NETWORKS)
     allowed_networks: tuple[str, ...] = ()
+    recording: RecordingMode = RecordingMode.OFF
 
 
 # -- the platform's view of these dataclasses ----------------------------------------------

@@ -70,6 +70,7 @@ from voice.events import Role as _Role
 from voice.linecache import LineCache
 from voice.machine import (
     Command,
+    Discard,
     End,
     Event,
     Final,
@@ -78,9 +79,12 @@ from voice.machine import (
     Interim,
     Interrupt,
     Machine,
+    Pause,
     Phase,
     ProvidersDown,
     ProviderSwitched,
+    Quiet,
+    Resume,
     Start,
     StartTurn,
     SttActivity,
@@ -120,6 +124,9 @@ CONNECT_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 5.0
 PROVIDER_CLOSE_S = 2.5
 INBOX_SIZE = 256
+# VAD speech ends (clock ms) -> where the sound really stopped, for the timeline; a turn
+# takes the last one or two, so a few are plenty.
+_AUDIBLE_ENDS_KEPT = 8
 FAILURES = frozenset({EndReason.ERROR, EndReason.PROVIDER_ERROR})
 
 
@@ -196,6 +203,7 @@ class Conversation:
         self._tasks: set[asyncio.Task[None]] = set()
         self._straggler_timer: asyncio.TimerHandle | None = None
         self._mark_seq = 0
+        self._audible_ends: dict[float, float] = {}
 
     # ------------------------------------------------------------------ inputs (sync)
 
@@ -575,6 +583,9 @@ class Conversation:
         machine = self._machine
         fmt: AudioFormat | None = None
         to_stt = Converter(carrier, carrier)
+        turn_cfg = self._config.turn
+        quiet_after = turn_cfg.preemptive_after_ms if turn_cfg.preemptive else None
+        quiet = False
         while True:
             payload = await self._audio.get()
             events = vad.process(to_vad.convert(payload))
@@ -585,9 +596,22 @@ class Conversation:
                     if event.kind is VadEventKind.SPEECH_START:
                         await self._inbox.put(VoiceStarted(at))
                     else:
+                        if event.audible_end_ms is not None:
+                            heard = now - (vad.processed_ms - event.audible_end_ms)
+                            self._audible_ends[at] = heard
+                            while len(self._audible_ends) > _AUDIBLE_ENDS_KEPT:
+                                del self._audible_ends[next(iter(self._audible_ends))]
                         await self._inbox.put(VoiceEnded(at))
             if vad.speaking and machine.barge_in_possible:
                 await self._inbox.put(Voiced(vad.speech_ms()))
+            if quiet_after is not None and vad.speaking:
+                # preemptive replies: the caller paused (or spoke on) within the speech
+                now_quiet = vad.quiet_ms() >= quiet_after
+                if now_quiet != quiet:
+                    quiet = now_quiet
+                    await self._inbox.put(Quiet(quiet))
+            elif quiet:
+                quiet = False
             session = self._session
             if session is None or self._stt_format is None:
                 continue
@@ -646,6 +670,12 @@ class Conversation:
                     self._start_turn(command)
                 case Interrupt():
                     await self._interrupt(command)
+                case Pause():
+                    await self._pause(command)
+                case Resume():
+                    await self._resume(command)
+                case Discard(index=index):
+                    self._discard(index)
                 case FinalizeStt():
                     await self._finalize_stt()
                 case FlushUser(user=user):
@@ -663,14 +693,26 @@ class Conversation:
         if user is not None:
             timeline.user_speech_start_ms = user.speech_start_ms
             timeline.user_speech_end_ms = user.speech_end_ms
+            if user.speech_end_ms is not None:
+                timeline.user_audio_end_ms = self._audible_ends.get(user.speech_end_ms)
             timeline.stt_final_ms = user.stt_final_ms
             timeline.end_of_turn_ms = now
         self._mark_seq += 1
         bytes_per_ms = self._config.carrier_format.bytes_for_ms(1000) / 1000
-        playback = Playback(mark_prefix=f"t{self._mark_seq}-", bytes_per_ms=bytes_per_ms)
+        carrier = self._config.carrier_format
+        playback = Playback(
+            mark_prefix=f"t{self._mark_seq}-",
+            bytes_per_ms=bytes_per_ms,
+            sample_bytes=carrier.bytes_per_sample * carrier.channels,
+        )
         turn = Turn(
             command.index, command.kind, timeline, playback, command.interruptible, now, user=user
         )
+        if command.held:
+            playback.hold(now)
+            timeline.end_of_turn_ms = None  # stamped when the turn is confirmed
+        else:
+            turn.confirmed.set()
         speaker = self._speaker
         if command.text:
             speaking = speaker.say(turn, command.text)
@@ -702,6 +744,16 @@ class Conversation:
         cancelled before it ever ran is settled (and reported to the machine) too."""
         speaking.close()  # no-op once run; never leave it un-awaited
         self._turns.pop(turn.index, None)
+        if turn.discarded or not turn.confirmed.is_set():
+            # a preemptive reply nobody heard (the machine still holds the caller's
+            # words): only its cost remains
+            self._usage.discarded_llm_requests += turn.llm_requests
+            self._usage.discarded_llm_tokens += turn.llm_tokens
+            with contextlib.suppress(asyncio.QueueFull):
+                self._inbox.put_nowait(TurnFinished(turn.index, interrupted=True))
+                if turn.failure:
+                    self._inbox.put_nowait(ProvidersDown(turn.failure, can_speak=True))
+            return
         settled = settle(turn, self._now())
         self._history.extend(settled.history)
         for record in turn.tool_records:
@@ -739,11 +791,53 @@ class Conversation:
         loop.call_later(PROVIDER_CLOSE_S, _cancel_if_running, task)
         log.debug("call %s: turn %d interrupted", self._config.call_id, turn.index)
         if command.clear:
-            try:
-                async with asyncio.timeout(CARRIER_TIMEOUT_S):
-                    await self._output.send_clear()
-            except TimeoutError:
-                log.warning("call %s: carrier clear timed out", self._config.call_id)
+            await self._clear()
+
+    async def _pause(self, command: Pause) -> None:
+        entry = self._turns.get(command.index)
+        if entry is None:
+            return
+        assert self._speaker is not None
+        self._speaker.pause(entry[0], command.at_ms)
+        if command.clear:
+            await self._clear()
+
+    async def _resume(self, command: Resume) -> None:
+        entry = self._turns.get(command.index)
+        if entry is None:
+            return
+        turn = entry[0]
+        user = command.user
+        if user is not None:  # a preemptive reply, now confirmed: the turn's real marks
+            turn.user = user
+            timeline = turn.timeline
+            timeline.user_speech_start_ms = user.speech_start_ms
+            timeline.user_speech_end_ms = user.speech_end_ms
+            timeline.stt_final_ms = user.stt_final_ms
+            timeline.end_of_turn_ms = self._now()
+        assert self._speaker is not None
+        try:
+            async with asyncio.timeout(CARRIER_TIMEOUT_S):
+                await self._speaker.resume(turn)
+        except TimeoutError:
+            log.warning("call %s: resuming turn %d timed out", self._config.call_id, turn.index)
+
+    def _discard(self, index: int) -> None:
+        entry = self._turns.get(index)
+        if entry is None:
+            return
+        turn, task = entry
+        turn.discarded = True
+        task.cancel()
+        asyncio.get_running_loop().call_later(PROVIDER_CLOSE_S, _cancel_if_running, task)
+        log.debug("call %s: preemptive reply %d discarded", self._config.call_id, index)
+
+    async def _clear(self) -> None:
+        try:
+            async with asyncio.timeout(CARRIER_TIMEOUT_S):
+                await self._output.send_clear()
+        except TimeoutError:
+            log.warning("call %s: carrier clear timed out", self._config.call_id)
 
     async def _finalize_stt(self) -> None:
         session = self._session

@@ -53,7 +53,10 @@ class TurnTimeline:
     turn_index: int
     kind: TurnKind
     user_speech_start_ms: float | None = None  # VAD
-    user_speech_end_ms: float | None = None  # VAD
+    user_speech_end_ms: float | None = None  # VAD (carries webrtcvad's hangover)
+    # the caller's last audible sound, from the audio itself (voice.vad: the hangover
+    # removed); voice-to-voice starts here, as the caller hears it
+    user_audio_end_ms: float | None = None
     stt_final_ms: float | None = None
     end_of_turn_ms: float | None = None
     llm_request_ms: float | None = None
@@ -72,6 +75,11 @@ class TurnTimeline:
         return None if a is None or b is None else round(b - a, 3)
 
     @property
+    def vad_hangover_ms(self) -> float | None:
+        """How long after the caller's last sound the VAD still heard voice."""
+        return self._span(self.user_audio_end_ms, self.user_speech_end_ms)
+
+    @property
     def endpointing_ms(self) -> float | None:
         return self._span(self.user_speech_end_ms, self.end_of_turn_ms)
 
@@ -84,30 +92,54 @@ class TurnTimeline:
         return self._span(self.llm_request_ms, self.llm_first_token_ms)
 
     @property
+    def llm_first_clause_ms(self) -> float | None:
+        """LLM first token -> first speakable chunk sent to the TTS: the model streaming
+        its first clause (and any tool calls before it), not our processing."""
+        return self._span(self.llm_first_token_ms, self.tts_first_text_ms)
+
+    @property
     def tts_ttfb_ms(self) -> float | None:
         return self._span(self.tts_first_text_ms, self.tts_first_audio_ms)
 
     @property
     def voice_to_voice_ms(self) -> float | None:
-        return self._span(self.user_speech_end_ms, self.first_audio_sent_ms)
+        """The caller's last sound -> our first audio out (from the VAD's end of speech
+        when the audible end is unknown)."""
+        start = self.user_audio_end_ms
+        if start is None:
+            start = self.user_speech_end_ms
+        return self._span(start, self.first_audio_sent_ms)
 
     @property
     def platform_overhead_ms(self) -> float | None:
-        """Voice-to-voice minus what the providers and the configured waits took."""
-        parts = (self.voice_to_voice_ms, self.endpointing_ms, self.llm_ttft_ms, self.tts_ttfb_ms)
+        """Voice-to-voice minus every stage that is not ours: the VAD's hangover, the
+        end-of-turn wait, the LLM's first token and first clause, the TTS's first byte.
+        What is left is the hand-offs between them (end of turn -> LLM request, first
+        clause -> TTS, first audio -> carrier): our own processing."""
+        parts = (
+            self.voice_to_voice_ms,
+            self.endpointing_ms,
+            self.llm_ttft_ms,
+            self.llm_first_clause_ms,
+            self.tts_ttfb_ms,
+        )
         if any(p is None for p in parts):
             return None
-        v2v, ep, llm, tts = parts
-        assert v2v is not None and ep is not None and llm is not None and tts is not None
-        return round(v2v - ep - llm - tts, 3)
+        v2v, ep, llm, clause, tts = parts
+        assert v2v is not None and ep is not None and llm is not None
+        assert clause is not None and tts is not None
+        hangover = self.vad_hangover_ms or 0.0
+        return round(v2v - hangover - ep - llm - clause - tts, 3)
 
     def as_dict(self) -> dict[str, Any]:
         raw = {name: getattr(self, name) for name in self.__slots__}
         raw["kind"] = str(self.kind)
         for derived in (
+            "vad_hangover_ms",
             "endpointing_ms",
             "stt_lag_ms",
             "llm_ttft_ms",
+            "llm_first_clause_ms",
             "tts_ttfb_ms",
             "voice_to_voice_ms",
             "platform_overhead_ms",
@@ -148,6 +180,10 @@ class Usage:
     llm_prompt_tokens: int = 0
     llm_completion_tokens: int = 0
     tts_characters: int = 0
+    # preemptive replies prepared and then discarded: requests, and their tokens as the
+    # providers reported them (already counted in the two above: usage stays true)
+    discarded_llm_requests: int = 0
+    discarded_llm_tokens: int = 0
 
 
 @dataclass(slots=True)

@@ -10,6 +10,8 @@ Phases and transitions (``phase``)::
 
     GREETING  --start, first_message set--> SPEAKING (greeting turn)
     LISTENING --turn detector ready------> THINKING  (StartTurn reply)
+    LISTENING --caller quiet, words final-> LISTENING (StartTurn held; Resume when the
+                                                      detector is ready -> THINKING)
     LISTENING --idle.timeout_s-----------> SPEAKING  (idle prompt; after max_prompts the
                                                       goodbye, then End silence-timeout)
     LISTENING --interim only, caller silent max_wait--> FinalizeStt
@@ -23,14 +25,33 @@ A turn, once started, stays "in flight" until its :class:`TurnFinished` arrives,
 after an interrupt: the next reply never starts before the last one is settled, because
 settling may hand the caller's words back (:attr:`TurnFinished.restore`).
 
-Barge-in: while an interruptible turn is thinking or speaking, the caller's current speech
-(VAD) lasting ``interruption.min_speech_ms`` — and, if ``min_words`` > 0, that many STT
-words that are not acknowledgements — interrupts. Speech whose transcript so far is only
-acknowledgements ("mhm") never interrupts, and an acknowledgement that began over the bot
-is not answered even if its final arrives after the bot stopped. With ``min_words`` = 0,
-speech with no transcript yet interrupts only after ``transcript_wait_ms`` more: streaming
-STT's first interim comes later than ``min_speech_ms``, and until it does nobody can tell
-an "mhm" from "wait, stop".
+Barge-in (``interruption.mode``): while an interruptible turn is thinking or speaking,
+
+* ``words``: the caller's current speech (VAD) lasting ``interruption.min_speech_ms`` —
+  and, if ``min_words`` > 0, that many STT words that are not acknowledgements —
+  interrupts. Speech whose transcript so far is only acknowledgements ("mhm") never
+  interrupts, and an acknowledgement that began over the bot is not answered even if its
+  final arrives after the bot stopped. With ``min_words`` = 0, speech with no transcript
+  yet interrupts only after ``transcript_wait_ms`` more: streaming STT's first interim
+  comes later than ``min_speech_ms``, and until it does nobody can tell an "mhm" from
+  "wait, stop".
+* ``pause_then_decide`` (the default): at the VAD's speech start the turn pauses
+  (:class:`Pause`: its audio cleared but kept, its LLM stream left running) and the
+  ``words`` rules decide, with twice the transcript wait, since the caller hears nothing
+  meanwhile. Real words interrupt it (:class:`Interrupt`, no second clear); otherwise it
+  plays on from where the caller stopped hearing it (:class:`Resume`) as soon as a final
+  (an acknowledgement, or empty) arrives after the voice ended, or ``resume_wait_ms``
+  after the voice ended at the latest.
+* ``immediate``: speech lasting ``min_speech_ms`` interrupts, whatever it says.
+
+Preemptive replies (``turn.preemptive``): when the caller goes quiet within a speech
+(:class:`Quiet`, from the shell's VAD after ``preemptive_after_ms``) the STT is asked to
+finalize, and its final counts as the provider's end of utterance. With final words
+pending and the caller quiet, the reply starts *held* (``StartTurn.held``: LLM and TTS run,
+no audio goes out, no tool runs). When the usual rules confirm the turn, the same words
+:class:`Resume` it (now it plays); if the caller speaks again, or the words change, it is
+dropped (:class:`Discard`), settled as if it never was (its index is reused) and the turn
+is answered afresh.
 
 What does not pass through here, on purpose: audio frames (the shell runs VAD and sends
 only its transitions, plus :class:`Voiced` while a barge-in is possible), mark echoes and
@@ -45,7 +66,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from voice.config import CallConfig
+from voice.config import BargeInMode, CallConfig
 from voice.control import (
     MAX_LINES,
     AppendSystem,
@@ -93,6 +114,14 @@ class Voiced:
     barge_in_possible`)."""
 
     speech_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """The caller went quiet (``on``) for ``turn.preemptive_after_ms``, or spoke again,
+    within one VAD speech (sent only with preemptive replies on)."""
+
+    on: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +188,7 @@ Event = (
     | VoiceStarted
     | VoiceEnded
     | Voiced
+    | Quiet
     | Interim
     | Final
     | UtteranceEnd
@@ -181,6 +211,8 @@ class StartTurn:
     interruptible: bool
     text: str = ""  # a fixed line; "" for a reply (the LLM speaks)
     user: UserTurn | None = None
+    # a preemptive reply: prepare it (LLM, TTS) but hold its audio until Resume
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +223,31 @@ class Interrupt:
     at_ms: float
     barged_in: bool
     clear: bool  # audio was sent: tell the carrier to drop what it buffered
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Stop the turn's audio (``clear`` if some went out) but keep it and its LLM stream."""
+
+    index: int
+    at_ms: float
+    clear: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Play the paused turn on from where the caller stopped hearing it; with ``user``,
+    the held preemptive reply whose turn is now confirmed (its final words)."""
+
+    index: int
+    user: UserTurn | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Discard:
+    """Drop a held preemptive reply: nothing of it reaches history or transcript."""
+
+    index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +269,9 @@ class End:
     transfer_to: str = ""
 
 
-Command = StartTurn | Interrupt | FinalizeStt | FlushUser | End | AppendSystem
+Command = (
+    StartTurn | Interrupt | Pause | Resume | Discard | FinalizeStt | FlushUser | End | AppendSystem
+)
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -227,6 +286,9 @@ class _Live:
     interruptible: bool
     audible: bool = False
     interrupted: bool = False
+    paused: bool = False  # pause_then_decide: audio stopped, the decision pending
+    held: tuple[str, ...] | None = None  # a preemptive reply's words, until confirmed
+    discarded: bool = False
 
 
 class Machine:
@@ -240,6 +302,7 @@ class Machine:
         "_config",
         "_detector",
         "_end",
+        "_failed_held",
         "_idle_since_ms",
         "_interim_since_ms",
         "_lines",
@@ -247,7 +310,10 @@ class Machine:
         "_muted",
         "_overlap_final",
         "_overlap_interim",
+        "_pause_final_ms",
+        "_preempt_finalizing",
         "_prompts",
+        "_quiet",
         "_speech_ms",
         "_spoke_over_bot",
         "_turn",
@@ -271,6 +337,10 @@ class Machine:
         self._overlap_interim = ""
         self._spoke_over_bot = False  # the caller's current speech began over the bot
         self._interim_since_ms: float | None = None  # interim text not yet final
+        self._pause_final_ms: float | None = None  # the last final since the turn paused
+        self._quiet = False  # quiet within a VAD speech (preemptive replies)
+        self._preempt_finalizing = False  # FinalizeStt sent for a preemptive reply
+        self._failed_held: tuple[str, ...] | None = None
         self._voice_end_ms = 0.0
         self._speech_ms = 0.0
         self._max_at_ms = config.max_duration_s * 1000
@@ -292,6 +362,7 @@ class Machine:
             turn is not None
             and turn.interruptible
             and not turn.interrupted
+            and turn.held is None
             and self._config.interruption.enabled
         )
 
@@ -304,12 +375,18 @@ class Machine:
         if self.phase in (Phase.GREETING, Phase.ENDED):
             return None
         candidates = [self._max_at_ms] if self._closing is None else []
-        if self._turn is None and self._closing is None:
+        turn = self._turn
+        if turn is None and self._closing is None:
             candidates += [
                 d
                 for d in (self._detector.deadline(), self._idle_at(), self._finalize_at())
                 if d is not None
             ]
+        elif turn is not None and not turn.interrupted and self._closing is None:
+            if turn.held is not None and (at := self._detector.deadline()) is not None:
+                candidates.append(at)
+            if turn.paused and (at := self._resume_at()) is not None:
+                candidates.append(at)
         return min(candidates) if candidates else None
 
     def take_pending(self) -> UserTurn:
@@ -334,6 +411,9 @@ class Machine:
                 self._detector.speech_started(at)
                 self._spoke_over_bot = self._over_bot()
                 self._touch(now)
+                self._quiet = False
+                self._caller_went_on(out)
+                self._maybe_pause(now, out)
             case VoiceEnded(at_ms=at):
                 self._detector.speech_ended(at)
                 self._voice_end_ms = at
@@ -341,7 +421,19 @@ class Machine:
                 self._touch(now)
             case Voiced(speech_ms=ms):
                 self._speech_ms = ms
+                self._maybe_pause(now, out)
                 self._maybe_interrupt(now, out)
+            case Quiet(on=on):
+                self._quiet = on
+                if not on:
+                    # the caller went on: a finalize's end of utterance no longer holds
+                    self._detector.speech_resumed()
+                    self._caller_went_on(out)
+                elif self._preempt_due() and self._interim_since_ms is not None:
+                    # the words so far, now, rather than after the provider's endpointing
+                    self._interim_since_ms = None
+                    self._preempt_finalizing = True
+                    out.append(FinalizeStt())
             case Interim(text=text):
                 self._overlap_interim = text
                 if text.strip():
@@ -395,7 +487,7 @@ class Machine:
 
     def _over_bot(self) -> bool:
         turn = self._turn
-        return turn is not None and not turn.interrupted
+        return turn is not None and not turn.interrupted and turn.held is None
 
     def _only_acknowledgements(self, text: str) -> bool:
         words = text_words(text)
@@ -404,6 +496,13 @@ class Machine:
     def _on_final(self, text: str, speech_final: bool, now: float) -> None:
         self._overlap_interim = ""
         self._interim_since_ms = None
+        if self._turn is not None and self._turn.paused:
+            self._pause_final_ms = now
+        if self._preempt_finalizing:
+            # finalized because the caller went quiet: the quiet stands for the provider's
+            # endpointing, and the turn still ends only once the VAD hears silence
+            self._preempt_finalizing = False
+            speech_final = True
         if text:
             self._touch(now)
             self._overlap_final = f"{self._overlap_final} {text}".strip()
@@ -419,15 +518,19 @@ class Machine:
         speech_ms = self._speech_ms
         if speech_ms < cfg.min_speech_ms:
             return False
+        if cfg.mode == BargeInMode.IMMEDIATE:
+            return True
         words = text_words(f"{self._overlap_final} {self._overlap_interim}")
         if words and all(w in self._acks for w in words):
             return False
         if cfg.min_words > 0:
             return sum(w not in self._acks for w in words) >= cfg.min_words
-        # no transcript yet: give the STT time to show whether this is an acknowledgement
-        return (
-            bool(words) or not self._acks or speech_ms >= cfg.min_speech_ms + cfg.transcript_wait_ms
-        )
+        # no transcript yet: give the STT time to show whether this is an acknowledgement;
+        # paused, the caller hears nothing meanwhile, so a cough fit may last twice as long
+        wait = cfg.transcript_wait_ms
+        if cfg.mode == BargeInMode.PAUSE_THEN_DECIDE:
+            wait *= 2
+        return bool(words) or not self._acks or speech_ms >= cfg.min_speech_ms + wait
 
     def _maybe_interrupt(self, now: float, out: list[Command]) -> None:
         if self._barge_in_due():
@@ -438,7 +541,100 @@ class Machine:
 
     def _interrupt(self, turn: _Live, now: float, *, barged_in: bool) -> Interrupt:
         turn.interrupted = True
-        return Interrupt(turn.index, now, barged_in=barged_in, clear=turn.audible)
+        # a paused turn's audio was cleared when it paused
+        clear = turn.audible and not turn.paused
+        return Interrupt(turn.index, now, barged_in=barged_in, clear=clear)
+
+    def _stop(self, turn: _Live, now: float) -> Interrupt | Discard:
+        """The call is ending: cut the turn in flight (a held reply is only dropped)."""
+        if turn.held is not None:
+            return self._discard(turn)
+        return self._interrupt(turn, now, barged_in=False)
+
+    def _maybe_pause(self, now: float, out: list[Command]) -> None:
+        """pause_then_decide: the caller's speech over the bot stops its audio at once."""
+        if self._config.interruption.mode != BargeInMode.PAUSE_THEN_DECIDE:
+            return
+        turn = self._turn
+        if turn is None or turn.paused or not self.barge_in_possible:
+            return
+        if not self._detector.speaking:
+            return
+        turn.paused = True
+        self._pause_final_ms = None
+        out.append(Pause(turn.index, now, clear=turn.audible))
+
+    def _resume_at(self) -> float | None:
+        """When a paused turn plays on if nothing made the speech a real interruption."""
+        if self._detector.speaking:
+            return None
+        return self._voice_end_ms + self._config.interruption.resume_wait_ms
+
+    def _maybe_resume(self, now: float, out: list[Command]) -> None:
+        turn = self._turn
+        if turn is None or not turn.paused or turn.interrupted or self._detector.speaking:
+            return
+        at = self._resume_at()
+        # an acknowledgement's (or a cough's empty) final after the voice ended settles it
+        # before the wait is up
+        final_ms = self._pause_final_ms
+        if (final_ms is not None and final_ms >= self._voice_end_ms) or (
+            at is not None and now >= at
+        ):
+            turn.paused = False
+            out.append(Resume(turn.index))
+
+    # -- preemptive replies -------------------------------------------------------
+
+    def _preempt_due(self) -> bool:
+        return (
+            self._config.turn.preemptive
+            and self._turn is None
+            and self._closing is None
+            and self.phase is Phase.LISTENING
+        )
+
+    def _caller_went_on(self, out: list[Command]) -> None:
+        """The caller speaks again: a held preemptive reply was premature."""
+        turn = self._turn
+        if turn is not None and turn.held is not None and not turn.interrupted:
+            out.append(self._discard(turn))
+
+    def _discard(self, turn: _Live) -> Discard:
+        turn.interrupted = turn.discarded = True
+        return Discard(turn.index)
+
+    def _maybe_prepare(self, out: list[Command]) -> None:
+        """The caller is quiet with final words pending: prepare the reply, held."""
+        detector = self._detector
+        if not self._preempt_due() or not detector.pending_text:
+            return
+        if self._preempt_finalizing or self._interim_since_ms is not None:
+            return  # newer words are on their way
+        if tuple(text_words(detector.pending_text)) == self._failed_held:
+            return
+        if detector.speaking and not self._quiet:
+            return
+        user = detector.peek()
+        out.append(self._start(TurnKind.REPLY, True, user=user, held=True))
+        assert self._turn is not None
+        self._turn.held = tuple(text_words(user.text))
+        self.phase = Phase.LISTENING  # the caller's turn is not over yet
+
+    def _settle_held(self, now: float, out: list[Command]) -> None:
+        """The turn is confirmed: play the held reply if it answers these words."""
+        turn = self._turn
+        if turn is None or turn.held is None or turn.interrupted:
+            return
+        if tuple(text_words(self._detector.pending_text)) != turn.held:
+            out.append(self._discard(turn))  # more words came: prepare them afresh
+            return
+        if not self._detector.ready(now):
+            return
+        turn.held = None
+        self._prompts = 0
+        self.phase = Phase.THINKING
+        out.append(Resume(turn.index, user=self._detector.take()))
 
     # -- bot side -----------------------------------------------------------------
 
@@ -449,6 +645,7 @@ class Machine:
         *,
         text: str = "",
         user: UserTurn | None = None,
+        held: bool = False,
     ) -> StartTurn:
         index = self._turn_count
         self._turn_count += 1
@@ -457,7 +654,7 @@ class Machine:
         self._overlap_interim = ""
         if self._closing is None:
             self.phase = Phase.THINKING
-        return StartTurn(index, kind, interruptible, text=text, user=user)
+        return StartTurn(index, kind, interruptible, text=text, user=user, held=held)
 
     def _on_turn_finished(self, event: TurnFinished, now: float, out: list[Command]) -> None:
         turn = self._turn
@@ -465,6 +662,15 @@ class Machine:
             return
         self._turn = None
         self._touch(now)
+        if turn.discarded or turn.held is not None:
+            # never heard of (a held reply ends unconfirmed only when it failed): its
+            # index is the next turn's, and its words are still the detector's
+            self._turn_count = turn.index
+            if not turn.discarded:
+                self._failed_held = turn.held  # not prepared again: answered when due
+            if self._closing is None:
+                self.phase = Phase.LISTENING
+                return
         if event.restore is not None:
             self._detector.restore(event.restore)
         if self._closing is not None:
@@ -518,7 +724,7 @@ class Machine:
             self._closing = EndReason.PROVIDER_ERROR
             self.phase = Phase.CLOSING
             if not turn.interrupted:
-                out.append(self._interrupt(turn, now, barged_in=False))
+                out.append(self._stop(turn, now))
             return  # the goodbye follows its TurnFinished
         self._close(EndReason.PROVIDER_ERROR, self._closing_line, out)
 
@@ -544,12 +750,14 @@ class Machine:
             turn = self._turn
             if turn is not None:
                 if not turn.interrupted:
-                    out.append(self._interrupt(turn, now, barged_in=False))
+                    out.append(self._stop(turn, now))
                 self.phase = Phase.CLOSING
                 return  # the closing line follows its TurnFinished
             self._close(EndReason.MAX_DURATION, self._config.max_duration_message, out)
             return
         if self._turn is not None:
+            self._maybe_resume(now, out)
+            self._settle_held(now, out)
             return
         if self._lines:  # a supervisor's line, before anything the agent would say; heard whole
             out.append(self._start(TurnKind.OPERATOR, False, text=self._lines.pop(0)))
@@ -576,6 +784,8 @@ class Machine:
             # the caller stopped but the provider still holds only interim text
             self._interim_since_ms = None
             out.append(FinalizeStt())
+            return
+        self._maybe_prepare(out)
 
     # -- control (voice.control) ----------------------------------------------------
 

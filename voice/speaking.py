@@ -116,6 +116,8 @@ class Speaker:
         self._on_audible = on_audible
         self._on_fallback = on_fallback
         self.turn: Turn | None = None  # the turn in flight
+        # audio and marks reach the carrier in order: the pump's and a resume's
+        self._sending = asyncio.Lock()
 
     def use_tts(self, connection: TTSConnection, name: str, config: TTSConfig) -> None:
         """The TTS connection turns speak through (the primary, or a fallback)."""
@@ -160,6 +162,30 @@ class Speaker:
         turn.interrupt(now_ms)
         turn.barged_in = turn.barged_in or barged_in
 
+    def pause(self, turn: Turn, now_ms: float) -> None:
+        """Stop sending the turn's audio, keeping it (the shell clears the carrier)."""
+        turn.playback.pause(now_ms)
+
+    async def resume(self, turn: Turn) -> None:
+        """Play a paused (or held) turn on from where the caller stopped hearing it."""
+        turn.confirmed.set()
+        async with self._sending:
+            items = turn.playback.resume(self._now())
+            for item in items:
+                if isinstance(item, str):
+                    await self._output.send_mark(item)
+                else:
+                    await self._send(turn, item)
+        if turn.playback.finished and not turn.playback_done.is_set():
+            turn.playback_done.set()
+
+    async def _send(self, turn: Turn, chunk: bytes) -> None:
+        playback = turn.playback
+        await self._output.send_audio(chunk)
+        if playback.first_audio_sent_ms is None:
+            playback.first_audio_sent_ms = turn.timeline.first_audio_sent_ms = self._now()
+            self._on_audible(turn)
+
     def mark_echoed(self, name: str, now_ms: float) -> None:
         turn = self.turn
         if turn is None or turn.interrupted:
@@ -184,10 +210,16 @@ class Speaker:
                 turn.input_done = True
                 await ctx.end_input()
                 await pump
-            unplayed = turn.playback.unplayed_ms(self._now()) / 1000
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(unplayed + MARK_SLACK_S):
-                    await turn.playback_done.wait()
+            # a pause lasts until the machine decides (bounded by its resume wait), a held
+            # reply until its turn is confirmed or it is discarded
+            await turn.confirmed.wait()
+            while not turn.playback_done.is_set():
+                unplayed = turn.playback.unplayed_ms(self._now()) / 1000
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(unplayed + MARK_SLACK_S):
+                        await turn.playback_done.wait()
+                if not turn.playback.paused:
+                    break
         except BaseException:
             turn.interrupt(self._now())
             with contextlib.suppress(Exception):
@@ -211,23 +243,23 @@ class Speaker:
                     break
                 except TimeoutError:
                     raise ProviderError(self._tts_name, f"no audio for {TTS_STALL_S:g} s") from None
-                if not chunk:
-                    mark = playback.boundary()
-                    if mark is not None:
-                        await self._output.send_mark(mark)
-                    continue
-                if timeline.tts_first_audio_ms is None:
-                    timeline.tts_first_audio_ms = self._now()
-                playback.audio(len(chunk))
-                await self._output.send_audio(chunk)
-                if playback.first_audio_sent_ms is None:
-                    playback.first_audio_sent_ms = timeline.first_audio_sent_ms = self._now()
-                    self._on_audible(turn)
+                async with self._sending:
+                    if not chunk:
+                        mark = playback.boundary()
+                        if mark is not None:
+                            await self._output.send_mark(mark)
+                        continue
+                    if timeline.tts_first_audio_ms is None:
+                        timeline.tts_first_audio_ms = self._now()
+                    playback.audio(len(chunk), chunk)
+                    if not playback.paused:
+                        await self._send(turn, chunk)
         finally:
             await _aclose(audio)
-        mark = playback.end()
-        if mark is not None:
-            await self._output.send_mark(mark)
+        async with self._sending:
+            mark = playback.end()
+            if mark is not None:
+                await self._output.send_mark(mark)
         if playback.finished or not playback.spans:
             timeline.playback_finished_ms = timeline.playback_finished_ms or self._now()
             turn.playback_done.set()
@@ -261,6 +293,7 @@ class Speaker:
                     return
                 if not calls:
                     return
+                await turn.confirmed.wait()  # a preemptive reply runs no tool before
                 await self._run_tools(ctx, turn, calls, tg)
                 if turn.end_call or turn.transfer_to:
                     return
@@ -351,6 +384,7 @@ class Speaker:
         calls: list[ToolCall] = []
         started = False  # the model produced text or tool calls
         stream = llm.stream(messages=messages, tools=self._config.tools)
+        turn.llm_requests += 1
         try:
             while True:
                 wait = LLM_STALL_S if started else first_token_s
@@ -365,6 +399,7 @@ class Speaker:
                 if isinstance(chunk, LLMUsage):
                     self._usage.llm_prompt_tokens += chunk.prompt_tokens
                     self._usage.llm_completion_tokens += chunk.completion_tokens
+                    turn.llm_tokens += chunk.prompt_tokens + chunk.completion_tokens
                     continue
                 started = True
                 if timeline.llm_first_token_ms is None:

@@ -42,6 +42,12 @@ class Turn:
     failure: str = ""  # every LLM failed: the call ends after this turn
     playback_done: asyncio.Event = field(default_factory=asyncio.Event)
     tool_records: list[ToolCallRecord] = field(default_factory=list)
+    # a preemptive reply is prepared before its turn is confirmed: its audio is held and
+    # its tools wait until then; discarded, nothing of it is settled
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    discarded: bool = False
+    llm_requests: int = 0
+    llm_tokens: int = 0  # prompt + completion, as the providers reported them
 
     @property
     def audible(self) -> bool:

@@ -110,6 +110,11 @@ class TurnDetector:
         if self._speech_start_ms is None:
             self._speech_start_ms = at_ms
 
+    def speech_resumed(self) -> None:
+        """The caller spoke again within one VAD speech: an end of utterance no longer
+        holds."""
+        self._endpointed = False
+
     def speech_ended(self, at_ms: float) -> None:
         self._speaking = False
         self._speech_end_ms = at_ms
@@ -152,14 +157,18 @@ class TurnDetector:
         deadline = self.deadline()
         return deadline is not None and now_ms >= deadline
 
-    def take(self) -> UserTurn:
-        """The pending turn, once; resets the detector for the next one."""
-        turn = UserTurn(
+    def peek(self) -> UserTurn:
+        """The pending turn as :meth:`take` would give it now, left in place."""
+        return UserTurn(
             text=self.pending_text,
             speech_start_ms=self._speech_start_ms,
             speech_end_ms=self._speech_end_ms,
             stt_final_ms=self._final_ms,
         )
+
+    def take(self) -> UserTurn:
+        """The pending turn, once; resets the detector for the next one."""
+        turn = self.peek()
         self._parts = []
         self._speech_start_ms = None if not self._speaking else self._speech_start_ms
         self._speech_end_ms = None

@@ -47,3 +47,11 @@ def attr(obj: Any, name: str) -> Any:
 @register.filter
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+@register.simple_tag(takes_context=True)
+def recording_link(context: dict[str, Any], call: Any) -> Any:
+    """A short-lived link to the call's recording for the page's player, or None."""
+    from calls.recordings import recording_link as link
+
+    return link(call=call, request=context["request"])

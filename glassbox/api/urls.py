@@ -3,7 +3,8 @@ from rest_framework.routers import SimpleRouter
 
 from agents.api import AgentViewSet, CredentialViewSet, ToolViewSet
 from billing.api import SubscriptionViewSet, UsageViewSet
-from calls.api import AnalyticsViewSet, CallViewSet, PhoneNumberViewSet
+from calls.api import AnalyticsViewSet, CallViewSet, DialingPolicyViewSet, PhoneNumberViewSet
+from campaigns.api import CampaignViewSet, StopListViewSet
 from tenants.api import ApiKeyViewSet, AuditLogViewSet, OrganizationViewSet
 
 router = SimpleRouter()
@@ -15,6 +16,8 @@ router.register("calls", CallViewSet, basename="call")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("analytics", AnalyticsViewSet, basename="analytics")
 router.register("audit-log", AuditLogViewSet, basename="audit-log")
+router.register("campaigns", CampaignViewSet, basename="campaign")
+router.register("stop-list", StopListViewSet, basename="stop-list")
 
 urlpatterns = [
     *router.urls,
@@ -29,5 +32,10 @@ urlpatterns = [
         "organization/",
         OrganizationViewSet.as_view({"get": "current", "patch": "update_current"}),
         name="organization",
+    ),
+    path(
+        "dialing-policy/",
+        DialingPolicyViewSet.as_view({"get": "current", "patch": "update_policy"}),
+        name="dialing-policy",
     ),
 ]

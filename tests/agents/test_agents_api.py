@@ -25,7 +25,10 @@ def test_create_fills_engine_defaults(tenant_a: Tenant) -> None:
     assert body["turn"] == {
         "min_wait_ms": TurnConfig().min_wait_ms,
         "max_wait_ms": TurnConfig().max_wait_ms,
+        "preemptive": True,  # on by default (issue 16)
+        "preemptive_after_ms": TurnConfig().preemptive_after_ms,
     }
+    assert body["interruption"]["mode"] == "pause_then_decide"
     assert body["interruption"]["acknowledgements"] == list(InterruptionConfig().acknowledgements)
     assert body["idle"]["timeout_s"] == IdleConfig().timeout_s
     assert body["has_webhook_secret"] is False
@@ -36,7 +39,7 @@ def test_create_fills_engine_defaults(tenant_a: Tenant) -> None:
 @pytest.mark.parametrize(
     ("patch", "path"),
     [
-        ({"stt": {"provider": "whisper"}}, ("stt", "provider")),
+        ({"stt": {"provider": "no-such-stt"}}, ("stt", "provider")),
         ({"llm": {"provider": "openai", "temperature": 3}}, ("llm", "temperature")),
         ({"llm": {"provider": "openai", "max_tokens": 0}}, ("llm", "max_tokens")),
         ({"llm": {"provider": "openai", "temperature": "hot"}}, ("llm", "temperature")),

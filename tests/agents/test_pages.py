@@ -635,7 +635,7 @@ def test_fallback_settings_and_chains(tenant_a: Tenant, member: Client) -> None:
         {"llm.temperature": "nan"},
         {"llm.max_tokens": "1e400"},
         {"name": "a\x00b"},
-        {"stt.provider": "whisper"},
+        {"stt.provider": "nonesuch"},
         {"analysis.structured_data_schema": "[" * 5000},
         {"analysis.structured_data_schema": "NaN"},
         {"interruption.acknowledgements": "x" * 51},

@@ -86,9 +86,9 @@ def test_only_one_default_plan(db: Any) -> None:
 
 
 def test_engine_end_records_usage_once(
-    tenant_a: Tenant, django_capture_on_commit_callbacks: Any, settings: Any
+    tenant_a: Tenant, django_capture_on_commit_callbacks: Any, eager_tasks: None
 ) -> None:
-    settings.CELERY_TASK_ALWAYS_EAGER = True  # finalization runs here, as without Redis
+    # finalization runs here, as without Redis
     agent = make_agent(tenant_a.organization)
     call = make_call(tenant_a.organization, agent=agent)
     Call.objects.for_org(tenant_a.organization).filter(pk=call.pk).update(

@@ -122,8 +122,8 @@ def test_minutes_reach_the_meter_exactly_once_per_call(
     fake_stripe: FakeStripe,
     django_capture_on_commit_callbacks: Any,
     settings: Any,
+    eager_tasks: None,  # finalization and reporting run here
 ) -> None:
-    settings.CELERY_TASK_ALWAYS_EAGER = True  # finalization and reporting run here
     subscription = _customer(tenant_a)
     call = make_call(tenant_a.organization)
     Call.objects.for_org(tenant_a.organization).filter(pk=call.pk).update(

@@ -35,6 +35,8 @@ def support_call(organization: Organization, *, hours_ago: float = 1.0) -> Call:
         first_audio_sent_ms=336.0,
         playback_finished_ms=2600.0,
     )
+    # the VAD's hangover and the LLM's first clause, as a real call records them
+    heard: dict[str, float] = {"vad_hangover_ms": 100.0, "llm_first_clause_ms": 45.0}
     call = make_finished_call(
         organization,
         phone_number=number,
@@ -43,11 +45,18 @@ def support_call(organization: Organization, *, hours_ago: float = 1.0) -> Call:
         from_number="+15005550006",
         turns=[
             greeting,
-            turn_timeline(1, speech_end_ms=5200, llm_ttft_ms=380, tts_ttfb_ms=140),
+            turn_timeline(1, speech_end_ms=5200, llm_ttft_ms=380, tts_ttfb_ms=140, **heard),
             turn_timeline(
-                2, speech_end_ms=14800, endpointing_ms=420, llm_ttft_ms=910, overhead_ms=18
+                2,
+                speech_end_ms=14800,
+                endpointing_ms=420,
+                llm_ttft_ms=910,
+                overhead_ms=18,
+                **heard,
             ),
-            turn_timeline(3, speech_end_ms=26100, llm_ttft_ms=290, interrupted_after_ms=700),
+            turn_timeline(
+                3, speech_end_ms=26100, llm_ttft_ms=290, interrupted_after_ms=700, **heard
+            ),
         ],
     )
     for entry in (

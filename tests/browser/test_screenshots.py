@@ -280,6 +280,12 @@ def _audit_log(org: Organization, page: Page) -> str:
     return "/audit-log/"
 
 
+def _campaign(org: Organization, page: Page) -> str:
+    from tests.browser.test_campaigns import running_campaign
+
+    return f"/campaigns/{running_campaign(org).pk}/"
+
+
 SCREENS: list[Screen] = [
     Screen("login", _login, logged_in=False),
     Screen("members", _members),
@@ -302,6 +308,7 @@ SCREENS: list[Screen] = [
     Screen("call-analysis", _call_analysis, full_page=False),
     Screen("data-settings", _data_settings),
     Screen("audit-log", _audit_log),
+    Screen("campaign", _campaign),
 ]
 
 

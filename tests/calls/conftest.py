@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
 from glassbox.celery import app as celery_app
 
@@ -27,3 +31,57 @@ def celery_in_process() -> Iterator[None]:
         yield
     finally:
         conf.task_always_eager, conf.task_eager_propagates = previous
+
+
+# --- S3 for call recordings: moto's server on 127.0.0.1, reached through boto3 -------------
+
+BUCKET = "glassbox-recordings"
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(settings: Any, tmp_path: Path, s3_server: str) -> Any:
+    """The recordings storage on the S3 server, as RECORDINGS_S3_BUCKET & co. configure it."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id="test-key",
+        aws_secret_access_key="test-secret",
+    )
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=BUCKET)
+    # moto keeps its state per process, across servers: every test starts with an empty bucket
+    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        client.delete_object(Bucket=BUCKET, Key=item["Key"])
+    settings.RECORDING_SPOOL_DIR = tmp_path / "spool"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "recordings": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": BUCKET,
+                "endpoint_url": s3_server,
+                "region_name": "us-east-1",
+                "access_key": "test-key",
+                "secret_key": "test-secret",
+                "location": "recordings",
+                "default_acl": None,
+                "querystring_auth": True,
+                "querystring_expire": 600,
+                "file_overwrite": False,
+                "signature_version": "s3v4",
+            },
+        },
+    }
+    return client

@@ -57,7 +57,9 @@ def finished(tenant_a: Tenant) -> Call:
         started_at=timezone.now() - timedelta(hours=1),
         duration_s=95,
         turns=[
-            turn_timeline(1, speech_end_ms=2000, llm_ttft_ms=420),
+            turn_timeline(
+                1, speech_end_ms=2000, llm_ttft_ms=420, vad_hangover_ms=96, llm_first_clause_ms=37
+            ),
             turn_timeline(2, speech_end_ms=8000, interrupted_after_ms=350),
         ],
     )
@@ -194,6 +196,10 @@ def test_call_detail(viewer: Client, finished: Call) -> None:
         assert stages.count(stage) == 2
     llm = [b for b in bars if b.get("data-stage") == "llm_ttft"]
     assert "420 ms" in (llm[0].findtext(f"{SVG}title") or "")
+    # The stages issue 16 added: a lane each, and a column of the numbers table.
+    assert stages.count("vad_hangover") == 1 and stages.count("llm_first_clause") == 2
+    assert re.search(r"<td class=\"num\">96 ms</td>", html)
+    assert re.search(r"<td class=\"num\">37 ms</td>", html)
     assert svg.find(f".//{SVG}line[@data-marker='interrupted']") is not None
 
 

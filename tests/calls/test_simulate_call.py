@@ -11,6 +11,8 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
 from tests.calls.e2e import Platform, platform
+from tests.factories import make_phone_number, make_tool
+from tests.fakes.openai import FakeReply, FakeToolCall
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -65,3 +67,36 @@ def test_simulate_call_without_numbers_says_what_to_do(db: Any) -> None:
 
     with pytest.raises(CommandError, match="seed_demo"):
         call_command("simulate_call", "--base-url", "http://127.0.0.1:9")
+
+
+async def test_simulate_call_presses_keys_between_sentences(live: Platform) -> None:
+    # The agent asks for digits with a collect_digits tool; the caller types them after
+    # the question, and waits for the answer to them.
+    tool = await sync_to_async(make_tool)(
+        live.organization, name="collect_order", kind="collect_digits", description="Order."
+    )
+    await sync_to_async(live.agent.tools.add)(tool)
+
+    def responder(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
+        if messages[-1]["role"] == "tool":
+            return "Thanks, order found."
+        return FakeReply("Please type your order number.", [FakeToolCall("collect_order")])
+
+    live.openai.responder = responder
+    report = await sync_to_async(_simulate, thread_sensitive=False)(
+        "--base-url", live.url, "--to", live.number.number,
+        "--say", "I need help with my order", "--say", "dtmf:12#", "--json",
+    )  # fmt: skip
+    assert report["caller"]["dtmf_sent"] == "12#"
+    assert report["caller"]["errors"] == []
+    texts = [e["text"] for e in report["call"]["transcript"] if e["role"] == "assistant"]
+    assert "Thanks, order found." in " ".join(texts)
+    assert "12" not in " ".join(texts)  # the digits reach the LLM only
+
+
+def test_simulate_call_refuses_keys_that_are_not_keys(tenant_a: Any) -> None:
+    from django.core.management.base import CommandError
+
+    make_phone_number(tenant_a.organization)
+    with pytest.raises(CommandError, match="DTMF digits"):
+        call_command("simulate_call", "--base-url", "http://127.0.0.1:9", "--say", "dtmf:12x")

@@ -20,9 +20,10 @@ def _scale(layout: Waterfall) -> float:
 
 
 def test_one_row_per_turn_one_bar_per_stage_on_a_shared_axis() -> None:
+    shape = {"vad_hangover_ms": 100.0, "llm_first_clause_ms": 35.0}
     turns = [
-        turn_timeline(1, speech_end_ms=3000, llm_ttft_ms=300).as_dict(),
-        turn_timeline(2, speech_end_ms=9000, llm_ttft_ms=900).as_dict(),
+        turn_timeline(1, speech_end_ms=3000, llm_ttft_ms=300, **shape).as_dict(),
+        turn_timeline(2, speech_end_ms=9000, llm_ttft_ms=900, **shape).as_dict(),
     ]
     layout = waterfall_layout(turns)
 
@@ -32,13 +33,21 @@ def test_one_row_per_turn_one_bar_per_stage_on_a_shared_axis() -> None:
     for row, turn in zip(layout.rows, turns, strict=True):
         bars = {b.stage: b for b in row.bars}
         assert set(bars) == {s[0] for s in STAGES} | {"playback"}
-        # Both rows start at the caller's end of speech, whatever the call time.
-        assert bars["endpointing"].x == pytest.approx(zero, abs=0.01)
-        assert bars["stt_lag"].x == pytest.approx(zero, abs=0.01)
-        for stage in ("endpointing", "stt_lag", "llm_ttft", "tts_ttfb", "platform_overhead"):
+        # Both rows start at the caller's last sound, whatever the call time; the VAD's
+        # end of speech (where endpointing starts) is its hangover later.
+        assert bars["vad_hangover"].x == pytest.approx(zero, abs=0.01)
+        assert bars["endpointing"].x == pytest.approx(zero + 100 * scale, abs=0.01)
+        assert bars["stt_lag"].x == pytest.approx(zero + 100 * scale, abs=0.01)
+        stages = [s[0] for s in STAGES]
+        for stage in stages:
             assert bars[stage].ms == pytest.approx(turn[f"{stage}_ms"], abs=0.05)
             assert bars[stage].width == pytest.approx(bars[stage].ms * scale, abs=0.05)
-        # The stages add up to voice-to-voice; overhead ends when the first audio left.
+        # The stages (STT lag runs beside endpointing) add up to voice-to-voice, as the
+        # caller hears it; overhead ends when the first audio left.
+        in_series = sum(bars[s].ms for s in stages if s != "stt_lag")
+        assert in_series == pytest.approx(turn["voice_to_voice_ms"], abs=0.2)
+        v2v = 100 + 240 + turn["llm_ttft_ms"] + 35 + 120 + 12
+        assert turn["voice_to_voice_ms"] == pytest.approx(v2v)
         sent_x = zero + turn["voice_to_voice_ms"] * scale
         overhead = bars["platform_overhead"]
         assert overhead.x + overhead.width == pytest.approx(sent_x, abs=0.05)
@@ -94,7 +103,7 @@ def test_a_greeting_has_no_caller_speech_to_anchor_on() -> None:
     layout = waterfall_layout([greeting])
     (row,) = layout.rows
     assert row.label == "Turn 0 · greeting"
-    assert {b.stage for b in row.bars} == {"llm_ttft", "tts_ttfb"}
+    assert {b.stage for b in row.bars} == {"llm_ttft", "llm_first_clause", "tts_ttfb"}
     assert row.bracket is None and row.voice_to_voice_ms is None
     llm = next(b for b in row.bars if b.stage == "llm_ttft")
     assert llm.title == "Turn 0 · greeting · LLM first token: 200 ms (from 0 ms to 200 ms)"
@@ -127,11 +136,12 @@ def test_svg_bars_carry_their_stage_and_a_title_with_the_numbers() -> None:
         "endpointing",
         "stt_lag",
         "llm_ttft",
+        "llm_first_clause",
         "tts_ttfb",
         "platform_overhead",
         "playback",
-    }
-    assert len(bars) == 12
+    }  # no VAD hangover: these turns have no audible end (recorded before it existed)
+    assert len(bars) == 14
     for bar in bars:
         title = bar.find(f"{SVG}title")
         assert title is not None and re.search(r"\d+(\.\d)? ms", title.text or "")

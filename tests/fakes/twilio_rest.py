@@ -59,6 +59,7 @@ class FakeCall:
     direction: str = "inbound"
     twiml: str = ""
     url: str = ""
+    status_callback: str = ""
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated: datetime = field(default_factory=lambda: datetime.now(UTC))
     ended: datetime | None = None
@@ -176,6 +177,29 @@ class FakeTwilioRest(FakeServer):
         self.calls[sid] = call
         return call
 
+    def progress(self, call_sid: str, status: str, **extra: str) -> tuple[str, dict[str, str]]:
+        """Move a created call on as the network would (``ringing``, ``in-progress``,
+        ``completed``, ``busy``, ``no-answer``, ``failed``, ...) and return the status
+        callback real Twilio would POST for it: the call's ``StatusCallback`` URL and the
+        form (sign it with the account's auth token to send it)."""
+        call = self.calls[call_sid]
+        now = datetime.now(UTC)
+        call.status, call.updated = status, now
+        if status in FINAL_STATUSES:
+            call.ended = now
+            self.stream_end(call_sid).set()
+        form = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "CallSid": call_sid,
+            "CallStatus": status,
+            "Direction": call.direction,
+            "From": call.from_,
+            "To": call.to,
+            **extra,
+        }
+        return call.status_callback, form
+
     def stream_end(self, call_sid: str) -> asyncio.Event:
         """Set when a REST update ends or redirects the call, i.e. when real Twilio would
         stop the call's media stream. Hand it to ``place_call(end_stream=...)``."""
@@ -286,6 +310,7 @@ class FakeTwilioRest(FakeServer):
             direction="outbound-api",
             twiml=record.value("Twiml") or "",
             url=record.value("Url") or "",
+            status_callback=record.value("StatusCallback") or "",
         )
         self.calls[sid] = call
         return web.json_response(call.resource(), status=201)

@@ -222,7 +222,11 @@ def test_stage_fields_follow_the_provider(tenant_a: Tenant) -> None:
     form = agent_form(organization=org, data=post([("stt.provider", "pocketsphinx")]))
     assert form.stage_fields("stt") == ["stt.provider", "stt.language"]
     # Provider choices are the serializer's.
-    assert [v for v, _, _ in form["stt.provider"].choices] == ["deepgram", "pocketsphinx"]
+    assert [v for v, _, _ in form["stt.provider"].choices] == [
+        "deepgram",
+        "pocketsphinx",
+        "whisper",
+    ]
 
 
 def test_unbound_form_shows_serializer_defaults(tenant_a: Tenant) -> None:

@@ -36,6 +36,9 @@ DOCUMENTED_ACCESS: dict[str, tuple[Role, Role]] = {
     "tenants:api-key-list": (Role.ADMIN, Role.ADMIN),
     "tenants:api-key-revoke": (Role.ADMIN, Role.ADMIN),
     "billing:billing": (Role.OWNER, Role.OWNER),
+    "campaigns:campaign-list": (Role.VIEWER, Role.MEMBER),
+    "campaigns:campaign-detail": (Role.VIEWER, Role.MEMBER),
+    "calls:call-recording-delete": (Role.ADMIN, Role.ADMIN),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.voice.doubles import Caller, FakeLLM, FakeSTT, FakeTTS, RecordingOutput, RecordingSink
 from voice.config import (
+    BargeInMode,
     CallConfig,
     IdleConfig,
     InterruptionConfig,
@@ -34,8 +35,10 @@ def make_config(**overrides: Any) -> CallConfig:
         llm=LLMConfig("fake"),
         tts=TTSConfig("fake"),
         first_message="Hello, how can I help?",
-        turn=TurnConfig(min_wait_ms=100, max_wait_ms=600),
-        interruption=InterruptionConfig(min_speech_ms=200),
+        # today's rules; pause_then_decide and preemptive replies (the defaults since
+        # issue 16) are switched on by the tests of them
+        turn=TurnConfig(min_wait_ms=100, max_wait_ms=600, preemptive=False),
+        interruption=InterruptionConfig(mode=BargeInMode.WORDS, min_speech_ms=200),
         idle=IdleConfig(timeout_s=30.0),
         webhook_secret="whsec-test",
         # the tool servers of these tests are on loopback (OUTBOUND_ALLOWED_NETWORKS)

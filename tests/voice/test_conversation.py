@@ -15,7 +15,7 @@ import pytest
 from tests.voice.doubles import FakeLLM, FakeSTT, FakeTTS, words
 from tests.voice.harness import leftover_tasks, make_config, start, until
 from tests.voice.tool_server import tool_server
-from voice.config import IdleConfig, InterruptionConfig, ToolConfig, ToolKind
+from voice.config import BargeInMode, IdleConfig, InterruptionConfig, ToolConfig, ToolKind
 from voice.events import EndReason, Role, TurnKind
 from voice.providers.base import ProviderError, TextDelta, ToolCall, ToolCallsRequested
 
@@ -97,6 +97,26 @@ async def test_a_turn_streams_llm_text_through_tts_with_a_full_timeline() -> Non
     assert reply.user_speech_start_ms < reply.user_speech_end_ms <= reply.end_of_turn_ms
     assert reply.stt_final_ms is not None and reply.stt_final_ms <= reply.end_of_turn_ms
     assert reply.platform_overhead_ms is not None
+    # voice-to-voice starts at the caller's last sound, before the VAD's hangover ended
+    # speech; the stages in series add up to it and the overhead is only the hand-offs
+    assert reply.user_audio_end_ms is not None and reply.vad_hangover_ms is not None
+    assert 40 <= reply.vad_hangover_ms <= 200  # webrtcvad's hangover on a voiced burst
+    assert reply.voice_to_voice_ms == pytest.approx(
+        reply.first_audio_sent_ms - reply.user_audio_end_ms, abs=0.01
+    )
+    stages = (
+        reply.vad_hangover_ms,
+        reply.endpointing_ms,
+        reply.llm_ttft_ms,
+        reply.llm_first_clause_ms,
+        reply.tts_ttfb_ms,
+        reply.platform_overhead_ms,
+    )
+    assert sum(s for s in stages if s is not None) == pytest.approx(reply.voice_to_voice_ms)
+    hand_offs = (reply.llm_request_ms - reply.end_of_turn_ms) + (
+        reply.first_audio_sent_ms - reply.tts_first_audio_ms
+    )
+    assert reply.platform_overhead_ms == pytest.approx(hand_offs, abs=0.01)
 
     [request] = llm.requests
     assert [(m.role, m.content) for m in request] == [
@@ -168,7 +188,7 @@ async def test_barge_in_clears_audio_and_truncates_history_and_transcript() -> N
 
 
 async def test_acknowledgement_does_not_interrupt_or_get_a_reply() -> None:
-    config = make_config(interruption=InterruptionConfig(min_speech_ms=250))
+    config = make_config(interruption=InterruptionConfig(mode=BargeInMode.WORDS, min_speech_ms=250))
     llm = FakeLLM([words(LONG_REPLY)])
     call = await start(config, stt=FakeSTT(["What are your hours?", "mhm"]), llm=llm)
     await until(lambda: len(call.sink.timelines) == 1)
@@ -187,7 +207,7 @@ async def test_acknowledgement_does_not_interrupt_or_get_a_reply() -> None:
 
 async def test_acknowledgement_transcribed_after_min_speech_does_not_interrupt() -> None:
     # streaming STT's first interim comes later than min_speech_ms (as Deepgram's does)
-    config = make_config(interruption=InterruptionConfig(min_speech_ms=200))
+    config = make_config(interruption=InterruptionConfig(mode=BargeInMode.WORDS, min_speech_ms=200))
     llm = FakeLLM([words(LONG_REPLY)])
     stt = FakeSTT(["What are your hours?", "mhm"], interim_after_ms=360)
     call = await start(config, stt=stt, llm=llm)
@@ -205,7 +225,11 @@ async def test_acknowledgement_transcribed_after_min_speech_does_not_interrupt()
 
 async def test_speech_without_a_transcript_interrupts_after_the_transcript_wait() -> None:
     # an STT that sends no interim text (PocketSphinx): VAD alone decides, a little later
-    config = make_config(interruption=InterruptionConfig(min_speech_ms=200, transcript_wait_ms=200))
+    config = make_config(
+        interruption=InterruptionConfig(
+            mode=BargeInMode.WORDS, min_speech_ms=200, transcript_wait_ms=200
+        )
+    )
     llm = FakeLLM([words(LONG_REPLY), words("Sure.")])
     stt = FakeSTT(["What are your hours?", "Wait, one question"], interim_after_ms=60_000)
     stt.final_after_silence_ms = 60_000
@@ -578,7 +602,9 @@ async def test_a_tts_refusing_to_connect_ends_the_call() -> None:
 
 
 async def test_min_words_keeps_a_one_word_interjection_from_interrupting() -> None:
-    config = make_config(interruption=InterruptionConfig(min_speech_ms=200, min_words=2))
+    config = make_config(
+        interruption=InterruptionConfig(mode=BargeInMode.WORDS, min_speech_ms=200, min_words=2)
+    )
     llm = FakeLLM([words(LONG_REPLY), words("Stopping.")])
     call = await start(config, stt=FakeSTT(["Hours?", "stop"]), llm=llm)
     await until(lambda: len(call.sink.timelines) == 1)

@@ -17,7 +17,7 @@ from tests.voice.cloud import REPLY_MARKS, SPOKEN_MARKS, CloudCall, ordered
 from tests.voice.harness import until
 from tests.voice.tool_server import SECRET, tool_server
 from voice.carriers.twilio import MarkStatus
-from voice.config import InterruptionConfig, ToolConfig, ToolKind
+from voice.config import BargeInMode, InterruptionConfig, ToolConfig, ToolKind
 from voice.events import EndReason, Role, TurnKind
 
 GREETING = "Hello, how can I help?"
@@ -161,8 +161,11 @@ async def test_barge_in_cuts_the_reply_to_what_was_heard(cloud: CloudCall) -> No
 
 @pytest.mark.parametrize(
     "interruption",
-    [InterruptionConfig(), InterruptionConfig(min_speech_ms=200, min_words=1)],
-    ids=["defaults", "min-words"],
+    [
+        InterruptionConfig(mode=BargeInMode.WORDS),
+        InterruptionConfig(mode=BargeInMode.WORDS, min_speech_ms=200, min_words=1),
+    ],
+    ids=["words-defaults", "min-words"],
 )
 async def test_an_acknowledgement_does_not_interrupt(
     cloud: CloudCall, interruption: InterruptionConfig

@@ -10,6 +10,7 @@ goodbye." were not: "why", "and you would lie").
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -84,4 +85,67 @@ async def test_local_call_answers_what_was_said_and_hangs_up_on_goodbye() -> Non
     assert len(reply_marks) >= 2
     assert out.kinds()[-1] == "hangup"
     assert ended.usage.stt_seconds > 0 and ended.usage.tts_characters > 0
+    assert await stray_tasks() == []
+
+
+async def test_the_demo_front_desk_understands_and_books_offline() -> None:
+    """The seeded demo's providers (Whisper, the scripted front desk, eSpeak): the
+    questions ``make run`` + ``simulate_call`` used to get wrong are understood."""
+    from voice.providers import frontdesk_llm as desk
+
+    hours = await phone_line("What are your opening hours?")
+    booking = await phone_line("I would like to book an appointment.")
+    goodbye = await phone_line("Thank you, goodbye.")
+    config = make_config(
+        stt=STTConfig("whisper"),
+        llm=LLMConfig("frontdesk"),
+        tts=TTSConfig("espeak"),
+        tools=(
+            ToolConfig("end_call", "End the call", ToolKind.END_CALL),
+            ToolConfig("booking_date", "The date", ToolKind.COLLECT_DIGITS, max_digits=4),
+        ),
+    )
+    out, sink = RecordingOutput(), RecordingSink()
+    conv = Conversation(
+        config,
+        stt=build_stt(config.stt),
+        llm=build_llm(config.llm),
+        tts=build_tts(config.tts),
+        output=out,
+        sink=sink,
+    )
+    out.attach(conv)
+    caller = Caller(conv)
+    task = asyncio.create_task(conv.run())
+    await caller.silence(300)
+    await until(lambda: len(sink.timelines) == 1)  # the greeting has played
+
+    async def answered(condition: Callable[[], bool]) -> None:
+        """Keep the line open (silent audio, as a phone sends) until ``condition``: the
+        bot's replies here are long, spoken in real time."""
+        async with asyncio.timeout(60):
+            while not condition():
+                await caller.silence(100)
+
+    await caller.play(hours)
+    await answered(lambda: len(sink.timelines) == 2)
+    await caller.play(booking)
+    # the booking turn asks for the date and waits for it on the keypad
+    await answered(lambda: conv._digits.active)  # type: ignore[attr-defined]
+    for digit in "1203":
+        conv.feed_dtmf(digit)
+        await caller.silence(100)
+    await answered(lambda: len(sink.timelines) == 3)
+    await caller.play(goodbye)
+    await answered(task.done)
+    ended = task.result()
+
+    assert ended.reason is EndReason.ASSISTANT_HANGUP
+    assistant = [e.text for e in sink.transcript if e.role is Role.ASSISTANT]
+    assert assistant[1] == desk.HOURS
+    assert assistant[2].startswith(desk.ASK_DATE)
+    assert "December the third" in assistant[2]
+    assert assistant[-1] == desk.FAREWELL
+    assert [r.name for r in sink.tool_records] == ["booking_date", "end_call"]
+    assert "1203" not in " ".join(e.text for e in sink.transcript)
     assert await stray_tasks() == []

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from voice.config import (
+    BargeInMode,
     CallConfig,
     IdleConfig,
     InterruptionConfig,
@@ -17,6 +18,7 @@ from voice.config import (
 )
 from voice.events import EndReason, TurnKind
 from voice.machine import (
+    Discard,
     End,
     Final,
     FinalizeStt,
@@ -24,9 +26,12 @@ from voice.machine import (
     Interim,
     Interrupt,
     Machine,
+    Pause,
     Phase,
     ProvidersDown,
     ProviderSwitched,
+    Quiet,
+    Resume,
     Start,
     StartTurn,
     TimerDue,
@@ -47,8 +52,12 @@ def config(**overrides: Any) -> CallConfig:
         llm=LLMConfig("fake"),
         tts=TTSConfig("fake"),
         first_message="Hello.",
-        turn=TurnConfig(min_wait_ms=100, max_wait_ms=600),
-        interruption=InterruptionConfig(min_speech_ms=200, transcript_wait_ms=300),
+        # today's rules: the tests of pause_then_decide and preemptive replies (the
+        # defaults since issue 16) say so themselves
+        turn=TurnConfig(min_wait_ms=100, max_wait_ms=600, preemptive=False),
+        interruption=InterruptionConfig(
+            mode=BargeInMode.WORDS, min_speech_ms=200, transcript_wait_ms=300
+        ),
         idle=IdleConfig(timeout_s=8.0, max_prompts=1, goodbye="Bye now."),
         max_duration_s=600.0,
         end_call_phrases=("have a nice day",),
@@ -141,7 +150,9 @@ def test_words_interrupt_at_once_but_acknowledgements_never() -> None:
 
 
 def test_min_words_needs_that_many_words() -> None:
-    cfg = config(interruption=InterruptionConfig(min_speech_ms=200, min_words=2))
+    cfg = config(
+        interruption=InterruptionConfig(mode=BargeInMode.WORDS, min_speech_ms=200, min_words=2)
+    )
     m = greeted(cfg)
     user_says(m, "Tell me more", start=2000, end=3000)
     [reply] = m.step(TimerDue(), 3100)
@@ -288,3 +299,183 @@ def test_a_provider_switch_while_quiet_is_explained() -> None:
     [apology] = m.step(ProviderSwitched("stt"), 2000)
     assert isinstance(apology, StartTurn) and apology.kind is TurnKind.APOLOGY
     assert m.step(ProviderSwitched("stt"), 2100) == []  # a turn is in flight already
+
+
+# ----------------------------------------------------------------------------- barge-in modes
+
+
+def speaking(mode: BargeInMode, **interruption: Any) -> tuple[Machine, StartTurn]:
+    """A machine whose reply (to "Tell me more") is audible at t=3500."""
+    cfg = config(interruption=InterruptionConfig(mode=mode, min_speech_ms=200, **interruption))
+    m = greeted(cfg)
+    user_says(m, "Tell me more", start=2000, end=3000)
+    [reply] = m.step(TimerDue(), 3100)
+    m.step(TurnAudible(reply.index), 3500)
+    return m, reply
+
+
+def test_pause_then_decide_pauses_at_the_onset_and_resumes_after_an_acknowledgement() -> None:
+    m, reply = speaking(BargeInMode.PAUSE_THEN_DECIDE, resume_wait_ms=600)
+    [pause] = m.step(VoiceStarted(3880), 4000)  # the VAD confirms speech 120 ms in
+    assert pause == Pause(reply.index, 4000, clear=True)
+    assert m.step(Voiced(150), 4020) == []  # paused: nothing more until a decision
+    assert m.step(Interim("mhm"), 4100) == []
+    m.step(VoiceEnded(4150), 4350)
+    assert m.deadline() == 4750  # voice end + resume_wait_ms, at the latest
+    # the acknowledgement's final after the voice ended settles it at once
+    assert m.step(Final("mhm", speech_final=True), 4450) == [Resume(reply.index)]
+    assert m.phase is Phase.SPEAKING and m.barge_in_possible
+    # history as if nothing happened: the reply plays out and "mhm" is never answered
+    assert m.step(TurnFinished(reply.index), 6000) == []
+    assert m.step(TimerDue(), 9000) == []
+    assert m.take_pending().text == ""
+
+
+def test_pause_then_decide_resumes_after_a_cough_with_no_transcript() -> None:
+    m, reply = speaking(BargeInMode.PAUSE_THEN_DECIDE, resume_wait_ms=600)
+    [pause] = m.step(VoiceStarted(3880), 4000)
+    assert isinstance(pause, Pause)
+    m.step(Voiced(180), 4060)
+    assert m.step(VoiceEnded(4060), 4260) == []
+    assert m.step(TimerDue(), 4659) == []
+    assert m.step(TimerDue(), 4660) == [Resume(reply.index)]
+
+
+def test_pause_then_decide_cuts_on_real_words_without_a_second_clear() -> None:
+    m, reply = speaking(BargeInMode.PAUSE_THEN_DECIDE)
+    [pause] = m.step(VoiceStarted(3880), 4000)
+    assert isinstance(pause, Pause) and pause.clear
+    m.step(Voiced(200), 4080)
+    [cut] = m.step(Interim("wait, stop"), 4300)
+    # the audio already stopped at the pause: nothing left to clear
+    assert cut == Interrupt(reply.index, 4300, barged_in=True, clear=False)
+    assert m.phase is Phase.LISTENING
+    m.step(VoiceEnded(4600), 4800)
+    m.step(Final("wait, stop", speech_final=True), 4850)
+    [answer] = m.step(TurnFinished(reply.index, interrupted=True), 4900)
+    assert isinstance(answer, StartTurn) and answer.user is not None
+    assert answer.user.text == "wait, stop"
+
+
+def test_pause_then_decide_cuts_long_speech_the_stt_has_not_transcribed() -> None:
+    m, _ = speaking(BargeInMode.PAUSE_THEN_DECIDE, transcript_wait_ms=300)
+    assert isinstance(m.step(VoiceStarted(3880), 4000)[0], Pause)
+    # paused, nothing is lost by waiting: twice the transcript wait (a cough fit resumes)
+    assert m.step(Voiced(799), 4700) == []
+    [cut] = m.step(Voiced(800), 4701)
+    assert isinstance(cut, Interrupt) and not cut.clear
+
+
+def test_pause_then_decide_holds_a_reply_not_yet_audible_without_a_clear() -> None:
+    m = greeted(config(interruption=InterruptionConfig(min_speech_ms=200)))
+    user_says(m, "Tell me more", start=2000, end=3000)
+    [reply] = m.step(TimerDue(), 3100)
+    assert m.phase is Phase.THINKING
+    [pause] = m.step(VoiceStarted(3200), 3320)
+    assert pause == Pause(reply.index, 3320, clear=False)
+
+
+def test_immediate_cuts_at_min_speech_whatever_the_words() -> None:
+    m, reply = speaking(BargeInMode.IMMEDIATE)
+    assert m.step(VoiceStarted(3880), 4000) == []
+    assert m.step(Interim("mhm"), 4010) == []
+    [cut] = m.step(Voiced(200), 4080)
+    assert cut == Interrupt(reply.index, 4080, barged_in=True, clear=True)
+
+
+def test_words_mode_never_pauses() -> None:
+    m, reply = speaking(BargeInMode.WORDS)
+    assert m.step(VoiceStarted(3880), 4000) == []
+    assert m.step(Voiced(250), 4130) == []
+    [cut] = m.step(Interim("hold on"), 4200)
+    assert cut == Interrupt(reply.index, 4200, barged_in=True, clear=True)
+
+
+# ----------------------------------------------------------------------------- preemptive replies
+
+
+def preemptive() -> Machine:
+    return greeted(config(turn=TurnConfig(min_wait_ms=100, max_wait_ms=600)))
+
+
+def test_a_preemptive_reply_is_prepared_when_the_caller_goes_quiet_and_played_on_confirmation() -> (
+    None
+):
+    m = preemptive()
+    m.step(VoiceStarted(2000), 2120)
+    m.step(Interim("What are"), 2400)
+    assert m.step(Quiet(on=True), 3100) == [FinalizeStt()]
+    [held] = m.step(Final("What are your hours?"), 3110)
+    assert isinstance(held, StartTurn) and held.held and held.kind is TurnKind.REPLY
+    assert held.user is not None and held.user.text == "What are your hours?"
+    assert m.phase is Phase.LISTENING and not m.barge_in_possible
+    # the usual rules still decide: VAD silence, then the minimum wait
+    assert m.step(TimerDue(), 3150) == []
+    assert m.deadline() == 3110 + 600  # the noisy-line bound while the VAD hears speech
+    [go] = m.step(VoiceEnded(3000), 3250)  # the VAD's silence: voice end + min_wait is past
+    assert isinstance(go, Resume) and go.index == held.index
+    assert go.user is not None and go.user.text == "What are your hours?"
+    assert m.phase is Phase.THINKING
+    m.step(TurnAudible(held.index), 3300)
+    assert m.phase is Phase.SPEAKING and m.barge_in_possible
+
+
+def test_a_preemptive_reply_is_discarded_when_the_caller_goes_on() -> None:
+    m = preemptive()
+    m.step(VoiceStarted(2000), 2120)
+    m.step(Interim("I'd like to book a"), 2400)
+    m.step(Quiet(on=True), 3100)
+    [held] = m.step(Final("I'd like to book a"), 3110)
+    assert isinstance(held, StartTurn) and held.held
+    assert m.step(Quiet(on=False), 3300) == [Discard(held.index)]
+    assert m.step(Final("table for two", speech_final=True), 3800) == []
+    # the discarded reply is settled before anything else starts, and gives its index back
+    m.step(VoiceEnded(3700), 3900)
+    [answer] = m.step(TurnFinished(held.index, interrupted=True), 3905)
+    assert isinstance(answer, StartTurn) and answer.index == held.index and not answer.held
+    assert answer.user is not None and answer.user.text == "I'd like to book a table for two"
+
+
+def test_a_preemptive_reply_is_discarded_when_the_final_words_differ() -> None:
+    m = preemptive()
+    m.step(VoiceStarted(2000), 2120)
+    m.step(Interim("Book"), 2400)
+    m.step(Quiet(on=True), 3100)
+    [held] = m.step(Final("Book a table"), 3110)
+    assert isinstance(held, StartTurn) and held.held
+    # a late final adds words while the VAD still hears the caller
+    assert m.step(Final("for two"), 3200) == [Discard(held.index)]
+
+
+def test_a_new_voice_discards_a_held_reply_and_no_pause_happens() -> None:
+    m = preemptive()
+    m.step(VoiceStarted(2000), 2120)
+    m.step(VoiceEnded(2900), 3100)
+    [held] = m.step(Final("I'd like to book a table and", speech_final=True), 3150)
+    assert isinstance(held, StartTurn) and held.held  # unfinished: max_wait to confirm
+    assert m.step(VoiceStarted(3300), 3420) == [Discard(held.index)]
+
+
+def test_the_max_duration_only_drops_a_held_reply() -> None:
+    m = greeted(config(turn=TurnConfig(min_wait_ms=100, max_wait_ms=600), max_duration_s=4.0))
+    m.step(VoiceStarted(2000), 2120)
+    m.step(VoiceEnded(2900), 3100)
+    [held] = m.step(Final("I'd like to book a table and", speech_final=True), 3150)
+    assert isinstance(held, StartTurn) and held.held
+    assert m.step(TimerDue(), 4000) == [Discard(held.index)]
+    flush, closing = m.step(TurnFinished(held.index, interrupted=True), 4010)
+    assert isinstance(flush, FlushUser) and flush.user.text == "I'd like to book a table and"
+    assert isinstance(closing, StartTurn) and closing.kind is TurnKind.CLOSING
+
+
+def test_a_held_reply_that_fails_before_confirmation_leaves_the_words_to_the_goodbye() -> None:
+    m = preemptive()
+    m.step(VoiceStarted(2000), 2120)
+    m.step(VoiceEnded(2900), 3100)
+    [held] = m.step(Final("I'd like to book a table and", speech_final=True), 3150)
+    assert isinstance(held, StartTurn) and held.held
+    assert m.step(TurnFinished(held.index, interrupted=True), 3300) == []
+    flush, goodbye = m.step(ProvidersDown("no language model answered"), 3301)
+    assert isinstance(flush, FlushUser) and flush.user.text == "I'd like to book a table and"
+    assert isinstance(goodbye, StartTurn) and goodbye.kind is TurnKind.CLOSING
+    assert goodbye.index == held.index  # the failed held reply left no trace

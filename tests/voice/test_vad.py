@@ -67,3 +67,32 @@ def test_rejects_unsupported_formats() -> None:
         VoiceActivity(11025)
     with pytest.raises(ValueError, match="frame"):
         VoiceActivity(8000, frame_ms=25)
+
+
+def test_the_audible_end_removes_webrtcvads_hangover() -> None:
+    vad = VoiceActivity(8000, start_ms=60, end_ms=200)
+    events = vad.process(pcm(silence_frames(400) + speech_frames(1000) + silence_frames(600)))
+    start, end = events
+    assert start.audible_end_ms is None
+    # the burst ends at 1400 ms of audio: webrtcvad still heard voice after it
+    assert end.at_ms > 1400
+    assert end.audible_end_ms == pytest.approx(1400, abs=5)
+
+
+def test_the_audible_end_over_background_noise_and_a_quiet_tail() -> None:
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0, 60, 8000 * 3).astype(np.int16)  # a hissy line, ~36 dB
+    loud = np.frombuffer(pcm(speech_frames(800)), dtype="<i2")
+    quiet = (np.frombuffer(pcm(speech_frames(120, seed=3)), dtype="<i2") // 20).astype(np.int16)
+    audio = noise.copy()
+    audio[4000 : 4000 + loud.size] += loud  # speech from 500 ms
+    tail_at = 4000 + loud.size
+    audio[tail_at : tail_at + quiet.size] += quiet  # a fricative-quiet tail, -26 dB
+    vad = VoiceActivity(8000, start_ms=60, end_ms=200)
+    events = vad.process(audio.tobytes())
+
+    # (webrtcvad takes the first 80 ms of hiss for speech while it adapts)
+    end = [e for e in events if e.kind is VadEventKind.SPEECH_END][-1]
+    # the tail counts as sound (it is well above the hiss), the hiss after it does not
+    assert end.audible_end_ms == pytest.approx((tail_at + quiet.size) / 8, abs=10)
+    assert end.audible_end_ms <= end.at_ms

@@ -93,8 +93,8 @@ class Pause:
 
 @dataclass(frozen=True, slots=True)
 class WaitForBot:
-    """Wait until the bot has spoken since the caller last stopped talking (or since the
-    call started) and its audio has finished playing for ``quiet_ms``."""
+    """Wait until the bot has spoken since the caller last stopped talking or pressed keys
+    (or since the call started) and its audio has finished playing for ``quiet_ms``."""
 
     quiet_ms: int = 800
     timeout_s: float = 15.0
@@ -568,6 +568,9 @@ class _Call:
 
     async def send_digits(self, step: Digits) -> None:
         sid = self.result.stream_sid
+        # Keys are the caller's turn too: the next WaitForBot waits for the answer to them,
+        # which may start before the last key (a collection that stops at max_digits).
+        self.last_speech_end = time.monotonic()
         for i, digit in enumerate(step.digits):
             if i:
                 await asyncio.sleep(step.gap_ms / 1000)

@@ -160,6 +160,14 @@ class TwilioRestClient:
         )
         return self._state(instance)
 
+    async def play(self, call_sid: str, twiml: str) -> CallState:
+        """Replace the call's TwiML (e.g. ``<Say>`` then ``<Hangup/>``); Twilio drops our
+        stream."""
+        self._check_sid(call_sid)
+        context = self._sdk().calls(call_sid)
+        instance = await self._run(f"update {call_sid}", lambda: context.update_async(twiml=twiml))
+        return self._state(instance)
+
     async def create_call(
         self,
         *,
@@ -169,8 +177,14 @@ class TwilioRestClient:
         url: str | None = None,
         status_callback: str | None = None,
         status_callback_events: Sequence[str] = (),
+        machine_detection: str | None = None,
+        async_amd_status_callback: str | None = None,
     ) -> CallState:
-        """Place an outbound call running ``twiml`` or fetching TwiML from ``url``."""
+        """Place an outbound call running ``twiml`` or fetching TwiML from ``url``.
+
+        ``machine_detection`` (``Enable`` / ``DetectMessageEnd``) with
+        ``async_amd_status_callback``: asynchronous answering-machine detection, whose
+        verdict is POSTed to that URL while the call goes on."""
         if (twiml is None) == (url is None):
             raise ValueError("give exactly one of twiml and url")
         kwargs: dict[str, Any] = {"to": to, "from_": from_}
@@ -182,6 +196,12 @@ class TwilioRestClient:
             kwargs["status_callback"] = status_callback
         if status_callback_events:
             kwargs["status_callback_event"] = list(status_callback_events)
+        if machine_detection is not None:
+            kwargs["machine_detection"] = machine_detection
+            if async_amd_status_callback is not None:
+                kwargs["async_amd"] = "true"
+                kwargs["async_amd_status_callback"] = async_amd_status_callback
+                kwargs["async_amd_status_callback_method"] = "POST"
         calls = self._sdk().calls
         instance = await self._run(f"call {to}", lambda: calls.create_async(**kwargs))
         return self._state(instance)

@@ -60,6 +60,14 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         local=True,
     ),
     ProviderSpec(
+        "whisper",
+        Kind.STT,
+        "Whisper tiny.en (local, offline)",
+        "voice.providers.whisper_stt:WhisperSTT",
+        default_model="tiny.en",
+        local=True,
+    ),
+    ProviderSpec(
         "openai",
         Kind.LLM,
         "OpenAI or an OpenAI-compatible server",
@@ -74,6 +82,13 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         Kind.LLM,
         "Scripted responder (local, for demos and tests)",
         "voice.providers.scripted_llm:ScriptedLLM",
+        local=True,
+    ),
+    ProviderSpec(
+        "frontdesk",
+        Kind.LLM,
+        "Scripted front desk (local demo: hours, bookings, transfer)",
+        "voice.providers.frontdesk_llm:FrontDeskLLM",
         local=True,
     ),
     ProviderSpec(

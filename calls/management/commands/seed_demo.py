@@ -25,15 +25,40 @@ DEMO_PASSWORD = "glassbox-demo"  # development only; see handle()
 DEMO_KEY_NAME = "Demo key (seed_demo)"
 DEMO_AGENT = "Demo receptionist"
 DEMO_NUMBER = "+14155550100"
+# Where the demo's transfer tool sends a caller who asks for a person (not a real line).
+DEMO_TRANSFER_TO = "+14155550199"
+# The demo agent's tools, created once per organization (the front desk asks for each by
+# its kind: see voice/providers/frontdesk_llm.py).
+DEMO_TOOLS: tuple[dict[str, Any], ...] = (
+    {"name": "end_call", "kind": "end_call", "description": "Hang up."},
+    {
+        "name": "transfer_to_person",
+        "kind": "transfer_call",
+        "description": "Put the caller through to a colleague.",
+        "transfer_to": DEMO_TRANSFER_TO,
+    },
+    {
+        "name": "collect_booking_date",
+        "kind": "collect_digits",
+        "description": "The booking date as four keypad digits, month then day.",
+        "max_digits": 4,
+        "terminator": "#",
+    },
+)
 # Not a real account: a Twilio number needs a carrier credential. Replace it with yours
 # (PATCH /api/v1/credentials/<id>/) before pointing real calls at the platform.
 DEMO_TWILIO_SID = "AC" + "0" * 32
 DEMO_AGENT_SETTINGS = {
     "name": DEMO_AGENT,
     "system_prompt": "You are a friendly receptionist for Glassbox. Keep answers short.",
-    "first_message": "Hello! You've reached the Glassbox demo. How can I help?",
-    "stt": {"provider": "pocketsphinx", "language": "en-US"},
-    "llm": {"provider": "scripted"},
+    "first_message": (
+        "Hello! You've reached the Glassbox front desk. I can tell you our opening hours, "
+        "book an appointment, or put you through to a person. How can I help?"
+    ),
+    # Whisper tiny.en understands eSpeak telephone speech far better than PocketSphinx
+    # (docs/benchmarks.md, "Offline STT"); the scripted front desk shows the product.
+    "stt": {"provider": "whisper", "language": "en-US"},
+    "llm": {"provider": "frontdesk"},
     "tts": {"provider": "espeak", "voice": "en-us"},
     "end_call_phrases": ["goodbye", "bye"],
 }
@@ -72,19 +97,19 @@ class Command(BaseCommand):
                 account_sid=DEMO_TWILIO_SID,
                 auth_token=secrets.token_hex(16),
             )
-        end_call = Tool.objects.for_org(organization).filter(name="end_call").first()
-        if end_call is None:
-            end_call = tool_create(
-                organization=organization,
-                data={"name": "end_call", "kind": "end_call", "description": "Hang up."},
-            )
+        tools = []
+        for tool_data in DEMO_TOOLS:
+            tool = Tool.objects.for_org(organization).filter(name=tool_data["name"]).first()
+            if tool is None:
+                tool = tool_create(organization=organization, data=dict(tool_data))
+            tools.append(tool)
         # Run the settings through the API's validation so the demo is a valid agent.
         agent = Agent.objects.for_org(organization).filter(name=DEMO_AGENT).first()
         serializer = AgentInputSerializer(
             instance=agent, data=DEMO_AGENT_SETTINGS, context={"organization": organization}
         )
         serializer.is_valid(raise_exception=True)
-        data = {**serializer.validated_data, "tools": [end_call]}
+        data = {**serializer.validated_data, "tools": tools}
         if agent is None:
             agent = agent_create(organization=organization, data=data)
         else:

@@ -16,10 +16,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from calls.models import TURN_STAGES, Call, PhoneNumber, TurnMetric
+from calls.models import TIMELINE_STAGES, TURN_STAGES, Call, PhoneNumber, TurnMetric
 from voice.carriers.twilio_caller import (
     CallerConfig,
     CallResult,
+    Digits,
     Pause,
     Say,
     Step,
@@ -29,7 +30,16 @@ from voice.carriers.twilio_caller import (
 from voice.config import AudioFormat, Encoding, TTSConfig
 from voice.providers.espeak_tts import EspeakTTS
 
-DEFAULT_SCRIPT = ("Hello, I would like some help please.", "Thank you, goodbye.")
+# The demo's front desk, end to end: a greeting, a question, a booking whose date goes in
+# on the keypad, and a goodbye.
+DEFAULT_SCRIPT = (
+    "Hello there.",
+    "What are your opening hours?",
+    "I would like to book an appointment.",
+    "dtmf:1203#",
+    "Thank you, goodbye.",
+)
+DTMF_PREFIX = "dtmf:"
 PCM_8K = AudioFormat(Encoding.PCM16, 8000)
 
 
@@ -60,7 +70,10 @@ class Command(BaseCommand):
             "--say",
             action="append",
             default=[],
-            help="A sentence to speak; repeat for several turns.",
+            help=(
+                "A sentence to speak; repeat for several turns. 'dtmf:1203#' presses those "
+                "keys instead."
+            ),
         )
         parser.add_argument("--wav", help="Speak this WAV file (8 kHz or any rate, mono).")
         parser.add_argument(
@@ -84,14 +97,22 @@ class Command(BaseCommand):
         number = self._number(options["to"])
         credential = number.credential
         texts = list(options["say"]) or ([] if options["wav"] else list(DEFAULT_SCRIPT))
-        spoken = texts + ([options["barge_in"]] if options["barge_in"] else [])
+        spoken = [t for t in texts if not t.startswith(DTMF_PREFIX)]
+        spoken += [options["barge_in"]] if options["barge_in"] else []
         audio = asyncio.run(synthesize_all(spoken)) if spoken else {}
         wait = WaitForBot(timeout_s=options["wait_s"])
         script: list[Step] = [wait]
         if options["wav"]:
             script += [Say(wav=options["wav"], label="wav"), wait, Pause(options["pause_ms"])]
         for text in texts:
-            script += [Say(pcm=audio[text], label=text), wait, Pause(options["pause_ms"])]
+            if text.startswith(DTMF_PREFIX):
+                try:
+                    step: Step = Digits(text.removeprefix(DTMF_PREFIX))
+                except ValueError as exc:
+                    raise CommandError(str(exc)) from None
+            else:
+                step = Say(pcm=audio[text], label=text)
+            script += [step, wait, Pause(options["pause_ms"])]
         if options["barge_in"]:
             # Replace the wait after the last sentence: talk over the bot's reply to it.
             if texts or options["wav"]:
@@ -184,9 +205,11 @@ class Command(BaseCommand):
             "turn",
             "kind",
             "v2v",
+            "vad hang",
             "endpoint",
             "stt lag",
             "llm ttft",
+            "1st clause",
             "tts ttfb",
             "overhead",
             "interrupted",
@@ -201,9 +224,11 @@ class Command(BaseCommand):
                     _ms(stages[k])
                     for k in (
                         "voice_to_voice_ms",
+                        "vad_hangover_ms",
                         "endpointing_ms",
                         "stt_lag_ms",
                         "llm_ttft_ms",
+                        "llm_first_clause_ms",
                         "tts_ttfb_ms",
                         "platform_overhead_ms",
                     )
@@ -222,7 +247,7 @@ class Command(BaseCommand):
 
 
 def _stages(turn: TurnMetric) -> dict[str, float | None]:
-    return {stage: getattr(turn, stage) for stage in TURN_STAGES}
+    return {stage: getattr(turn, stage) for stage in (*TURN_STAGES, *TIMELINE_STAGES)}
 
 
 def _ms(value: float | None) -> str:

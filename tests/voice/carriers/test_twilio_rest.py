@@ -115,6 +115,46 @@ async def test_create_call(fake: FakeTwilioRest, client: TwilioRestClient) -> No
         await client.create_call(to="+1", from_="+2")
 
 
+async def test_create_call_with_async_amd_and_the_calls_progress(
+    fake: FakeTwilioRest, client: TwilioRestClient
+) -> None:
+    state = await client.create_call(
+        to="+14155550100",
+        from_="+14155550199",
+        url="https://example.com/answer",
+        status_callback="https://example.com/status?call=1",
+        machine_detection="DetectMessageEnd",
+        async_amd_status_callback="https://example.com/amd",
+    )
+    request = fake.requests[-1]
+    assert request.value("MachineDetection") == "DetectMessageEnd"
+    assert request.value("AsyncAmd") == "true"
+    assert request.value("AsyncAmdStatusCallback") == "https://example.com/amd"
+    assert request.value("AsyncAmdStatusCallbackMethod") == "POST"
+    # The fake moves the call on and gives the callback real Twilio would send.
+    url, form = fake.progress(state.sid, "no-answer")
+    assert url == "https://example.com/status?call=1"
+    assert (form["CallSid"], form["CallStatus"], form["To"]) == (
+        state.sid,
+        "no-answer",
+        "+14155550100",
+    )
+    assert fake.stream_end(state.sid).is_set()
+    with pytest.raises(TwilioRestError) as info:
+        await client.play(state.sid, "<Response><Hangup/></Response>")
+    assert (info.value.status, info.value.code) == (400, 21220)
+
+
+async def test_play_replaces_the_calls_twiml(
+    fake: FakeTwilioRest, client: TwilioRestClient
+) -> None:
+    fake.add_call(CA)
+    state = await client.play(CA, "<Response><Say>Bye</Say><Hangup/></Response>")
+    assert state.sid == CA
+    assert fake.calls[CA].twiml == "<Response><Say>Bye</Say><Hangup/></Response>"
+    assert fake.stream_end(CA).is_set()
+
+
 async def test_slow_server_times_out(fake: FakeTwilioRest) -> None:
     fake.delay_s = 1.0
     async with TwilioRestClient(

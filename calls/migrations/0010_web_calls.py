@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('agents', '0003_agent_fallback'),
-        ('calls', '0006_call_analysis_secure_captures_retention'),
+        ('calls', '0009_call_discarded_llm'),
         ('tenants', '0002_dashboard_roles'),
     ]
 

@@ -1,0 +1,215 @@
+"""Call recordings on the platform's side: where the engine writes them (a scratch file in
+``RECORDING_SPOOL_DIR``), where they are kept (the ``recordings`` storage of
+``settings.STORAGES``: the local filesystem by default, S3-compatible through
+django-storages when ``RECORDINGS_S3_BUCKET`` is set), and how they are read back (a
+short-lived link) and deleted.
+
+The engine side is voice/recording.py; :class:`RecordingStore` is its
+:class:`~voice.recording.RecordingSink`. Links: S3 gives a presigned URL; the local
+filesystem a URL of :func:`recording_file` carrying a signed, expiring token (Django's
+``TimestampSigner``). Either way a link names one recording: once it is deleted, the link
+is dead even before it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core import signing
+from django.core.files import File
+from django.core.files.storage import Storage, storages
+from django.db import transaction
+from django.dispatch import receiver
+from django.http import FileResponse, Http404, HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from calls.models import Call
+from calls.signals import call_deleting, recording_ready, recordings_expired
+from tenants.models import Organization
+from tenants.web import public_page
+from voice.recording import RecordedAudio
+
+logger = logging.getLogger(__name__)
+
+STORAGE_ALIAS = "recordings"
+_SALT = "calls.recording"
+
+
+def recording_storage() -> Storage:
+    return storages[STORAGE_ALIAS]
+
+
+def _is_local(storage: Storage) -> bool:
+    return not hasattr(storage, "bucket_name")
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+class RecordingStore:
+    """The engine's :class:`~voice.recording.RecordingSink` for one call."""
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        self._key = secrets.token_hex(8)
+
+    def scratch_path(self) -> Path:
+        spool = Path(settings.RECORDING_SPOOL_DIR)
+        spool.mkdir(parents=True, exist_ok=True)
+        return spool / f"call-{self._call.pk}-{self._key}.mp3"
+
+    async def store(self, audio: RecordedAudio) -> None:
+        """Upload the finished file (on a thread: S3 may take a while) and attach it to the
+        call. A failure leaves the file in the spool directory, logged."""
+        call = self._call
+        name = f"{call.organization_id}/call-{call.pk}-{self._key}.{audio.extension}"
+        try:
+            stored, size = await asyncio.to_thread(_upload, audio.path, name)
+        except Exception:
+            logger.exception("call %s: recording not stored; kept at %s", call.pk, audio.path)
+            return
+        if audio.dropped_ms:
+            logger.warning(
+                "call %s: %d ms of the recording could not be kept (writer behind, or agent "
+                "audio far ahead of playback); silence in their place",
+                call.pk,
+                audio.dropped_ms,
+            )
+        await database_sync_to_async(call_recording_attach)(
+            call=call, name=stored, audio=audio, size=size
+        )
+        await asyncio.to_thread(audio.path.unlink, missing_ok=True)
+
+
+def _upload(path: Path, name: str) -> tuple[str, int]:
+    storage = recording_storage()
+    with path.open("rb") as fh:  # streamed: multipart uploads for S3, a copy for files
+        stored = storage.save(name, File(fh, name=path.name))
+    return stored, path.stat().st_size
+
+
+def call_recording_attach(*, call: Call, name: str, audio: RecordedAudio, size: int) -> Call:
+    """The call's recording is stored: remember it and tell whoever listens."""
+    Call.objects.for_org(call.organization).filter(pk=call.pk).update(
+        recording_name=name,
+        recording_content_type=audio.content_type,
+        recording_channels=audio.channels,
+        recording_duration_ms=audio.duration_ms,
+        recording_bytes=size,
+    )
+    call.refresh_from_db()
+    transaction.on_commit(lambda: recording_ready.send(sender=Call, call=call))
+    return call
+
+
+def call_recording_delete(*, call: Call) -> bool:
+    """Remove the call's recording from the storage and the call. False if it had none.
+
+    The one way a recording is deleted: the API's DELETE, the dashboard's button, and
+    (for the retention purge and a call's deletion) whoever else must remove one."""
+    name = call.recording_name
+    if not name:
+        return False
+    recording_storage().delete(name)
+    Call.objects.for_org(call.organization).filter(pk=call.pk).update(
+        recording_name="",
+        recording_content_type="",
+        recording_channels=None,
+        recording_duration_ms=None,
+        recording_bytes=None,
+    )
+    call.refresh_from_db()
+    logger.info("call %s: recording deleted", call.pk)
+    return True
+
+
+@receiver(call_deleting, dispatch_uid="calls.recordings.delete_with_call")
+def _delete_with_call(sender: object, *, call: Call, **kwargs: object) -> None:
+    # Inside the deleting transaction: a storage failure raises and nothing is deleted.
+    call_recording_delete(call=call)
+
+
+@receiver(recordings_expired, dispatch_uid="calls.recordings.expire")
+def _expire(
+    sender: object, *, organization: Organization, started_before: datetime, **kwargs: object
+) -> int:
+    """The retention purge: delete the recordings of the organization's calls that started
+    before ``started_before``; how many were deleted."""
+    expired = (
+        Call.objects.for_org(organization)
+        .filter(started_at__lt=started_before)
+        .exclude(recording_name="")
+        .order_by("started_at")
+    )
+    deleted = 0
+    for call in expired[:5000]:
+        try:
+            deleted += call_recording_delete(call=call)
+        except Exception:  # one unreachable file doesn't stop the purge; the next run retries
+            logger.exception("call %s: expired recording not deleted", call.pk)
+    return deleted
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingLink:
+    url: str
+    expires_at: datetime
+
+
+def recording_link(*, call: Call, request: HttpRequest | None = None) -> RecordingLink | None:
+    """A short-lived URL to the call's recording, or None when it has none. Local links
+    are absolute on the request's origin, or on ``PUBLIC_BASE_URL`` without a request
+    (a webhook, a task)."""
+    if not call.recording_name:
+        return None
+    ttl = settings.RECORDING_URL_TTL_S
+    expires_at = timezone.now() + timedelta(seconds=ttl)
+    storage = recording_storage()
+    if not _is_local(storage):
+        url = storage.url(call.recording_name, expire=ttl)  # type: ignore[call-arg]
+        return RecordingLink(url, expires_at)
+    token = signing.TimestampSigner(salt=_SALT).sign_object(
+        {"o": call.organization_id, "c": call.pk, "n": call.recording_name}
+    )
+    path = reverse("calls:recording-file", kwargs={"token": token})
+    if request is not None:
+        return RecordingLink(request.build_absolute_uri(path), expires_at)
+    return RecordingLink(settings.PUBLIC_BASE_URL.rstrip("/") + path, expires_at)
+
+
+@public_page  # the signed token is the credential: <audio> and API clients follow it as is
+@require_GET
+def recording_file(request: HttpRequest, token: str) -> FileResponse:
+    """A locally stored recording, for a link from :func:`recording_link`."""
+    try:
+        claim = signing.TimestampSigner(salt=_SALT).unsign_object(
+            token, max_age=settings.RECORDING_URL_TTL_S
+        )
+        org_id, call_id, name = int(claim["o"]), int(claim["c"]), str(claim["n"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise Http404("This recording link is invalid or has expired.") from None
+    organization = Organization.objects.filter(pk=org_id).first()
+    call = (
+        None
+        if organization is None
+        else Call.objects.for_org(organization).filter(pk=call_id, recording_name=name).first()
+    )
+    storage = recording_storage()
+    if call is None or not storage.exists(name):
+        raise Http404("This recording no longer exists.")
+    response = FileResponse(storage.open(name, "rb"), content_type=call.recording_content_type)
+    response["Cache-Control"] = "private, max-age=60"
+    response["Content-Disposition"] = f'inline; filename="call-{call.pk}.mp3"'
+    return response
