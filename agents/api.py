@@ -2,6 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
 from agents import selectors, services
 from agents.filters import AgentFilter, CredentialFilter, ToolFilter
 from agents.models import Agent, Credential, Tool
@@ -13,6 +18,9 @@ from agents.serializers import (
     ToolInputSerializer,
     ToolOutputSerializer,
 )
+from calls.serializers import WebCallTicketSerializer
+from calls.webcalls import WebCallRefused, web_call_create
+from glassbox.api.exceptions import Conflict
 from glassbox.api.views import TenantCRUDViewSet
 from tenants.models import Organization
 
@@ -39,6 +47,27 @@ class AgentViewSet(TenantCRUDViewSet):
 
     def perform_delete_service(self, instance: Agent) -> None:
         services.agent_delete(agent=instance)
+
+    @extend_schema(
+        request=None,
+        responses={
+            201: WebCallTicketSerializer,
+            409: OpenApiResponse(description="Admission refused the call (a plan limit)."),
+        },
+        summary="Start a web call",
+    )
+    @action(detail=True, methods=["post"], url_path="web-calls")
+    def web_calls(self, request: Request, pk: str | None = None) -> Response:
+        """Start a call with this agent from a browser (or any client speaking the web-call
+        protocol, docs/web-calls.md): the call is recorded (direction ``web``) and
+        ``ws_url`` accepts one connection within ``expires_in_s``. 409 if admission
+        refuses the call (a plan limit)."""
+        agent = self.get_object()
+        try:
+            ticket = web_call_create(agent=agent, source="api")
+        except WebCallRefused as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(WebCallTicketSerializer(ticket).data, status=201)
 
 
 class ToolViewSet(TenantCRUDViewSet):

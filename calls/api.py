@@ -12,11 +12,14 @@ from rest_framework.response import Response
 
 from calls import analytics, outbound, recordings, retention, selectors, services
 from calls.analytics import Window
+from calls.control import ControlError, call_control, call_live_state
 from calls.filters import CallFilter, PhoneNumberFilter
 from calls.models import Call, DialingPolicy, PhoneNumber
 from calls.serializers import (
     AgentsAnalyticsSerializer,
     AnalyticsQuerySerializer,
+    CallControlActionSerializer,
+    CallControlInputSerializer,
     CallCreateSerializer,
     CallDetailSerializer,
     CallOutputSerializer,
@@ -27,7 +30,7 @@ from calls.serializers import (
     PhoneNumberOutputSerializer,
     RecordingSerializer,
 )
-from glassbox.api.exceptions import ServiceUnavailable
+from glassbox.api.exceptions import Conflict, ServiceUnavailable
 from glassbox.api.views import ListRetrieveMixin, TenantCRUDViewSet, TenantViewSet
 from tenants.models import Organization
 from tenants.services import Actor
@@ -136,6 +139,47 @@ class CallViewSet(ListRetrieveMixin, TenantViewSet):
         except retention.CallDeleteFailed as exc:
             raise ServiceUnavailable(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=CallControlInputSerializer,
+        responses={
+            202: CallControlActionSerializer,
+            409: OpenApiResponse(description="The call is not running."),
+        },
+        summary="Control a running call",
+    )
+    @action(detail=True, methods=["post"])
+    def control(self, request: Request, pk: str | None = None) -> Response:
+        """Act on a running call: ``say`` (``text``: the agent speaks it), ``inject``
+        (``text``: a system message for the next reply), ``mute_agent``,
+        ``unmute_agent``, ``transfer`` (``to``; phone calls only), ``end``. Delivered to
+        the process holding the call; recorded on the call (``control_actions``), with
+        ``delivered`` set once the call took it. 409 if the call is not running."""
+        call = self.get_object()
+        data = CallControlInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        params = {k: v for k, v in data.validated_data.items() if k != "action"}
+        api_key = request.auth
+        actor = f"api-key:{getattr(api_key, 'prefix', '')}"
+        try:
+            record = call_control(
+                call=call, action=data.validated_data["action"], params=params, actor=actor
+            )
+        except ControlError as exc:
+            if exc.status == 409:
+                raise Conflict(exc.message) from exc
+            raise serializers.ValidationError({"detail": [exc.message]}) from exc
+        return Response(CallControlActionSerializer(record).data, status=202)
+
+    @extend_schema(summary="A running call's live state", responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def live(self, request: Request, pk: str | None = None) -> Response:
+        """Phase, transcript so far, the history the LLM sees and the latest turn's
+        metrics, as the process holding the call last mirrored them; ``{"live": false}``
+        when the call is not running."""
+        call = self.get_object()
+        state = call_live_state(call=call)
+        return Response({"live": False} if state is None else {"live": True, **state})
 
     @extend_schema(methods=["GET"], responses=RecordingSerializer)
     @extend_schema(methods=["DELETE"], responses={204: OpenApiResponse(description="Deleted.")})

@@ -27,7 +27,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 
+from calls.control import call_live_state
+from calls.control import live_group as call_live_group
 from calls.live import live_group
+from calls.models import Call
+from tenants.models import Organization
 from tenants.selectors import membership_for_user, membership_list_for_user
 from tenants.web import SESSION_ORG_KEY
 
@@ -108,3 +112,69 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 return
             self.checked_at = time.monotonic()
         await self.send_json({"type": "call", "call": event["call"]})
+
+
+class CallLiveConsumer(AsyncJsonWebsocketConsumer):
+    """One call's live view (``/ws/calls/<id>/live/``): its state as the process holding
+    it mirrors it (calls/control.py), first as stored, then each change.
+
+    Messages to the browser: ``{"type": "state", "state": {...}}`` (phase, transcript,
+    history, last_turn; phase ``ended`` when the call is over) and ``{"type": "idle"}``
+    when the call is not running anywhere. Same authentication and rechecks as
+    :class:`LiveConsumer`; another organization's call closes with 4404."""
+
+    RECHECK_S = 60.0
+    CLOSE_NOT_FOUND = 4404
+
+    group: str | None = None
+    organization_id: int | None = None
+    checked_at = 0.0
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_NOT_LOGGED_IN)
+            return
+        organization_id = await database_sync_to_async(live_organization_id)(scope=self.scope)
+        if organization_id is None:
+            await self.close(code=CLOSE_NO_ORGANIZATION)
+            return
+        call_id = int(self.scope["url_route"]["kwargs"]["call_id"])
+        state = await database_sync_to_async(_call_state)(
+            organization_id=organization_id, call_id=call_id
+        )
+        if state is False:
+            await self.close(code=self.CLOSE_NOT_FOUND)
+            return
+        self.organization_id, self.checked_at = organization_id, time.monotonic()
+        self.group = call_live_group(call_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(
+            {"type": "idle"} if state is None else {"type": "state", "state": state}
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Server push only."""
+
+    async def call_live(self, event: dict[str, Any]) -> None:
+        if time.monotonic() - self.checked_at >= self.RECHECK_S:
+            current = await database_sync_to_async(live_organization_id_now)(scope=self.scope)
+            if current != self.organization_id:
+                await self.close(code=CLOSE_NO_ORGANIZATION)
+                return
+            self.checked_at = time.monotonic()
+        await self.send_json({"type": "state", "state": event["state"]})
+
+
+def _call_state(*, organization_id: int, call_id: int) -> dict[str, Any] | bool | None:
+    """The call's live state, None if it is not running, False if it is not theirs."""
+    organization = Organization.objects.get(pk=organization_id)
+    call = Call.objects.for_org(organization).filter(pk=call_id).first()
+    if call is None:
+        return False
+    return call_live_state(call=call)

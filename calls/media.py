@@ -27,6 +27,7 @@ from django.conf import settings
 from calls import services
 from calls.callconfig import call_config_build
 from calls.linecache import line_cache
+from calls.livecall import LiveCall, LiveSink
 from calls.models import Call
 from calls.recorder import CallRecorder
 from calls.recordings import RecordingStore
@@ -153,6 +154,7 @@ class MediaSession:
         self.stream = InboundStream()  # the one parser: frames, order and stream SID
         self.ignored_errors = 0
         self.output: TwilioOutput | None = None
+        self.live = LiveCall(call)  # live state and control (calls/livecall.py)
         self.recording: CallRecording | None = None
         self.started_at: float | None = None  # when ``start`` arrived (the loop's clock)
         self.recording_store = RecordingStore(call)
@@ -201,6 +203,7 @@ class MediaSession:
                 reader = tg.create_task(self._reader(conversation))
                 heartbeat = tg.create_task(self._heartbeat())
                 tg.create_task(recorder.run())
+                self.live.start(conversation)
                 writer = tg.create_task(recording.run()) if recording is not None else None
                 await engine
                 reader.cancel()
@@ -208,6 +211,7 @@ class MediaSession:
                 if recording is not None:
                     recording.end()
         finally:
+            await self.live.close()
             if rest is not None:
                 await rest.aclose()
             if not recorder.ended:
@@ -310,7 +314,7 @@ class MediaSession:
             llm=build_llm(config.llm),
             tts=build_tts(config.tts),
             output=output,
-            sink=sink,
+            sink=LiveSink(sink, self.live),
             stt_fallbacks=[build_stt(c) for c in config.stt_fallbacks],
             llm_fallbacks=[build_llm(c) for c in config.llm_fallbacks],
             tts_fallbacks=[build_tts(c) for c in config.tts_fallbacks],

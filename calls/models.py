@@ -7,13 +7,18 @@ from tenants.scoping import TenantModel
 
 class Carrier(models.TextChoices):
     TWILIO = "twilio"
+    WEB = "web"  # a browser, over the web-call protocol (docs/web-calls.md)
+
+
+# Carriers that own phone numbers (a browser has none).
+PHONE_CARRIERS = [(Carrier.TWILIO.value, Carrier.TWILIO.label)]
 
 
 class PhoneNumber(TenantModel):
     # E.164, unique across the platform: an inbound call must map to exactly one tenant.
     number = models.CharField(max_length=16, unique=True)
     name = models.CharField(max_length=100, blank=True)
-    carrier = models.CharField(max_length=16, choices=Carrier.choices, default=Carrier.TWILIO)
+    carrier = models.CharField(max_length=16, choices=PHONE_CARRIERS, default=Carrier.TWILIO)
     credential = models.ForeignKey(
         "agents.Credential", on_delete=models.RESTRICT, related_name="phone_numbers"
     )
@@ -40,6 +45,7 @@ class PhoneNumber(TenantModel):
 class Direction(models.TextChoices):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
+    WEB = "web"  # from a browser: the dashboard's "Talk to this agent" or the widget
 
 
 class CallStatus(models.TextChoices):
@@ -286,3 +292,51 @@ class ToolInvocation(TenantModel):
 
     class Meta:
         ordering = ("call_id", "id")
+
+
+class CallControlAction(TenantModel):
+    """A supervisor's action on a running call (voice.control), on the call's timeline.
+
+    Recorded when requested; ``delivered`` once the process holding the call took it (a
+    call that ended in between, or a full inbox, leaves it false with ``detail`` saying
+    why)."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="control_actions")
+    action = models.CharField(max_length=16)
+    params = models.JSONField(default=dict, blank=True)
+    # who asked: "user:<email>" or "api-key:<prefix>"
+    actor = models.CharField(max_length=200)
+    at = models.DateTimeField(auto_now_add=True)
+    # ms since the call's media stream connected: where it sits on the call's timeline
+    at_ms = models.FloatField(null=True, blank=True)
+    delivered = models.BooleanField(default=False)
+    detail = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ("call_id", "at", "id")
+
+    @property
+    def summary(self) -> str:
+        """The line said or injected, the transfer target, or why it ended."""
+        params = self.params or {}
+        return str(params.get("text") or params.get("to") or params.get("detail") or "")
+
+
+class WidgetKey(TenantModel):
+    """The public key of an agent's embeddable widget (docs/web-calls.md#the-widget).
+
+    Public by design (it sits in the tenant's page source), so it grants only this: start
+    a web call with this agent, from a page whose Origin is listed, within the rate limits
+    per key and per client address."""
+
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="widget_keys")
+    key = models.CharField(max_length=40, unique=True)
+    allowed_origins = models.JSONField(default=list)
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created", "-id")
+
+    def __str__(self) -> str:
+        return self.key

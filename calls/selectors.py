@@ -28,7 +28,7 @@ def access_call(*, organization: Organization, call_id: int) -> Call:
     try:
         return (
             call_list(organization=organization)
-            .prefetch_related("transcript", "turns", "tool_invocations")
+            .prefetch_related("transcript", "turns", "tool_invocations", "control_actions")
             .get(pk=call_id)
         )
     except Call.DoesNotExist as exc:

@@ -9,10 +9,12 @@ from agents.models import Agent, Credential
 from agents.serializers import e164
 from calls.analytics import DEFAULT_PERIOD, PERIODS
 from calls.models import (
+    PHONE_CARRIERS,
     TIMELINE_STAGES,
     TURN_STAGES,
     AnalysisStatus,
     Call,
+    CallControlAction,
     Carrier,
     DialingPolicy,
     PhoneNumber,
@@ -34,7 +36,7 @@ class PhoneNumberInputSerializer(serializers.Serializer):
         error_messages={"invalid": "Use E.164 format, e.g. +14155550123."},
     )
     name = serializers.CharField(max_length=100, allow_blank=True, default="")
-    carrier = serializers.ChoiceField(Carrier.choices, default=Carrier.TWILIO)
+    carrier = serializers.ChoiceField(PHONE_CARRIERS, default=Carrier.TWILIO)
     credential = TenantPrimaryKeyRelatedField(
         model=Credential, help_text="A twilio credential of your organization."
     )
@@ -238,11 +240,21 @@ class CallOutputSerializer(serializers.ModelSerializer):
         return len(obj.fallbacks or [])
 
 
+class CallControlActionSerializer(serializers.ModelSerializer):
+    """A supervisor's action on the call (``POST /calls/{id}/control/``), on its timeline."""
+
+    class Meta:
+        model = CallControlAction
+        fields = ("id", "action", "params", "actor", "at", "at_ms", "delivered", "detail")
+        read_only_fields = fields
+
+
 class CallDetailSerializer(CallOutputSerializer):
     fallbacks = FallbackEventSerializer(many=True, read_only=True)
     transcript = TranscriptEntrySerializer(many=True, read_only=True)
     metrics = TurnMetricSerializer(source="turns", many=True, read_only=True)
     tool_calls = ToolInvocationSerializer(source="tool_invocations", many=True, read_only=True)
+    control_actions = CallControlActionSerializer(many=True, read_only=True)
     analysis = CallAnalysisSerializer(read_only=True)
     transcript_purged_at = serializers.DateTimeField(
         read_only=True,
@@ -260,6 +272,7 @@ class CallDetailSerializer(CallOutputSerializer):
             "transcript",
             "metrics",
             "tool_calls",
+            "control_actions",
             "analysis",
             "transcript_purged_at",
         )
@@ -399,6 +412,29 @@ class AgentLatencySerializer(serializers.Serializer):
 
 class AgentsAnalyticsSerializer(_WindowSerializer):
     results = AgentLatencySerializer(many=True)
+
+
+# -- web calls and control (docs/web-calls.md) ------------------------------------------
+
+
+class WebCallTicketSerializer(serializers.Serializer):
+    """A started web call: open ``ws_url`` within ``expires_in_s`` (once)."""
+
+    call = serializers.IntegerField(source="call.pk")
+    token = serializers.CharField()
+    ws_url = serializers.CharField()
+    ws_path = serializers.CharField()
+    expires_in_s = serializers.FloatField()
+    sample_rate = serializers.IntegerField(help_text="send PCM16 at this rate (start.mediaFormat)")
+
+
+class CallControlInputSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(
+        ["say", "inject", "mute_agent", "unmute_agent", "transfer", "end"]
+    )
+    text = serializers.CharField(required=False, max_length=1000)
+    to = serializers.CharField(required=False, max_length=200)
+    detail = serializers.CharField(required=False, max_length=1000, allow_blank=True)
 
 
 RECORDING_STATUSES = ("ready", "none")

@@ -164,6 +164,8 @@ def waterfall_layout(turns: Sequence[Mapping[str, Any]], *, width: int = 960) ->
     step = _nice_step(longest - min(0.0, *starts) if starts else longest)
     axis_start = math.floor(min(0.0, *starts) / step) * step if starts else 0.0
     axis_end = math.ceil(longest / step) * step
+    if axis_end <= axis_start:  # every stage took 0 ms (a cached greeting, a fast local TTS)
+        axis_end = axis_start + step
     plot_left, plot_right = float(LABEL_WIDTH), float(width - 12)
 
     def x_of(ms: float) -> float:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from calls import recordings, views
+from calls import recordings, views, webcall_views
 
 app_name = "calls"
 
@@ -12,6 +12,10 @@ urlpatterns = [
     path("calls/<int:call_id>/", views.call_detail, name="call-detail"),
     path("calls/<int:call_id>/delete/", views.call_delete, name="call-delete"),
     path("analytics/", views.analytics_page, name="analytics"),
+    # Web calls and control (docs/web-calls.md)
+    path("agents/<int:agent_id>/talk/", webcall_views.agent_talk, name="agent-talk"),
+    path("agents/<int:agent_id>/widget/", webcall_views.agent_widget, name="agent-widget"),
+    path("calls/<int:call_id>/control/", webcall_views.call_control_page, name="call-control"),
     path(
         "calls/<int:call_id>/recording/delete/",
         views.call_recording_delete,

@@ -469,6 +469,14 @@ CALL_ADMISSION_CHECKS = ["billing.admission.plan_admission", *CALL_ADMISSION_CHE
 # A live call's media process vouches for it this often (calls.signals.call_alive); its
 # concurrency slot lapses BILLING_CALL_LEASE_S after the last time (a dead process).
 CALL_HEARTBEAT_S = env.float("CALL_HEARTBEAT_S", default=15.0)
+# A running call's live state (calls/control.py): mirrored at most this often, and kept
+# this long after its last write (in Redis with REDIS_URL, else in the process's memory).
+CALL_LIVE_INTERVAL_S = env.float("CALL_LIVE_INTERVAL_S", default=0.25)
+CALL_LIVE_TTL_S = env.float("CALL_LIVE_TTL_S", default=30.0)
+# Embeddable widget (calls/widget.py): web calls started per public key and per client
+# address, "count/period" as for AUTH_FAILURE_RATE.
+WIDGET_RATE_PER_KEY = env.str("WIDGET_RATE_PER_KEY", default="30/minute")
+WIDGET_RATE_PER_ADDRESS = env.str("WIDGET_RATE_PER_ADDRESS", default="5/minute")
 BILLING_CALL_LEASE_S = env.float("BILLING_CALL_LEASE_S", default=60.0)
 if BILLING_CALL_LEASE_S < 2 * CALL_HEARTBEAT_S:
     raise ImproperlyConfigured("BILLING_CALL_LEASE_S must be at least 2 x CALL_HEARTBEAT_S.")

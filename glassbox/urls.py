@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from calls import twilio_views
+from calls import twilio_views, widget
 from glassbox.api.errors import api_not_found
 
 urlpatterns = [
@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/v1/", include("glassbox.api.urls")),
     path("telephony/twilio/voice/", twilio_views.voice, name="twilio-voice"),
     path("telephony/twilio/status/", twilio_views.status, name="twilio-status"),
+    # The embeddable widget's public endpoint (calls/widget.py): a public key, CORS.
+    path("widget/v1/web-calls/", widget.widget_web_call, name="widget-web-call"),
     path(
         "telephony/twilio/outbound/<int:call_id>/",
         twilio_views.outbound_answer,

@@ -39,6 +39,9 @@ NOT_PAGES = ("api/", "admin/", "telephony/", "static/", "ws/")
 # route name -> kwargs for reverse(), creating whatever object the route needs in ``org``.
 PAGE_KWARGS: dict[str, Callable[[Organization], dict[str, Any]]] = {
     "calls:call-detail": lambda org: {"call_id": make_call(org).pk},
+    "calls:call-control": lambda org: {"call_id": make_call(org).pk},
+    "calls:agent-talk": lambda org: {"agent_id": make_agent(org).pk},
+    "calls:agent-widget": lambda org: {"agent_id": make_agent(org).pk},
     "calls:call-delete": lambda org: {"call_id": make_call(org).pk},
     "campaigns:campaign-detail": lambda org: {"campaign_id": make_campaign(org).pk},
     "calls:call-recording-delete": lambda org: {"call_id": make_call(org).pk},

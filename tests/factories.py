@@ -21,12 +21,14 @@ from billing.models import CallLease, CallUsage, Plan, Subscription
 from billing.services import plan_assign, usage_record_call
 from calls.models import (
     Call,
+    CallControlAction,
     CallStatus,
     DialingPolicy,
     PhoneNumber,
     ToolInvocation,
     TranscriptEntry,
     TurnMetric,
+    WidgetKey,
 )
 from calls.outbound import dialing_policy_get
 from calls.services import (
@@ -310,6 +312,23 @@ def make_call_lease(organization: Organization, **data: Any) -> CallLease:
     return CallLease.objects.for_org(organization).create(organization=organization, **fields)
 
 
+def make_control_action(organization: Organization, **data: Any) -> CallControlAction:
+    call = data.pop("call", None) or make_call(organization)
+    fields: dict[str, Any] = {"action": "say", "params": {"text": "Hello."}, "actor": "test"}
+    fields.update(data)
+    return CallControlAction.objects.for_org(organization).create(
+        organization=organization, call=call, **fields
+    )
+
+
+def make_widget_key(organization: Organization, **data: Any) -> WidgetKey:
+    from calls.widget import widget_key_create
+
+    agent = data.pop("agent", None) or make_agent(organization)
+    origins = data.pop("allowed_origins", ["https://shop.example"])
+    return widget_key_create(agent=agent, allowed_origins=origins)
+
+
 def make_audit_log_entry(organization: Organization, **data: Any) -> AuditLogEntry:
     fields: dict[str, Any] = {
         "organization": organization,
@@ -420,6 +439,8 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     TranscriptEntry: make_transcript_entry,
     TurnMetric: make_turn_metric,
     ToolInvocation: make_tool_invocation,
+    CallControlAction: make_control_action,
+    WidgetKey: make_widget_key,
     Subscription: make_subscription,
     CallUsage: make_call_usage,
     CallLease: make_call_lease,

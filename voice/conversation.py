@@ -55,6 +55,7 @@ from typing import Any, TypeVar
 
 from voice.audio import Converter
 from voice.config import AudioFormat, CallConfig, Encoding, TTSConfig
+from voice.control import AppendSystem, ControlAction
 from voice.events import (
     CallEnded,
     EndReason,
@@ -239,9 +240,25 @@ class Conversation:
             self._gone = why
             self._hung_up.set()
 
+    def control(self, action: ControlAction) -> bool:
+        """A supervisor's action (:mod:`voice.control`), for the machine's inbox. False when
+        the call is over or its inbox is full (the action was not taken)."""
+        if self._closed or not self._running:
+            return False
+        try:
+            self._inbox.put_nowait(action)
+        except asyncio.QueueFull:
+            return False
+        return True
+
     @property
     def phase(self) -> Phase:
         return self._machine.phase
+
+    @property
+    def history(self) -> tuple[Message, ...]:
+        """The messages the LLM sees (settled turns), for live views. Read-only copy."""
+        return tuple(self._history)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -663,6 +680,8 @@ class Conversation:
                     await self._finalize_stt()
                 case FlushUser(user=user):
                     self._flush_user(user)
+                case AppendSystem(text=text):
+                    self._history.append(Message(role="system", content=text))
                 case End(reason=reason, detail=detail, transfer_to=to):
                     raise CallOver(reason, detail, to)
 

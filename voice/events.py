@@ -22,6 +22,7 @@ class TurnKind(StrEnum):
     IDLE_PROMPT = "idle-prompt"
     APOLOGY = "apology"  # a provider was replaced mid-call: the caller hears why it went quiet
     CLOSING = "closing"  # idle goodbye, max-duration message, the technical-trouble goodbye
+    OPERATOR = "operator"  # a line a supervisor asked for (voice.control.Say)
 
 
 class EndReason(StrEnum):
@@ -32,6 +33,7 @@ class EndReason(StrEnum):
     MAX_DURATION = "max-duration"
     PROVIDER_ERROR = "provider-error"
     ERROR = "error"
+    OPERATOR_ENDED = "operator-ended"  # voice.control.Hangup
 
 
 @dataclass(slots=True)

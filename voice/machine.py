@@ -67,6 +67,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from voice.config import BargeInMode, CallConfig
+from voice.control import (
+    MAX_LINES,
+    AppendSystem,
+    ControlAction,
+    Hangup,
+    Inject,
+    Mute,
+    Say,
+    Transfer,
+)
 from voice.events import EndReason, TurnKind
 from voice.turns import TurnDetector, UserTurn, text_words
 
@@ -188,6 +198,7 @@ Event = (
     | TimerDue
     | ProviderSwitched
     | ProvidersDown
+    | ControlAction  # voice.control: a supervisor's say / inject / mute / transfer / end
 )
 
 # ----------------------------------------------------------------------------- commands
@@ -258,7 +269,9 @@ class End:
     transfer_to: str = ""
 
 
-Command = StartTurn | Interrupt | Pause | Resume | Discard | FinalizeStt | FlushUser | End
+Command = (
+    StartTurn | Interrupt | Pause | Resume | Discard | FinalizeStt | FlushUser | End | AppendSystem
+)
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -292,7 +305,9 @@ class Machine:
         "_failed_held",
         "_idle_since_ms",
         "_interim_since_ms",
+        "_lines",
         "_max_at_ms",
+        "_muted",
         "_overlap_final",
         "_overlap_interim",
         "_pause_final_ms",
@@ -333,6 +348,9 @@ class Machine:
         self._closing: EndReason | None = None
         self._closing_detail = ""
         self._closing_line = ""
+        # control (voice.control): lines a supervisor asked the agent to say; muted replies
+        self._lines: list[str] = []
+        self._muted = False
 
     # -- queries ------------------------------------------------------------------
 
@@ -453,6 +471,8 @@ class Machine:
                         out.append(self._start(TurnKind.APOLOGY, True, text=line))
             case ProvidersDown(detail=detail, can_speak=can_speak):
                 self._fail(detail, can_speak, now, out)
+            case Say() | Inject() | Mute() | Transfer() | Hangup():
+                self._control(event, now, out)
         if not out or not isinstance(out[-1], End):
             self._due(now, out)
         if out and isinstance(out[-1], End):
@@ -739,6 +759,11 @@ class Machine:
             self._maybe_resume(now, out)
             self._settle_held(now, out)
             return
+        if self._lines:  # a supervisor's line, before anything the agent would say; heard whole
+            out.append(self._start(TurnKind.OPERATOR, False, text=self._lines.pop(0)))
+            return
+        if self._muted:
+            return
         cfg = self._config
         while self._detector.ready(now):
             user = self._detector.take()
@@ -761,3 +786,27 @@ class Machine:
             out.append(FinalizeStt())
             return
         self._maybe_prepare(out)
+
+    # -- control (voice.control) ----------------------------------------------------
+
+    def _control(self, action: ControlAction, now: float, out: list[Command]) -> None:
+        """A supervisor's action. Lines and unmuting take effect in :meth:`_due`, which
+        runs after this step; the rest here."""
+        match action:
+            case Say(text=text):
+                if self._closing is None and len(self._lines) < MAX_LINES:
+                    self._lines.append(text)
+            case Inject(text=text):
+                out.append(AppendSystem(text))
+            case Mute(muted=muted):
+                self._muted = muted
+                turn = self._turn
+                if muted and turn is not None and turn.kind is TurnKind.REPLY:
+                    if not turn.interrupted:
+                        out.append(self._interrupt(turn, now, barged_in=False))
+                    if self._closing is None:
+                        self.phase = Phase.LISTENING
+            case Transfer(to=to):
+                out.append(End(EndReason.TRANSFERRED, "transferred by an operator", to))
+            case Hangup(detail=detail):
+                out.append(End(EndReason.OPERATOR_ENDED, detail or "ended by an operator"))

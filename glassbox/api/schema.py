@@ -75,7 +75,13 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
             if method == "delete":
                 codes.append("409")
             responses = operation.setdefault("responses", {})
+            # A view may declare an error status of its own (extend_schema, e.g. a 409
+            # when a call is not running): it gets the one error shape too.
+            codes += [c for c in responses if c in ERROR_DESCRIPTIONS and c not in codes]
             for code in codes:
+                if code in responses:
+                    responses[code].setdefault("content", {"application/json": {"schema": ref}})
+                    continue
                 responses.setdefault(
                     code,
                     {

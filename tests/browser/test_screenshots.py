@@ -37,6 +37,7 @@ from tests.factories import (
     make_invitation,
     make_tool,
     make_webhook_endpoint,
+    make_widget_key,
 )
 
 
@@ -233,6 +234,17 @@ def _call_detail(org: Organization, page: Page) -> str:
     return f"/calls/{support_call(org).pk}/"
 
 
+def _agent_widget(org: Organization, page: Page) -> str:
+    agent = _agent_setup(org)
+    make_widget_key(org, agent=agent, allowed_origins=["https://acme.example"])
+    return f"/agents/{agent.pk}/widget/"
+
+
+def _call_live(org: Organization, page: Page) -> str:
+    call = make_call(org, status=CallStatus.IN_PROGRESS, from_number="+15005550142")
+    return f"/calls/{call.pk}/"
+
+
 def _analytics(org: Organization, page: Page) -> str:
     _calls_history(org)
     return "/analytics/"
@@ -350,6 +362,8 @@ SCREENS: list[Screen] = [
     Screen("overview", _overview),
     Screen("calls", _calls),
     Screen("call-detail", _call_detail),
+    Screen("call-live", _call_live),
+    Screen("agent-widget", _agent_widget),
     Screen("analytics", _analytics),
     Screen("billing", _billing),
     Screen("call-analysis", _call_analysis, full_page=False),

@@ -155,3 +155,12 @@ def test_svg_bars_carry_their_stage_and_a_title_with_the_numbers() -> None:
 def test_no_turns_says_so() -> None:
     html = render_to_string("calls/_waterfall.html", {"waterfall": waterfall_layout([])})
     assert "<svg" not in html and "No assistant turns" in html
+
+
+def test_a_turn_whose_stages_all_took_no_time_still_draws() -> None:
+    # A greeting from a fast local TTS: every mark at the same millisecond (was a
+    # ZeroDivisionError, a 500 on the call's page).
+    at = {"tts_first_text_ms": 40.0, "tts_first_audio_ms": 40.0, "first_audio_sent_ms": 40.0}
+    layout = waterfall_layout([{"turn_index": 0, "kind": "greeting", **at}])
+    [row] = layout.rows
+    assert [bar.ms for bar in row.bars if bar.stage == "tts_ttfb"] == [0.0]
