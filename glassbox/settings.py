@@ -460,6 +460,9 @@ SPECTACULAR_SETTINGS = {
         "WebhookEventTypeEnum": "webhooks.models.EventType",
         "WebhookEndpointStateEnum": "webhooks.models.EndpointState",
         "WebhookDeliveryStateEnum": "webhooks.models.DeliveryState",
+        # a call's carrier includes "web"; a phone number's is a telephony carrier only
+        "CarrierEnum": "calls.models.Carrier",
+        "PhoneCarrierEnum": "calls.models.PHONE_CARRIERS",
     },
 }
 
