@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 from channels.layers import channel_layers
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from rest_framework.test import APIClient
 
 from tenants.models import Organization
@@ -64,15 +66,20 @@ def _fresh_channel_layers() -> Iterator[None]:
     channel_layers.backends.clear()
 
 
-@pytest.fixture
-def eager_tasks(settings: Any) -> Iterator[None]:
-    """Celery tasks run in the test's own thread, as they do without Redis. Celery copies
-    its configuration from the settings when it first needs it, so a settings change alone
-    is not seen once another test has used Celery: the app's own copy is switched too."""
-    from glassbox.celery import app
+@receiver(setting_changed, dispatch_uid="tests.celery_follows_settings")
+def _celery_follows_settings(*, setting: str, value: Any, **kwargs: Any) -> None:
+    # Celery copies its configuration from the settings once, when it first needs it: a
+    # test's ``settings.CELERY_TASK_ALWAYS_EAGER = True`` would otherwise either be ignored
+    # (Celery was configured by an earlier test) or, worse, stick for every later test
+    # (Celery was configured during it), so a later real-worker test ran its tasks in
+    # process. The app's copy follows every change and every restore.
+    if setting.startswith("CELERY_"):
+        from glassbox.celery import app
 
+        app.conf[setting.removeprefix("CELERY_").lower()] = value
+
+
+@pytest.fixture
+def eager_tasks(settings: Any) -> None:
+    """Celery tasks run in the test's own thread, as they do without Redis."""
     settings.CELERY_TASK_ALWAYS_EAGER = True
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
