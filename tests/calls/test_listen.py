@@ -1,0 +1,138 @@
+"""Listen-in (calls/consumers.py CallListenConsumer, calls/livecall.py): a viewer of a
+running call's page hears both sides; nothing is copied while nobody listens; another
+organization's user and a logged-out one are refused.
+
+The call is a real web call over the real route (tests/calls/webclient.py, local
+providers), the listener a real WebSocket with the viewer's session cookie."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.db import connections
+from django.test import Client
+from websockets.asyncio.client import connect
+
+from calls import control
+from calls.consumers import CLOSE_NOT_LOGGED_IN, CallListenConsumer
+from calls.webcalls import web_call_create
+from glassbox.routing import websocket_urlpatterns
+from tenants.models import Organization, Role
+from tenants.services import membership_create
+from tests.calls.e2e import _closing_server_connections, asgi_server, celery_tasks_run
+from tests.calls.webclient import spoken, web_call
+from tests.conftest import make_tenant
+from tests.factories import make_agent, make_call, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = (b"origin", b"http://testserver")
+
+
+def _cookie(organization: Organization, role: Role = Role.VIEWER) -> str:
+    user = make_user()
+    membership_create(organization=organization, user=user, role=role)
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def _socket(call_id: int, cookie: str | None) -> Any:
+    headers = [ORIGIN] + ([(b"cookie", cookie.encode())] if cookie else [])
+    path = f"/ws/calls/{call_id}/listen/"
+    return WebsocketCommunicator(URLRouter(websocket_urlpatterns), path, headers)
+
+
+def _two_tenants() -> tuple[int, str, str]:
+    ours = make_tenant("Listened")
+    theirs = make_tenant("Elsewhere")
+    call = make_call(ours.organization)
+    return call.pk, _cookie(ours.organization), _cookie(theirs.organization, Role.OWNER)
+
+
+async def test_a_logged_out_user_and_another_organization_are_refused() -> None:
+    call_id, ours, theirs = await sync_to_async(_two_tenants)()
+    ok, code = await _socket(call_id, None).connect()
+    assert (ok, code) == (False, CLOSE_NOT_LOGGED_IN)
+    ok, code = await _socket(call_id, theirs).connect()
+    assert (ok, code) == (False, CallListenConsumer.CLOSE_NOT_FOUND)
+    # our own viewer is let in, and the holder is told someone listens
+    layer = get_channel_layer()
+    holder = await layer.new_channel()
+    await layer.group_add(control.control_group(call_id), holder)
+    socket = _socket(call_id, ours)
+    ok, _ = await socket.connect()
+    assert ok
+    hello = await asyncio.wait_for(layer.receive(holder), 5)
+    assert hello["type"] == control.LISTENER_MESSAGE and hello["listening"] is True
+    await socket.disconnect()
+    bye = await asyncio.wait_for(layer.receive(holder), 5)
+    assert bye["listening"] is False and bye["channel"] == hello["channel"]
+
+
+def _seed() -> tuple[Any, str]:
+    tenant = make_tenant("Listen-in")
+    agent = make_agent(
+        tenant.organization,
+        first_message="Hello, this is a long enough greeting to be heard while listening.",
+        llm={"provider": "scripted", "model": "computer => Let's fix your computer."},
+        idle={"prompt": "Still there?", "timeout_s": 60.0, "max_prompts": 1, "goodbye": "Bye."},
+    )
+    return agent, _cookie(tenant.organization)
+
+
+def _pcm(b64: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(b64), dtype="<i2")
+
+
+@pytest.mark.slow
+async def test_a_listener_hears_both_sides_of_a_running_call() -> None:
+    agent, cookie = await sync_to_async(_seed)()
+    words = await spoken("I need help with my computer.")
+    layer = get_channel_layer()
+    with celery_tasks_run():
+        async with asgi_server() as url, _closing_server_connections():
+            ticket = await sync_to_async(web_call_create)(agent=agent, source="test")
+            call_id = ticket.call.pk
+            spy = await layer.new_channel()  # in the listen group, but no listener
+            await layer.group_add(control.listen_group(call_id), spy)
+            ws = url.replace("http://", "ws://")
+            async with web_call(ws + ticket.ws_path) as client:
+                await client.until(lambda: client.audio_bytes > 0)
+                await client.say(words)
+                await client.until(lambda: bool(client.transcript("user")))
+                # the agent spoke and the caller was heard: nobody listened, nothing sent
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(layer.receive(spy), 0.5)
+
+                caller: list[np.ndarray] = []
+                agent_audio: list[np.ndarray] = []
+                async with connect(
+                    f"{ws}/ws/calls/{call_id}/listen/",
+                    origin=url,  # type: ignore[arg-type]
+                    additional_headers={"Cookie": cookie},
+                ) as listener:
+                    await client.say(words)  # the caller speaks again, and is answered
+                    async with asyncio.timeout(30):
+                        while not (
+                            any(np.abs(c).max() > 1000 for c in caller if len(c))
+                            and any(np.abs(a).max() > 1000 for a in agent_audio if len(a))
+                        ):
+                            message = json.loads(await listener.recv())
+                            assert message["type"] == "audio"
+                            assert message["sample_rate"] == 8000
+                            caller.append(_pcm(message["caller"]))
+                            agent_audio.append(_pcm(message["agent"]))
+                spied = await asyncio.wait_for(layer.receive(spy), 5)
+                assert spied["type"] == control.AUDIO_MESSAGE
+            await layer.group_discard(control.listen_group(call_id), spy)
+    await sync_to_async(connections.close_all)()
