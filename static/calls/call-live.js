@@ -71,6 +71,7 @@
 // the caller and the agent as two sources through the web call's AudioWorklet player
 // (webcall-worklet.js), in an AudioContext at the call's sample rate. A chunk flagged
 // "clear" (the agent was cut off) empties the agent's queue first. Pressing it again stops.
+// data-played-caller / data-played-agent count the samples each side has played.
 (() => {
   const box = document.querySelector("#call-live [data-listen-path]");
   if (!box) return;
@@ -98,7 +99,8 @@
     const ws = new WebSocket(`${scheme}://${location.host}${box.dataset.listenPath}`);
     const me = { ws, ctx: null, players: null, pending: [], played: { caller: 0, agent: 0 } };
     session = me;
-    box.dataset.played = "0";
+    box.dataset.playedCaller = "0";
+    box.dataset.playedAgent = "0";
     show("connecting", "Connecting…");
 
     async function open(rate) {
@@ -113,7 +115,7 @@
         node.port.onmessage = (event) => {
           if (event.data.type !== "progress") return;
           me.played[side] = event.data.samples;
-          box.dataset.played = String(me.played.caller + me.played.agent);
+          box.dataset[side === "caller" ? "playedCaller" : "playedAgent"] = String(event.data.samples);
         };
         players[side] = node;
       }
