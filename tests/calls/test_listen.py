@@ -2,14 +2,16 @@
 running call's page hears both sides; nothing is copied while nobody listens; another
 organization's user and a logged-out one are refused.
 
-The call is a real web call over the real route (tests/calls/webclient.py, local
-providers), the listener a real WebSocket with the viewer's session cookie."""
+The calls are real: a web call over its route (tests/calls/webclient.py, local providers)
+and a Twilio call (tests/calls/e2e.py: μ-law at 8 kHz, the fake providers); the listener
+is a real WebSocket with a viewer's session cookie."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import secrets
 from typing import Any
 
 import numpy as np
@@ -25,14 +27,16 @@ from websockets.asyncio.client import connect
 
 from calls import control
 from calls.consumers import CLOSE_NOT_LOGGED_IN, CallListenConsumer
+from calls.models import Call
 from calls.webcalls import web_call_create
 from glassbox.routing import websocket_urlpatterns
 from tenants.models import Organization, Role
 from tenants.services import membership_create
-from tests.calls.e2e import _closing_server_connections, asgi_server, celery_tasks_run
+from tests.calls.e2e import _closing_server_connections, asgi_server, celery_tasks_run, platform
 from tests.calls.webclient import spoken, web_call
 from tests.conftest import make_tenant
 from tests.factories import make_agent, make_call, make_user
+from voice.carriers.twilio_caller import Pause, Say, WaitForBot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://testserver")
@@ -136,3 +140,56 @@ async def test_a_listener_hears_both_sides_of_a_running_call() -> None:
                 assert spied["type"] == control.AUDIO_MESSAGE
             await layer.group_discard(control.listen_group(call_id), spy)
     await sync_to_async(connections.close_all)()
+
+
+def _streaming(call_sid: str) -> int | None:
+    call = Call.objects.dangerously_unscoped().filter(carrier_call_sid=call_sid).first()
+    return call.pk if call is not None and call.stream_connected_at is not None else None
+
+
+async def _streaming_call(call_sid: str) -> int:
+    async with asyncio.timeout(20):
+        while True:
+            call_id = await sync_to_async(_streaming)(call_sid)
+            if call_id is not None:
+                return call_id
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_a_phone_calls_mulaw_is_heard_as_pcm16(settings: Any) -> None:
+    """A Twilio call (μ-law at 8 kHz, tests/calls/e2e.py's simulated caller and fakes):
+    the listener gets both sides decoded to PCM16, and ``ended`` when the call is over."""
+    async with platform(settings) as live:
+        cookie = await sync_to_async(_cookie)(live.organization)
+        sid = "CA" + secrets.token_hex(16)
+        script = [
+            Pause(1500),  # time for the listener to join
+            WaitForBot(quiet_ms=300),
+            Say(tone_ms=900, label="order"),
+            WaitForBot(quiet_ms=300),
+            Pause(200),
+        ]
+        placed = asyncio.create_task(live.call(script, call_sid=sid))
+        call_id = await _streaming_call(sid)
+        ws = live.url.replace("http://", "ws://")
+        caller: list[np.ndarray] = []
+        agent_audio: list[np.ndarray] = []
+        async with connect(
+            f"{ws}/ws/calls/{call_id}/listen/",
+            origin=live.url,  # type: ignore[arg-type]
+            additional_headers={"Cookie": cookie},
+        ) as listener:
+            last: dict[str, Any] = {}
+            async with asyncio.timeout(30):
+                async for raw in listener:
+                    last = json.loads(raw)
+                    if last["type"] == "audio":
+                        assert last["sample_rate"] == 8000
+                        caller.append(_pcm(last["caller"]))
+                        agent_audio.append(_pcm(last["agent"]))
+            assert last == {"type": "ended"}
+        result = await placed
+    assert result.errors == []
+    assert max(np.abs(c).max() for c in caller if len(c)) > 1000  # the caller's tone
+    assert max(np.abs(a).max() for a in agent_audio if len(a)) > 1000  # the agent's reply
