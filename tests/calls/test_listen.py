@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import secrets
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
@@ -32,6 +35,8 @@ from calls.webcalls import web_call_create
 from glassbox.routing import websocket_urlpatterns
 from tenants.models import Organization, Role
 from tenants.services import membership_create
+from tenants.web import SESSION_ORG_KEY
+from tests.billing.test_concurrency_processes import _database_url, _servers
 from tests.calls.e2e import _closing_server_connections, asgi_server, celery_tasks_run, platform
 from tests.calls.webclient import spoken, web_call
 from tests.conftest import make_tenant
@@ -193,3 +198,80 @@ async def test_a_phone_calls_mulaw_is_heard_as_pcm16(settings: Any) -> None:
     assert result.errors == []
     assert max(np.abs(c).max() for c in caller if len(c)) > 1000  # the caller's tone
     assert max(np.abs(a).max() for a in agent_audio if len(a)) > 1000  # the agent's reply
+
+
+def _two_process_seed() -> tuple[str, int, str]:
+    tenant = make_tenant("Listened Across")
+    agent = make_agent(
+        tenant.organization,
+        first_message="Hello.",
+        idle={"prompt": "Still there?", "timeout_s": 300.0, "max_prompts": 1, "goodbye": "Bye."},
+    )
+    user = make_user()
+    membership_create(organization=tenant.organization, user=user, role=Role.VIEWER)
+    client = Client()
+    client.force_login(user)
+    session = client.session
+    session[SESSION_ORG_KEY] = tenant.organization.pk
+    session.save()
+    return tenant.key, agent.pk, session.session_key or ""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis (REDIS_URL); CI sets it")
+async def test_a_listener_on_one_process_hears_a_call_held_by_another(tmp_path: Path) -> None:
+    """Two server processes sharing Redis (as tests/calls/test_control_processes.py): the
+    web call runs on B, the listener's socket is served by A."""
+    api_key, agent_id, session_key = await sync_to_async(_two_process_seed)()
+    words = await spoken("I need help with my computer.")
+    env = {
+        **os.environ,
+        "DATABASE_URL": await sync_to_async(_database_url)(),
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "CELERY_TASK_ALWAYS_EAGER": "1",
+        "STRIPE_SECRET_KEY": "",
+    }
+    auth = {"Authorization": f"Bearer {api_key}"}
+    with _servers(env, tmp_path) as (a, b):
+        await asyncio.gather(a.ready(), b.ready())
+        async with httpx.AsyncClient(base_url=a.url, headers=auth, timeout=30) as api:
+            started = await api.post(f"/api/v1/agents/{agent_id}/web-calls/")
+            assert started.status_code == 201, started.text
+            ticket = started.json()
+            call_id = ticket["call"]
+            b_ws = b.url.replace("http://", "ws://") + ticket["ws_path"]
+            async with web_call(b_ws) as caller:
+                await caller.until(lambda: "Hello." in caller.transcript("assistant"))
+                listen_url = a.url.replace("http://", "ws://") + f"/ws/calls/{call_id}/listen/"
+                headers = {
+                    "Cookie": f"{settings.SESSION_COOKIE_NAME}={session_key}",
+                    "Origin": a.url,
+                }
+                heard: dict[str, int] = {"caller": 0, "agent": 0}
+                async with connect(listen_url, additional_headers=headers) as listener:
+                    await caller.say(words)
+                    said = await api.post(
+                        f"/api/v1/calls/{call_id}/control/",
+                        json={"action": "say", "text": "Someone is listening in."},
+                    )
+                    assert said.status_code == 202, said.text
+                    async with asyncio.timeout(30):
+                        while not (heard["caller"] > 1000 and heard["agent"] > 1000):
+                            message = json.loads(await listener.recv())
+                            for side in heard:
+                                samples = _pcm(message[side])
+                                if len(samples):
+                                    heard[side] = max(heard[side], int(np.abs(samples).max()))
+                    ended = await api.post(
+                        f"/api/v1/calls/{call_id}/control/", json={"action": "end"}
+                    )
+                    assert ended.status_code == 202, ended.text
+                    async with asyncio.timeout(15):
+                        async for raw in listener:
+                            if json.loads(raw)["type"] == "ended":
+                                break
+                        else:
+                            raise AssertionError("closed without 'ended'")
+    await sync_to_async(connections.close_all)()
