@@ -18,6 +18,9 @@ fields are calls.live.call_live_payload's; docs/dashboard.md#live-updates has th
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import time
 from importlib import import_module
 from typing import Any
@@ -27,6 +30,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 
+from calls import control
 from calls.control import call_live_state
 from calls.control import live_group as call_live_group
 from calls.live import live_group
@@ -169,6 +173,105 @@ class CallLiveConsumer(AsyncJsonWebsocketConsumer):
                 return
             self.checked_at = time.monotonic()
         await self.send_json({"type": "state", "state": event["state"]})
+
+
+class CallListenConsumer(AsyncJsonWebsocketConsumer):
+    """Listen-in (``/ws/calls/<id>/listen/``): the running call's audio, both sides, for
+    whoever may see the call's page (the same authentication and rechecks as
+    :class:`CallLiveConsumer`; another organization's call closes with 4404).
+
+    The socket joins the call's listen group and announces itself to the process holding
+    the call every ``LISTENER_ANNOUNCE_S`` (calls/control.py); that process copies the
+    call's audio only while a listener is announced. Messages to the browser::
+
+        {"type": "audio", "sample_rate": 8000, "caller": "<base64 PCM16>",
+         "agent": "<base64 PCM16>", "clear": false}
+        {"type": "ended"}                     # then the socket closes (1000)
+
+    ``clear`` true: the agent was cut off (barge-in); drop its queued audio before
+    playing this chunk's. What the browser sends is ignored."""
+
+    RECHECK_S = 60.0
+    CLOSE_NOT_FOUND = 4404
+
+    group: str | None = None
+    call_id = 0
+    organization_id: int | None = None
+    checked_at = 0.0
+    announcer: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_NOT_LOGGED_IN)
+            return
+        organization_id = await database_sync_to_async(live_organization_id)(scope=self.scope)
+        if organization_id is None:
+            await self.close(code=CLOSE_NO_ORGANIZATION)
+            return
+        call_id = int(self.scope["url_route"]["kwargs"]["call_id"])
+        state = await database_sync_to_async(_call_state)(
+            organization_id=organization_id, call_id=call_id
+        )
+        if state is False:
+            await self.close(code=self.CLOSE_NOT_FOUND)
+            return
+        self.call_id, self.organization_id = call_id, organization_id
+        self.checked_at = time.monotonic()
+        self.group = control.listen_group(call_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        self.announcer = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        while True:
+            await self._tell_holder(listening=True)
+            await asyncio.sleep(control.LISTENER_ANNOUNCE_S)
+
+    async def _tell_holder(self, *, listening: bool) -> None:
+        message = {
+            "type": control.LISTENER_MESSAGE,
+            "channel": self.channel_name,
+            "listening": listening,
+        }
+        try:
+            async with asyncio.timeout(2.0):
+                await self.channel_layer.group_send(control.control_group(self.call_id), message)
+        except Exception:
+            pass  # the next announcement tries again
+
+    async def disconnect(self, code: int) -> None:
+        if self.announcer is not None:
+            self.announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.announcer
+            await self._tell_holder(listening=False)
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Server push only."""
+
+    async def call_audio(self, event: dict[str, Any]) -> None:
+        if time.monotonic() - self.checked_at >= self.RECHECK_S:
+            current = await database_sync_to_async(live_organization_id_now)(scope=self.scope)
+            if current != self.organization_id:
+                await self.close(code=CLOSE_NO_ORGANIZATION)
+                return
+            self.checked_at = time.monotonic()
+        await self.send_json(
+            {
+                "type": "audio",
+                "sample_rate": int(event["sample_rate"]),
+                "caller": base64.b64encode(event["caller"]).decode("ascii"),
+                "agent": base64.b64encode(event["agent"]).decode("ascii"),
+                "clear": bool(event["clear"]),
+            }
+        )
+
+    async def call_listen_end(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "ended"})
+        await self.close(code=1000)
 
 
 def _call_state(*, organization_id: int, call_id: int) -> dict[str, Any] | bool | None:

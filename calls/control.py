@@ -6,6 +6,9 @@
   else into this process's memory; and publishes each change to the channel-layer group
   ``call-<id>-live``, which the call page's socket (``CallLiveConsumer``) joins, whichever
   process serves it.
+- **Listen-in.** A listener's socket (``CallListenConsumer``) joins ``call-<id>-listen``
+  and announces itself on the control group; only while a listener is announced does the
+  holder copy the call's audio, both sides, into chunks sent to that group.
 - **Control.** ``call_control`` validates an action (voice.control), records it on the
   call's timeline (``CallControlAction``) and sends it to the group ``call-<id>-control``;
   the one member of that group is the process holding the call, which hands it to the
@@ -31,6 +34,14 @@ logger = logging.getLogger(__name__)
 
 LIVE_MESSAGE = "call.live"  # CallLiveConsumer.call_live
 CONTROL_MESSAGE = "call.control"  # handled by the holder's control loop (webcall_stream)
+# listen-in (docs/web-calls.md#listen-in): a listener announces itself on the control group
+# now and then (the holder forgets it after LISTENER_TTL_S), the holder sends audio chunks
+# to the listen group while anyone is announced, and "call.listen_end" when the call ends.
+LISTENER_MESSAGE = "call.listener"
+AUDIO_MESSAGE = "call.audio"  # CallListenConsumer.call_audio
+AUDIO_END_MESSAGE = "call.listen_end"  # CallListenConsumer.call_listen_end
+LISTENER_ANNOUNCE_S = 5.0
+LISTENER_TTL_S = 15.0
 
 # process-local fallback when there is no Redis: call id -> (expires at, state)
 _memory: dict[int, tuple[float, dict[str, Any]]] = {}
@@ -42,6 +53,10 @@ def live_group(call_id: int) -> str:
 
 def control_group(call_id: int) -> str:
     return f"call-{call_id}-control"
+
+
+def listen_group(call_id: int) -> str:
+    return f"call-{call_id}-listen"
 
 
 def _key(call_id: int) -> str:

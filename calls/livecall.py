@@ -22,9 +22,11 @@ from django.conf import settings
 
 from calls import control
 from calls.models import Call
+from voice.config import AudioFormat
 from voice.control import control_from_plain
 from voice.conversation import Conversation
 from voice.events import Event, Sink, TranscriptEntry, TurnTimeline
+from voice.listen import ListenTap
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ TRANSCRIPT_KEEP = 200  # lines of the live state's transcript
 HISTORY_KEEP = 50
 LIVE_REFRESH_S = 10.0  # rewrite an unchanged state this often, so its TTL never lapses
 STORE_TIMEOUT_S = 2.0
+LISTEN_CHUNK_S = 0.1  # listen-in audio goes out in chunks of about this long
 
 # what a live call tells its own socket (the browser of a web call): event name, body
 Notify = Callable[[str, Any], None]
@@ -60,6 +63,16 @@ class LiveCall:
         self._writer: control.LiveStateWriter | None = None
         self._conversation: Conversation | None = None
         self._task: asyncio.Task[None] | None = None
+        self.tap: ListenTap | None = None
+        self.listeners: dict[str, float] = {}  # listener channel -> forgotten at (loop time)
+        self._listened = asyncio.Event()
+        self.audio_chunks_sent = 0
+
+    def listen_tap(self, fmt: AudioFormat) -> ListenTap:
+        """The call's listen-in tap (voice/listen.py), fed by the session; published by
+        ``run`` while anyone listens."""
+        self.tap = ListenTap(fmt)
+        return self.tap
 
     def observe(self, event: Event) -> None:
         """An engine event (sync: the engine never waits on a live view)."""
@@ -105,6 +118,8 @@ class LiveCall:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._guarded("live state", self._mirror(self._writer)))
             tg.create_task(self._guarded("control", self._listen(conversation)))
+            if self.tap is not None:
+                tg.create_task(self._guarded("listen-in", self._publish_audio(self.tap)))
 
     async def _guarded(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
         """A channel layer that is down ends this part, never the call."""
@@ -121,6 +136,15 @@ class LiveCall:
             await asyncio.wait([task], timeout=STORE_TIMEOUT_S)
             if not task.done():
                 logger.warning("call %s: live state still stopping; left behind", self.call.pk)
+        if self.tap is not None:
+            self.tap.disable()
+        if self.listeners:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(STORE_TIMEOUT_S):
+                    layer = get_channel_layer()
+                    if layer is not None:
+                        group = control.listen_group(self.call.pk)
+                        await layer.group_send(group, {"type": control.AUDIO_END_MESSAGE})
         writer = self._writer
         if writer is None:
             return
@@ -170,6 +194,8 @@ class LiveCall:
                 message = await layer.receive(channel)
                 if message.get("type") == control.CONTROL_MESSAGE:
                     await self._take(conversation, message)
+                elif message.get("type") == control.LISTENER_MESSAGE:
+                    self._listener(message)
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(STORE_TIMEOUT_S):
@@ -190,3 +216,56 @@ class LiveCall:
             )
         except Exception:
             logger.exception("call %s: recording a control action failed", self.call.pk)
+
+    # -- listen-in ----------------------------------------------------------------------
+
+    def _listener(self, message: dict[str, Any]) -> None:
+        channel = str(message.get("channel", ""))
+        if not channel:
+            return
+        if message.get("listening"):
+            now = asyncio.get_running_loop().time()
+            self.listeners[channel] = now + float(control.LISTENER_TTL_S)
+            self._listened.set()
+        else:
+            self.listeners.pop(channel, None)
+
+    async def _publish_audio(self, tap: ListenTap) -> None:
+        """While anyone listens, send the tap's audio to the listen group every
+        ``LISTEN_CHUNK_S``; a send that fails or stalls loses that chunk, never the call."""
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        group = control.listen_group(self.call.pk)
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            for gone in [c for c, until in self.listeners.items() if until < now]:
+                self.listeners.pop(gone, None)
+            if not self.listeners:
+                if tap.enabled:
+                    logger.info("call %s: nobody listens any more", self.call.pk)
+                tap.disable()
+                self._listened.clear()
+                await self._listened.wait()
+                continue
+            if not tap.enabled:
+                logger.info("call %s: listened to", self.call.pk)
+                tap.enabled = True
+            await asyncio.sleep(LISTEN_CHUNK_S)
+            chunk = tap.take()
+            if chunk is None:
+                continue
+            message = {
+                "type": control.AUDIO_MESSAGE,
+                "sample_rate": chunk.sample_rate,
+                "caller": chunk.caller,
+                "agent": chunk.agent,
+                "clear": chunk.clear,
+            }
+            try:
+                async with asyncio.timeout(STORE_TIMEOUT_S):
+                    await layer.group_send(group, message)
+                self.audio_chunks_sent += 1
+            except Exception as exc:
+                logger.warning("call %s: listen-in chunk lost: %r", self.call.pk, exc)

@@ -47,6 +47,7 @@ from voice.carriers.twilio_rest import TwilioRestClient, TwilioRestError
 from voice.config import CallConfig, RecordingMode
 from voice.conversation import Conversation
 from voice.events import CallEnded, EndReason, Sink
+from voice.listen import ListenOutput
 from voice.providers.registry import build_llm, build_stt, build_tts
 from voice.recording import CallRecording, MutingSink, RecordingOutput
 from voice.transport import CarrierOutput
@@ -308,6 +309,7 @@ class MediaSession:
             sink: Sink = MutingSink(recorder, self.recording)
         else:
             sink = recorder
+        output = ListenOutput(output, self.live.listen_tap(start.media_format))
         return Conversation(
             config,
             stt=build_stt(config.stt),
@@ -344,6 +346,8 @@ class MediaSession:
                 if isinstance(event, Media):
                     if event.track == "inbound" or not event.track:
                         conversation.feed_audio(event.payload)
+                        if self.live.tap is not None:
+                            self.live.tap.caller(event.payload)
                         if self.recording is not None:
                             self.recording.caller(event.payload, event.timestamp)
                 elif isinstance(event, Mark):

@@ -55,6 +55,7 @@ from voice.carriers.browser import (
 from voice.carriers.twilio import MarkStatus, ProtocolError
 from voice.conversation import Conversation
 from voice.events import CallEnded, EndReason
+from voice.listen import ListenOutput
 from voice.providers.registry import build_llm, build_stt, build_tts
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class WebCallSession:
                 stt=build_stt(config.stt),
                 llm=build_llm(config.llm),
                 tts=build_tts(config.tts),
-                output=self.output,
+                output=ListenOutput(self.output, self.live.listen_tap(start.media_format)),
                 sink=LiveSink(recorder, self.live),
                 stt_fallbacks=[build_stt(c) for c in config.stt_fallbacks],
                 llm_fallbacks=[build_llm(c) for c in config.llm_fallbacks],
@@ -240,6 +241,8 @@ class WebCallSession:
                 event = self._parse(await self.socket.receive_text())
                 if isinstance(event, Media):
                     conversation.feed_audio(event.payload)
+                    if self.live.tap is not None:
+                        self.live.tap.caller(event.payload)
                 elif isinstance(event, Mark):
                     if self.output.mark_echoed(event.name) is not MarkStatus.CLEARED:
                         conversation.mark_played(event.name)

@@ -6,7 +6,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
-from calls.consumers import CallLiveConsumer, LiveConsumer
+from calls.consumers import CallListenConsumer, CallLiveConsumer, LiveConsumer
 from calls.media import TwilioMediaStream
 from calls.webcall_stream import WebCallStream
 
@@ -23,5 +23,10 @@ websocket_urlpatterns = [
     path(
         "ws/calls/<int:call_id>/live/",
         AllowedHostsOriginValidator(AuthMiddlewareStack(CallLiveConsumer.as_asgi())),
+    ),
+    # Listen-in: the running call's audio, both sides (docs/web-calls.md#listen-in).
+    path(
+        "ws/calls/<int:call_id>/listen/",
+        AllowedHostsOriginValidator(AuthMiddlewareStack(CallListenConsumer.as_asgi())),
     ),
 ]

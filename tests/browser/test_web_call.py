@@ -194,3 +194,39 @@ def test_watch_a_call_live_and_steer_it_from_another_tab(
         ("say", True, f"user:{member.email}"),
         ("end", True, f"user:{member.email}"),
     ]
+
+
+def test_listen_in_to_a_running_call(page: Page, login_as: Any, deepgram: FakeDeepgram) -> None:
+    """A viewer of the call's page presses Listen and hears it: the page's two players
+    (the caller, the agent) play what the listen socket sends."""
+    member = login_as(role="member")
+    agent = make_agent(
+        member.organization,
+        first_message="Hello, a supervisor may be listening to this call.",
+        stt={"provider": "deepgram", "model": "nova-3", "language": "en-US"},
+        llm={"provider": "scripted", "model": f"computer => {COMPUTER_HELP}"},
+        idle={"prompt": "Still there?", "timeout_s": 60.0, "max_prompts": 1, "goodbye": "Bye."},
+    )
+    page.context.grant_permissions(["microphone"])
+    page.goto(f"/agents/{agent.pk}/")
+    talk = page.locator("#talk")
+    page.get_by_role("button", name="Talk to this agent").click()
+    expect(talk).to_have_attribute("data-state", "connected")
+    call_id = talk.get_attribute("data-call-id")
+
+    watcher = page.context.new_page()
+    watcher.goto(f"/calls/{call_id}/")
+    listen = watcher.locator("#call-live [data-listen-path]")
+    watcher.get_by_role("button", name="Listen").click()
+    expect(listen).to_have_attribute("data-listen", "listening")
+    # the caller's microphone never stops (the fake device loops its WAV), and the agent
+    # answers the line in it: each player plays over half a second at the call's 16 kHz
+    watcher.wait_for_function(
+        "() => { const d = document.querySelector('#call-live [data-listen-path]').dataset;"
+        " return Number(d.playedCaller) > 8000 && Number(d.playedAgent) > 8000; }",
+        timeout=40_000,
+    )
+    watcher.get_by_role("button", name="Stop listening").click()
+    expect(listen).to_have_attribute("data-listen", "stopped")
+    page.get_by_role("button", name="Hang up").click()
+    expect(talk).to_have_attribute("data-state", "ended")
