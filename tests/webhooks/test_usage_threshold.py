@@ -8,12 +8,16 @@ import time
 from typing import Any
 
 import pytest
+from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
 from billing.models import Subscription
 from billing.services import usage_notices_send
+from tenants.models import Role
 from tests.factories import (
+    make_call,
     make_call_usage,
+    make_membership,
     make_organization,
     make_plan,
     make_subscription,
@@ -96,11 +100,6 @@ def test_usage_crossing_80_then_100_percent_delivers_two_signed_events_once_each
 
 
 def test_the_api_and_the_dashboard_form_offer_the_type(tenant_a: Any) -> None:
-    from django.test import Client
-
-    from tenants.models import Role
-    from tests.factories import make_membership
-
     client = Client()
     client.force_login(make_membership(tenant_a.organization, Role.ADMIN).user)
     form = client.get("/webhooks/new/")
@@ -138,3 +137,54 @@ def test_the_openapi_schema_documents_the_payload(db: Any) -> None:
         "period_start",
         "period_end",
     }
+
+
+def test_a_finalized_call_that_crosses_80_percent_sends_the_event_after_it_commits(
+    listener: Listener, local_delivery: None
+) -> None:
+    """The whole path: the call ends, billing records its usage and its notice, and the
+    event goes to the subscribed endpoint, never to the agent's own webhook_url (which
+    gets the call's events)."""
+    from agents.models import Agent
+    from calls import services as call_services
+    from voice.events import CallEnded, EndReason, Usage
+
+    org = make_organization()
+    endpoint = make_webhook_endpoint(org, url=listener.url, events=[TYPE])
+    make_subscription(org, plan=make_plan(included_minutes=1))
+    make_call_usage(org, seconds=47)  # 80 % of a minute is 48 s: the next call crosses it
+    call = make_call(org)
+    Agent.objects.for_org(org).filter(pk=call.agent_id).update(webhook_url=listener.url + "/agent")
+    claimed = call_services.call_stream_claim(
+        token=call_services.call_stream_token(call=call), max_age_s=60
+    )
+    call_services.call_stream_started(call=claimed, stream_sid="MZ" + "1" * 32)
+    call_services.call_end(
+        call=claimed, ended=CallEnded(reason=EndReason.CALLER_HANGUP, usage=Usage())
+    )
+
+    listener.wait_for(lambda got: len([r for r in got if r.event["type"] == TYPE]) == 1)
+    listener.wait_for(lambda got: {r.event["type"] for r in got} >= {"call.started", TYPE})
+    [notice] = listener.of_type(TYPE)
+    assert notice.path == "/hooks"
+    assert documented_verify()(notice.body, notice.signature, endpoint.secret)
+    assert (notice.event["data"]["kind"], notice.event["data"]["percent"]) == ("included", 80)
+    assert all(r.path == "/hooks/agent" for r in listener.received if r.event["type"] != TYPE)
+
+
+def test_webhooks_failing_never_fails_billings_notices(mailoutbox: Any, caplog: Any) -> None:
+    org = make_organization()
+    owner = make_membership(org, Role.OWNER)
+    endpoint = make_webhook_endpoint(org, events=[TYPE])
+    # A row the webhooks code cannot read (events must be a list): emitting raises.
+    WebhookEndpoint.objects.for_org(org).filter(pk=endpoint.pk).update(events=5)
+    make_subscription(org, plan=make_plan(included_minutes=10))
+    make_call_usage(org, seconds=10 * 60)
+
+    sent = usage_notices_send(organization=org)
+
+    assert [key.split(":", 1)[1] for key in sent] == ["included:80", "included:100"]
+    assert Subscription.objects.for_org(org).get().notices_sent == sent
+    assert mailoutbox[-1].to == [owner.user.email]
+    assert "could not emit the webhook event" in caplog.text
+    assert not Event.objects.for_org(org).exists()
