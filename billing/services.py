@@ -16,6 +16,9 @@ from billing.models import CallUsage, Plan, StripeEvent, Subscription, Subscript
 from billing.selectors import month_bounds, plan_default
 from calls.models import Call
 from tenants.models import Membership, Organization, Role
+from webhooks.events import usage_threshold_data
+from webhooks.models import EventType
+from webhooks.services import organization_event_send
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +156,8 @@ NOTICE_THRESHOLDS = (80, 100)
 
 def usage_notices_send(*, organization: Organization) -> list[str]:
     """Email the owners once per period when minutes reach 80 % and 100 % of what the
-    plan includes, and of its cap. Returns the notices sent now."""
+    plan includes, and of its cap, and send each as a ``billing.usage_threshold`` webhook
+    event. Returns the notices sent now."""
     from billing.selectors import usage_seconds
 
     with transaction.atomic():
@@ -176,6 +180,7 @@ def usage_notices_send(*, organization: Organization) -> list[str]:
         )
         period = subscription.current_period_start.date().isoformat()
         due: list[tuple[str, str]] = []
+        events: list[tuple[str, dict[str, Any]]] = []
         for kind, limit in (
             ("included", plan.included_minutes),
             ("cap", plan.max_minutes_per_period),
@@ -186,12 +191,34 @@ def usage_notices_send(*, organization: Organization) -> list[str]:
                 key = f"{period}:{kind}:{percent}"
                 if used >= limit * percent / 100 and key not in subscription.notices_sent:
                     due.append((key, _notice_text(kind, percent, used, limit, plan.name)))
+                    events.append(
+                        (
+                            key,
+                            usage_threshold_data(
+                                kind=kind,
+                                percent=percent,
+                                used_minutes=used,
+                                limit_minutes=limit,
+                                plan=plan.name,
+                                period_start=subscription.current_period_start,
+                                period_end=subscription.current_period_end,
+                            ),
+                        )
+                    )
         if not due:
             return []
         subscription.notices_sent = [
             k for k in subscription.notices_sent if k.startswith(period)
         ] + [key for key, _ in due]
         subscription.save(update_fields=["notices_sent", "updated"])
+        # The webhook events go once the notices are recorded for good (never for notices
+        # a rolled-back transaction would send again).
+        occurred_at = timezone.now()
+        transaction.on_commit(
+            lambda: _usage_threshold_events_send(
+                organization=organization, events=events, occurred_at=occurred_at
+            )
+        )
     owners = list(
         Membership.objects.for_org(organization)
         .filter(role=Role.OWNER)
@@ -209,6 +236,25 @@ def usage_notices_send(*, organization: Organization) -> list[str]:
             fail_silently=True,  # a mail outage must not fail the call's bookkeeping
         )
     return [key for key, _ in due]
+
+
+def _usage_threshold_events_send(
+    *, organization: Organization, events: list[tuple[str, dict[str, Any]]], occurred_at: datetime
+) -> None:
+    """A ``billing.usage_threshold`` event per notice, to the endpoints subscribed to it.
+    Its id comes from the notice's key: one event per period, limit and percentage, even
+    if two processes decided the same notice. Webhooks failing never fails billing."""
+    for key, data in events:
+        try:
+            organization_event_send(
+                organization=organization,
+                event_type=EventType.BILLING_USAGE_THRESHOLD,
+                source=f"usage-notice:{key}",
+                data=data,
+                occurred_at=occurred_at,
+            )
+        except Exception:
+            logger.exception("billing: could not emit the webhook event for notice %s", key)
 
 
 def _notice_text(kind: str, percent: int, used: float, limit: int, plan: str) -> str:

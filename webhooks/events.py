@@ -165,3 +165,26 @@ def transcript_turn_data(call: Call, entry: TranscriptEntry) -> dict[str, Any]:
         "call": {"id": call.pk, "agent": call.agent_id, "status": call.status},
         "turn": dict(TranscriptEntrySerializer(entry).data),
     }
+
+
+def usage_threshold_data(
+    *,
+    kind: str,
+    percent: int,
+    used_minutes: float,
+    limit_minutes: int,
+    plan: str,
+    period_start: datetime,
+    period_end: datetime,
+) -> dict[str, Any]:
+    """``billing.usage_threshold``: the organization's minutes this period reached
+    ``percent`` of what its plan includes (``kind`` ``included``) or of its cap (``cap``)."""
+    return {
+        "kind": kind,
+        "percent": percent,
+        "used_minutes": round(used_minutes, 2),
+        "limit_minutes": limit_minutes,
+        "plan": plan,
+        "period_start": period_start.isoformat(),
+        "period_end": period_end.isoformat(),
+    }

@@ -3,10 +3,11 @@
 An :class:`Event` is stored once (its id is derived from what happened, so a signal sent
 twice for the same thing is still one event); a :class:`Delivery` is that event on its
 way to one destination: an organization's :class:`WebhookEndpoint`, or the ``webhook_url``
-of the agent whose call it is. A delivery's state lives here, not in a task message, so
-it survives a worker restart, and a delivery that succeeded is never sent again by a
-retry or a duplicate task (webhooks/services.py claims each attempt with a conditional
-update).
+of the agent whose call it is (call events only; an organization's own events, such as
+``billing.usage_threshold``, have no call and go to its endpoints alone). A delivery's
+state lives here, not in a task message, so it survives a worker restart, and a delivery
+that succeeded is never sent again by a retry or a duplicate task (webhooks/services.py
+claims each attempt with a conditional update).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class EventType(models.TextChoices):
     CALL_ANALYZED = "call.analyzed"
     CALL_RECORDING_READY = "call.recording_ready"
     TRANSCRIPT_TURN = "transcript.turn"
+    # Not about a call: the organization's minutes reached 80 % or 100 % of a plan limit.
+    BILLING_USAGE_THRESHOLD = "billing.usage_threshold"
 
 
 # What an agent's own ``webhook_url`` receives: the call events of its calls, not every
@@ -79,7 +82,7 @@ class Event(TenantModel):
     public_id = models.CharField(max_length=40, unique=True)
     type = models.CharField(max_length=32, choices=EventType.choices)
     # Deleting a call (a tenant's data-deletion request) deletes its events: their
-    # payloads carry its transcript.
+    # payloads carry its transcript. Organization events (billing.*) have no call.
     call = models.ForeignKey(
         "calls.Call", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )

@@ -214,6 +214,33 @@ TranscriptTurnEvent = _envelope(
     "One transcript line was stored, while the call runs.",
 )
 
+BillingUsageThresholdEvent = _envelope(
+    "BillingUsageThresholdEvent",
+    EventType.BILLING_USAGE_THRESHOLD,
+    type(
+        "BillingUsageThresholdData",
+        (serializers.Serializer,),
+        {
+            "kind": serializers.ChoiceField(
+                choices=["included", "cap"],
+                help_text="included: the minutes the plan includes (beyond them, overage); "
+                "cap: the plan's maximum minutes per period (at 100 %, calls are refused).",
+            ),
+            "percent": serializers.ChoiceField(choices=[80, 100]),
+            "used_minutes": serializers.FloatField(
+                help_text="Minutes of finalized calls this period when the notice was due."
+            ),
+            "limit_minutes": serializers.IntegerField(),
+            "plan": serializers.CharField(help_text="The plan's name."),
+            "period_start": serializers.DateTimeField(),
+            "period_end": serializers.DateTimeField(),
+        },
+    )(),
+    "The organization's minutes this period reached 80 % or 100 % of a plan limit: sent "
+    "once per period, limit and percentage. Not about a call: endpoints only, never an "
+    "agent's webhook_url.",
+)
+
 WEBHOOK_EVENT = PolymorphicProxySerializer(
     component_name="WebhookEvent",
     serializers={
@@ -222,6 +249,7 @@ WEBHOOK_EVENT = PolymorphicProxySerializer(
         EventType.CALL_ANALYZED.value: CallAnalyzedEvent,
         EventType.CALL_RECORDING_READY.value: CallRecordingReadyEvent,
         EventType.TRANSCRIPT_TURN.value: TranscriptTurnEvent,
+        EventType.BILLING_USAGE_THRESHOLD.value: BillingUsageThresholdEvent,
     },
     resource_type_field_name="type",
 )

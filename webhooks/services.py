@@ -3,7 +3,7 @@
 - ``event_emit``: store an event once and a delivery for each destination that wants it
   (the organization's endpoints subscribed to its type, and the call's agent's own
   ``webhook_url`` for call events); called from the receivers after the call's own
-  transaction committed.
+  transaction committed, and by billing for its usage notices (no call).
 - ``delivery_attempt``: one HTTP attempt, claimed first with a conditional update, so a
   duplicate task, a task redelivered after a worker restart or a sweep racing a task can
   never send a delivery that already succeeded, nor send it twice at once.
@@ -138,21 +138,29 @@ def endpoint_signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[s
 
 def event_emit(
     *,
-    call: Call,
     event_type: str,
     source: str,
     data: dict[str, Any],
+    call: Call | None = None,
+    organization: Organization | None = None,
     occurred_at: datetime | None = None,
 ) -> list[int]:
     """Store the event (once per ``source``) and its deliveries; the ids of the
-    deliveries created now (none when the event already existed)."""
-    organization = call.organization
+    deliveries created now (none when the event already existed).
+
+    A call event gives its ``call`` (the organization is the call's, and the call's agent's
+    ``webhook_url`` may receive it); an organization's own event (``billing.*``) gives
+    ``organization`` and goes to the organization's subscribed endpoints only."""
+    if call is not None:
+        organization = call.organization
+    if organization is None:
+        raise ValueError("event_emit needs a call or an organization")
     endpoints = [
         e
         for e in WebhookEndpoint.objects.for_org(organization).exclude(state=EndpointState.DISABLED)
         if e.wants(event_type)
     ]
-    agent = call.agent if event_type in AGENT_WEBHOOK_EVENTS else None
+    agent = call.agent if call is not None and event_type in AGENT_WEBHOOK_EVENTS else None
     if agent is not None and not agent.webhook_url:
         agent = None
     if not endpoints and agent is None:
@@ -201,6 +209,31 @@ def event_emit(
         logger.info("webhooks: %s for %s already emitted", event_type, source)
         return []
     return [d.pk for d in deliveries]
+
+
+def organization_event_send(
+    *,
+    organization: Organization,
+    event_type: str,
+    source: str,
+    data: dict[str, Any],
+    occurred_at: datetime | None = None,
+) -> list[int]:
+    """Emit an organization's own event (no call) and send its deliveries once the
+    caller's transaction commits; the ids of the deliveries created now."""
+    ids = event_emit(
+        organization=organization,
+        event_type=event_type,
+        source=source,
+        data=data,
+        occurred_at=occurred_at,
+    )
+    if ids:
+        organization_id = organization.pk
+        transaction.on_commit(
+            lambda: deliveries_dispatch(organization_id=organization_id, delivery_ids=ids)
+        )
+    return ids
 
 
 # -- delivering ---------------------------------------------------------------------------

@@ -52,6 +52,7 @@ def test_events_default_to_all_and_are_checked(tenant_a: Tenant) -> None:
         "call.analyzed",
         "call.recording_ready",
         "transcript.turn",
+        "billing.usage_threshold",
     }
     bad = tenant_a.client.post(
         URL, {"url": "https://hooks.example.com/a", "events": ["call.exploded"]}, format="json"
@@ -196,6 +197,15 @@ def test_event_payloads_match_their_documented_schema(tenant_a: Tenant, listener
         "call.analyzed": events.call_analyzed_data(call, {"summary": "s", "success": True}),
         "call.recording_ready": events.call_recording_ready_data(call),
         "transcript.turn": events.transcript_turn_data(call, entry),
+        "billing.usage_threshold": events.usage_threshold_data(
+            kind="cap",
+            percent=100,
+            used_minutes=1000.25,
+            limit_minutes=1000,
+            plan="Starter",
+            period_start=timezone.now() - timedelta(days=20),
+            period_end=timezone.now() + timedelta(days=10),
+        ),
     }
     validators = _validators()
     assert set(validators) == set(bodies)
