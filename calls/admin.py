@@ -3,11 +3,13 @@ from django.http import HttpRequest
 
 from calls.models import (
     Call,
+    CallControlAction,
     DialingPolicy,
     PhoneNumber,
     ToolInvocation,
     TranscriptEntry,
     TurnMetric,
+    WidgetKey,
 )
 from tenants.admin import TenantModelAdmin
 
@@ -88,3 +90,20 @@ class ToolInvocationAdmin(_CallRecordAdmin):
 class DialingPolicyAdmin(TenantModelAdmin):
     list_display = ("organization", "allow_premium", "updated")
     raw_id_fields = ("organization",)
+
+
+@admin.register(CallControlAction)
+class CallControlActionAdmin(_CallRecordAdmin):
+    """What supervisors did to running calls (say, inject, mute, transfer, end)."""
+
+    list_display = ("call", "action", "actor", "at", "delivered", "organization")
+    list_filter = ("action", "delivered")
+
+
+@admin.register(WidgetKey)
+class WidgetKeyAdmin(TenantModelAdmin):
+    # A widget key is public by design (it sits in the tenant's page); its origins are
+    # what guard it, and the tenant manages both on the agent's widget page.
+    list_display = ("key", "agent", "enabled", "created", "organization")
+    list_filter = ("enabled",)
+    raw_id_fields = ("organization", "agent")

@@ -60,7 +60,7 @@ def test_create_an_agent_through_the_form(page: Page, login_as: Any) -> None:
 
     page.get_by_label("Temperature").fill("0.3")
     page.get_by_role("button", name="Create agent").click()
-    expect(page.get_by_role("status")).to_contain_text("Agent “Front desk” created.")
+    expect(page.locator(".notice[role=status]")).to_contain_text("Agent “Front desk” created.")
     agent = Agent.objects.for_org(member.organization).get(name="Front desk")
     expect(page).to_have_url(re.compile(rf"/agents/{agent.pk}/(#.*)?$"))
     assert agent.llm["temperature"] == 0.3
@@ -76,7 +76,7 @@ def test_edit_duplicate_and_delete(page: Page, login_as: Any) -> None:
     page.get_by_label("First message", exact=True).fill("Hi, this is Sales.")
     page.get_by_label("Callers can interrupt the agent").uncheck()
     page.get_by_role("button", name="Save changes").click()
-    expect(page.get_by_role("status")).to_contain_text("saved")
+    expect(page.locator(".notice[role=status]")).to_contain_text("saved")
     agent.refresh_from_db()
     assert agent.first_message == "Hi, this is Sales."
     assert agent.interruption["enabled"] is False
@@ -94,7 +94,7 @@ def test_edit_duplicate_and_delete(page: Page, login_as: Any) -> None:
     expect(page.locator(".routed-numbers")).to_contain_text(number.number)
     page.get_by_role("button", name="Delete agent").click()
     expect(page).to_have_url(re.compile(r"/agents/$"))
-    expect(page.get_by_role("status")).to_contain_text("Agent “Sales” deleted.")
+    expect(page.locator(".notice[role=status]")).to_contain_text("Agent “Sales” deleted.")
     expect(page.get_by_role("link", name="Copy of Sales")).to_be_visible()
     expect(page.get_by_role("link", name="Sales", exact=True)).to_have_count(0)
 
@@ -167,7 +167,7 @@ def test_provider_fields_without_javascript(
         tab.get_by_label("Speech-to-text provider").select_option("pocketsphinx")
         tab.get_by_label("Language model provider").select_option("scripted")
         tab.get_by_role("button", name="Create agent").click()
-        expect(tab.get_by_role("status")).to_contain_text("Agent “No script” created.")
+        expect(tab.locator(".notice[role=status]")).to_contain_text("Agent “No script” created.")
         agent = Agent.objects.for_org(member.organization).get()
         assert agent.tts["provider"] == "espeak" and agent.stt["provider"] == "pocketsphinx"
     finally:
