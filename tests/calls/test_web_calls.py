@@ -2,14 +2,18 @@
 (/ws/web/<token>/) on the local providers, steered by control actions (calls/control.py).
 
 The "browser" is tests/calls/webclient.py; the real one is tests/browser/test_web_call.py.
-PocketSphinx hears "computer" in "I need help with my computer." in every measured trial
-(tests/voice/test_local_call.py), so that is what the caller says.
+The caller's line is synthesized by eSpeak NG in this process, and eSpeak's output depends
+on what the process synthesized before (its synthesizer keeps state between utterances:
+the same sentence comes out a few samples longer or shorter, with another pitch contour).
+PocketSphinx heard one such rendering, the one this test got after the widget's browser
+test, as "the hill with you"; Whisper heard "computer" in every rendering tried (7 of 7,
+PocketSphinx 6 of 7), so the agent here listens with Whisper.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import re
 from typing import Any
 
 import pytest
@@ -91,6 +95,7 @@ def _seed() -> tuple[Tenant, Any]:
     agent = make_agent(
         tenant.organization,
         first_message="Hello.",
+        stt={"provider": "whisper", "model": "", "language": "en-US"},
         llm={"provider": "scripted", "model": f"computer => {COMPUTER_HELP}"},
         idle={"prompt": "Still there?", "timeout_s": 60.0, "max_prompts": 1, "goodbye": "Bye."},
     )
@@ -126,14 +131,6 @@ async def _finished_call(call_id: int) -> Call:
             await asyncio.sleep(0.05)
 
 
-# Skipped in the full suite: after some earlier test in the same process (the widget's
-# browser test is one; not the only one), this call never gets its reply within 30 s. It
-# passes alone, beside the calls tests, and under artificial CPU load; the cause (process
-# state left by an earlier web call) was not found in time. GLASSBOX_ORDER_SENSITIVE=1 runs it.
-@pytest.mark.skipif(
-    not os.environ.get("GLASSBOX_ORDER_SENSITIVE"),
-    reason="order-sensitive in the full suite; run alone (see comment)",
-)
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 async def test_a_web_call_is_heard_answered_steered_and_recorded(settings: Any) -> None:
@@ -149,7 +146,7 @@ async def test_a_web_call_is_heard_answered_steered_and_recorded(settings: Any) 
                 await client.until(lambda: client.transcript("assistant") == ["Hello."])
                 await client.say(help_request)
                 await client.until(lambda: COMPUTER_HELP in client.transcript("assistant"))
-                assert "computer" in client.transcript("user")[0].split()
+                assert "computer" in re.findall(r"[a-z]+", client.transcript("user")[0].lower())
                 assert client.events("turn")[-1]["voice_to_voice_ms"] is not None
                 assert client.audio_bytes > 0
                 state = await _mirrored(

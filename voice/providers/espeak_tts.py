@@ -8,7 +8,10 @@ So every synthesis in the process goes through one :class:`_Engine`, which owns 
 library handle and a single dedicated worker thread that serializes requests. The engine
 is the only module-level mutable state: created lazily under a lock on first use, never
 torn down, and it holds no call data between requests (voice and rate are set per
-request). The cost of serializing is small because eSpeak is a formant synthesizer:
+request). eSpeak's own state does carry over, though: the same text synthesized twice in
+one process can differ by a few milliseconds and in pitch contour (the first synthesis in
+a fresh process is always the same). The cost of serializing is small because eSpeak is a
+formant synthesizer:
 
 Measured (2-core container, ``en-us`` at 175 wpm, 22050 Hz synthesis converted to mu-law
 8 kHz; ``python -m bench.local_providers``):
