@@ -220,9 +220,10 @@ TURN_STAGES = (
     "tts_ttfb_ms",
 )
 # Derived stages kept in the timeline JSON only (no column, not aggregated yet): the VAD's
-# hangover and the LLM's first clause (issue 16), shown per turn by the API and the
+# hangover, the LLM's first clause, and how much of a preemptive reply's preparation was
+# hidden behind the end-of-turn wait (issue 16), shown per turn by the API and the
 # waterfall.
-TIMELINE_STAGES = ("vad_hangover_ms", "llm_first_clause_ms")
+TIMELINE_STAGES = ("vad_hangover_ms", "llm_first_clause_ms", "preemptive_hidden_ms")
 
 
 class TurnMetric(TenantModel):
@@ -277,6 +278,10 @@ class TurnMetric(TenantModel):
     @property
     def llm_first_clause_ms(self) -> float | None:
         return self._timeline_stage("llm_first_clause_ms")
+
+    @property
+    def preemptive_hidden_ms(self) -> float | None:
+        return self._timeline_stage("preemptive_hidden_ms")
 
 
 class ToolInvocation(TenantModel):

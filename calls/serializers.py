@@ -112,6 +112,12 @@ class TurnMetricSerializer(serializers.ModelSerializer):
     llm_first_clause_ms = serializers.SerializerMethodField(
         help_text="The LLM's first token -> its first speakable clause sent to the TTS."
     )
+    preemptive_hidden_ms = serializers.SerializerMethodField(
+        help_text="How much of the reply's preparation (LLM request -> the TTS's first "
+        "audio) ran before the end of turn was confirmed (preemptive replies): it overlaps "
+        "endpointing, so it is not in series with the caller's wait. 0 when the request "
+        "followed the confirmation."
+    )
 
     class Meta:
         model = TurnMetric
@@ -137,6 +143,10 @@ class TurnMetricSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_llm_first_clause_ms(self, obj: TurnMetric) -> float | None:
         return obj.llm_first_clause_ms
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_preemptive_hidden_ms(self, obj: TurnMetric) -> float | None:
+        return obj.preemptive_hidden_ms
 
     @extend_schema_field(FallbackEventSerializer(many=True))
     def get_fallbacks(self, obj: TurnMetric) -> list[dict[str, Any]]:

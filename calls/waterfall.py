@@ -12,7 +12,9 @@ neither is our processing. The platform's overhead is not one contiguous span: i
 sum of the hand-offs between stages (end of turn -> LLM request, first clause -> TTS,
 first audio -> sent). Its bar has that total length and ends where the first audio left
 for the caller, so the bars of a row (less STT lag, which runs beside endpointing) add
-up to voice-to-voice.
+up to voice-to-voice. A preemptive reply's LLM and TTS bars start before the end of turn
+and overlap endpointing (by ``preemptive_hidden_ms``); the overlap is drawn where it
+happened and counted once.
 """
 
 from __future__ import annotations

@@ -111,11 +111,29 @@ class TurnTimeline:
         return self._span(start, self.first_audio_sent_ms)
 
     @property
+    def preemptive_hidden_ms(self) -> float | None:
+        """How much of the reply's preparation (LLM request -> the TTS's first audio) ran
+        before the end of turn was confirmed: a preemptive reply's LLM and TTS stages
+        overlap the end-of-turn wait by this much, so the caller never waits for it.
+        0 when the request followed the confirmation."""
+        request, confirmed, ready = (
+            self.llm_request_ms,
+            self.end_of_turn_ms,
+            self.tts_first_audio_ms,
+        )
+        if request is None or confirmed is None or ready is None:
+            return None
+        return round(max(0.0, min(ready, confirmed) - request), 3)
+
+    @property
     def platform_overhead_ms(self) -> float | None:
         """Voice-to-voice minus every stage that is not ours: the VAD's hangover, the
         end-of-turn wait, the LLM's first token and first clause, the TTS's first byte.
         What is left is the hand-offs between them (end of turn -> LLM request, first
-        clause -> TTS, first audio -> carrier): our own processing."""
+        clause -> TTS, first audio -> carrier): our own processing. Of a preemptive
+        reply's LLM and TTS stages only the part after the end of turn is in series with
+        the caller's wait (see ``preemptive_hidden_ms``); what ran before it is not
+        subtracted twice, so the overhead is never negative."""
         parts = (
             self.voice_to_voice_ms,
             self.endpointing_ms,
@@ -129,7 +147,8 @@ class TurnTimeline:
         assert v2v is not None and ep is not None and llm is not None
         assert clause is not None and tts is not None
         hangover = self.vad_hangover_ms or 0.0
-        return round(v2v - hangover - ep - llm - clause - tts, 3)
+        hidden = self.preemptive_hidden_ms or 0.0
+        return round(v2v - hangover - ep - (llm + clause + tts - hidden), 3)
 
     def as_dict(self) -> dict[str, Any]:
         raw = {name: getattr(self, name) for name in self.__slots__}
@@ -142,6 +161,7 @@ class TurnTimeline:
             "llm_first_clause_ms",
             "tts_ttfb_ms",
             "voice_to_voice_ms",
+            "preemptive_hidden_ms",
             "platform_overhead_ms",
         ):
             raw[derived] = getattr(self, derived)

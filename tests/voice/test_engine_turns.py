@@ -7,6 +7,8 @@ Ordering and presence only, never wall-clock durations."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.voice.cloud import REPLY_MARKS, CloudCall, ordered
 from tests.voice.harness import until
 from voice.config import BargeInMode, InterruptionConfig, TurnConfig
@@ -101,6 +103,24 @@ async def test_a_preemptive_reply_is_prepared_before_the_turn_is_confirmed(
     reply = cloud.sink.timelines[1]
     request, eot, sent = ordered(reply, ("llm_request_ms", "end_of_turn_ms", "first_audio_sent_ms"))
     assert request < eot <= sent  # prepared early, played only once confirmed
+    # the waterfall tells the truth: what ran before the confirmation is hidden, not
+    # subtracted from voice-to-voice twice, so the overhead is our hand-offs, not negative
+    assert reply.preemptive_hidden_ms is not None and reply.preemptive_hidden_ms > 0
+    assert reply.platform_overhead_ms is not None and reply.platform_overhead_ms >= 0
+    stages = [
+        reply.endpointing_ms,
+        reply.llm_ttft_ms,
+        reply.llm_first_clause_ms,
+        reply.tts_ttfb_ms,
+        reply.platform_overhead_ms,
+    ]
+    assert None not in stages, reply
+    in_series = (
+        sum(s for s in stages if s is not None)
+        + (reply.vad_hangover_ms or 0.0)
+        - reply.preemptive_hidden_ms
+    )
+    assert in_series == pytest.approx(reply.voice_to_voice_ms, abs=0.01)
     ordered(reply, ("user_speech_start_ms", "user_speech_end_ms", "end_of_turn_ms"))
     assert len(cloud.oa.requests) == 1
     assert ended.usage.discarded_llm_requests == 0
