@@ -5,18 +5,22 @@ Chromium's fake capture device plays a WAV that eSpeak NG speaks at test time (t
 web-call socket, the agent answers, and the page plays the answer and shows the live
 transcript and latencies.
 
-Speech-to-text is the fake Deepgram server (tests/fakes/deepgram.py) through the real
-Deepgram SDK: its energy detector finds the spoken segment in the audio the page sent
-and "transcribes" it as the scripted line, which is what the WAV says. PocketSphinx, the
-offline STT, mishears the eSpeak NG command's voice ("I need help with my computer." came
-out as "the hilt you" at 8 kHz), so it would make this test about PocketSphinx's accuracy
-rather than the browser path. The LLM (scripted) and TTS (eSpeak) are the local ones.
+In "Talk to this agent" the speech is recognized by the local Whisper STT, so the words
+in the transcript are the words the page sent (after Chromium's echo cancellation and
+noise suppression, which can take the faint end of the last word: Whisper once heard
+"compute", so the test keys on "need help"). The other tests here use the fake Deepgram
+server (tests/fakes/deepgram.py) through the real Deepgram SDK: its energy detector finds
+the spoken segment in the audio the page sent and "transcribes" it as the scripted line,
+which is what the WAV says. PocketSphinx, the lightest offline STT, mishears the eSpeak
+NG command's voice ("I need help with my computer." came out as "the hilt you" at 8 kHz).
+The LLM (scripted) and TTS (eSpeak) are the local ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -110,13 +114,13 @@ def deepgram(settings: Any) -> Iterator[FakeDeepgram]:
         loop.close()
 
 
-def test_talk_to_this_agent(page: Page, login_as: Any, deepgram: FakeDeepgram) -> None:
+def test_talk_to_this_agent(page: Page, login_as: Any) -> None:
     member = login_as(role="member")
     agent = make_agent(
         member.organization,
         first_message="Hello.",
-        stt={"provider": "deepgram", "model": "nova-3", "language": "en-US"},
-        llm={"provider": "scripted", "model": f"computer => {COMPUTER_HELP}"},
+        stt={"provider": "whisper", "model": "", "language": "en-US"},
+        llm={"provider": "scripted", "model": f"help => {COMPUTER_HELP}"},
         idle={"prompt": "Still there?", "timeout_s": 60.0, "max_prompts": 1, "goodbye": "Bye."},
     )
     page.context.grant_permissions(["microphone"])
@@ -126,7 +130,8 @@ def test_talk_to_this_agent(page: Page, login_as: Any, deepgram: FakeDeepgram) -
     expect(panel).to_have_attribute("data-state", "connected")
     transcript = panel.locator("[data-talk-transcript]")
     expect(transcript.locator("[data-role=assistant]").first).to_contain_text("Hello.")
-    expect(transcript.locator("[data-role=user]").first).to_contain_text("computer", timeout=40_000)
+    heard = re.compile(r"need help", re.IGNORECASE)
+    expect(transcript.locator("[data-role=user]").first).to_contain_text(heard, timeout=40_000)
     expect(transcript.locator("[data-role=assistant]", has_text=COMPUTER_HELP)).to_have_count(
         1, timeout=20_000
     )
@@ -144,8 +149,7 @@ def test_talk_to_this_agent(page: Page, login_as: Any, deepgram: FakeDeepgram) -
     call = Call.objects.for_org(member.organization).get(pk=call_id)
     assert call.direction == Direction.WEB
     users = list(call.transcript.filter(role="user").values_list("text", flat=True))
-    assert any("computer" in text.split() for text in users)
-    assert deepgram.streams and deepgram.streams[0].audio_bytes > 0
+    assert any({"need", "help"} <= set(re.findall(r"[a-z]+", text.lower())) for text in users)
 
 
 def test_watch_a_call_live_and_steer_it_from_another_tab(
