@@ -77,29 +77,67 @@ def _organization_for(*, user: Any, chosen: object) -> int | None:
     return None if membership is None else int(membership.organization_id)
 
 
-class LiveConsumer(AsyncJsonWebsocketConsumer):
+class _DashboardSocket(AsyncJsonWebsocketConsumer):
+    """What the dashboard's sockets share: the session's organization checked on connect,
+    rechecked before forwarding, the group left on disconnect, and nothing accepted from
+    the browser. Subclasses join one group in ``connect`` and guard each handler with
+    ``_still_member``."""
+
     # A member removed from the organization (or whose session moved to another one)
     # stops receiving within this many seconds: the membership is checked again before
     # forwarding a message, at most this often.
     RECHECK_S = 60.0
+    CLOSE_NOT_FOUND = 4404
 
     group: str | None = None
     organization_id: int | None = None
     checked_at = 0.0
 
-    async def connect(self) -> None:
+    async def _organization_or_close(self) -> int | None:
+        """The organization this socket may follow; None once the socket is closed
+        (4401 when not logged in, 4403 without an organization)."""
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_NOT_LOGGED_IN)
-            return
+            return None
         organization_id = await database_sync_to_async(live_organization_id)(scope=self.scope)
         if organization_id is None:
             await self.close(code=CLOSE_NO_ORGANIZATION)
-            return
+            return None
+        return organization_id
+
+    async def _call_or_close(self) -> tuple[int, int, dict[str, Any] | None] | None:
+        """The organization, the route's call id and the call's live state (None: not
+        running anywhere); None once the socket is closed, as by _organization_or_close
+        or with 4404 because the call is not the organization's."""
+        organization_id = await self._organization_or_close()
+        if organization_id is None:
+            return None
+        call_id = int(self.scope["url_route"]["kwargs"]["call_id"])
+        state = await database_sync_to_async(_call_state)(
+            organization_id=organization_id, call_id=call_id
+        )
+        if state is False:
+            await self.close(code=self.CLOSE_NOT_FOUND)
+            return None
+        return organization_id, call_id, state
+
+    async def _join(self, *, organization_id: int, group: str) -> None:
         self.organization_id, self.checked_at = organization_id, time.monotonic()
-        self.group = live_group(organization_id=organization_id)
+        self.group = group
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+
+    async def _still_member(self) -> bool:
+        """False once the socket is closed (4403) because the session no longer belongs to
+        the organization it opened for; checked at most every ``RECHECK_S``."""
+        if time.monotonic() - self.checked_at >= self.RECHECK_S:
+            current = await database_sync_to_async(live_organization_id_now)(scope=self.scope)
+            if current != self.organization_id:
+                await self.close(code=CLOSE_NO_ORGANIZATION)
+                return False
+            self.checked_at = time.monotonic()
+        return True
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
@@ -108,17 +146,22 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Server push only."""
 
+
+class LiveConsumer(_DashboardSocket):
+    async def connect(self) -> None:
+        organization_id = await self._organization_or_close()
+        if organization_id is None:
+            return
+        await self._join(
+            organization_id=organization_id, group=live_group(organization_id=organization_id)
+        )
+
     async def call_changed(self, event: dict[str, Any]) -> None:
-        if time.monotonic() - self.checked_at >= self.RECHECK_S:
-            current = await database_sync_to_async(live_organization_id_now)(scope=self.scope)
-            if current != self.organization_id:
-                await self.close(code=CLOSE_NO_ORGANIZATION)
-                return
-            self.checked_at = time.monotonic()
-        await self.send_json({"type": "call", "call": event["call"]})
+        if await self._still_member():
+            await self.send_json({"type": "call", "call": event["call"]})
 
 
-class CallLiveConsumer(AsyncJsonWebsocketConsumer):
+class CallLiveConsumer(_DashboardSocket):
     """One call's live view (``/ws/calls/<id>/live/``): its state as the process holding
     it mirrors it (calls/control.py), first as stored, then each change.
 
@@ -127,55 +170,22 @@ class CallLiveConsumer(AsyncJsonWebsocketConsumer):
     when the call is not running anywhere. Same authentication and rechecks as
     :class:`LiveConsumer`; another organization's call closes with 4404."""
 
-    RECHECK_S = 60.0
-    CLOSE_NOT_FOUND = 4404
-
-    group: str | None = None
-    organization_id: int | None = None
-    checked_at = 0.0
-
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_NOT_LOGGED_IN)
+        found = await self._call_or_close()
+        if found is None:
             return
-        organization_id = await database_sync_to_async(live_organization_id)(scope=self.scope)
-        if organization_id is None:
-            await self.close(code=CLOSE_NO_ORGANIZATION)
-            return
-        call_id = int(self.scope["url_route"]["kwargs"]["call_id"])
-        state = await database_sync_to_async(_call_state)(
-            organization_id=organization_id, call_id=call_id
-        )
-        if state is False:
-            await self.close(code=self.CLOSE_NOT_FOUND)
-            return
-        self.organization_id, self.checked_at = organization_id, time.monotonic()
-        self.group = call_live_group(call_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+        organization_id, call_id, state = found
+        await self._join(organization_id=organization_id, group=call_live_group(call_id))
         await self.send_json(
             {"type": "idle"} if state is None else {"type": "state", "state": state}
         )
 
-    async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Server push only."""
-
     async def call_live(self, event: dict[str, Any]) -> None:
-        if time.monotonic() - self.checked_at >= self.RECHECK_S:
-            current = await database_sync_to_async(live_organization_id_now)(scope=self.scope)
-            if current != self.organization_id:
-                await self.close(code=CLOSE_NO_ORGANIZATION)
-                return
-            self.checked_at = time.monotonic()
-        await self.send_json({"type": "state", "state": event["state"]})
+        if await self._still_member():
+            await self.send_json({"type": "state", "state": event["state"]})
 
 
-class CallListenConsumer(AsyncJsonWebsocketConsumer):
+class CallListenConsumer(_DashboardSocket):
     """Listen-in (``/ws/calls/<id>/listen/``): the running call's audio, both sides, for
     whoever may see the call's page (the same authentication and rechecks as
     :class:`CallLiveConsumer`; another organization's call closes with 4404).
@@ -191,36 +201,15 @@ class CallListenConsumer(AsyncJsonWebsocketConsumer):
     ``clear`` true: the agent was cut off (barge-in); drop its queued audio before
     playing this chunk's. What the browser sends is ignored."""
 
-    RECHECK_S = 60.0
-    CLOSE_NOT_FOUND = 4404
-
-    group: str | None = None
     call_id = 0
-    organization_id: int | None = None
-    checked_at = 0.0
     announcer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_NOT_LOGGED_IN)
+        found = await self._call_or_close()
+        if found is None:
             return
-        organization_id = await database_sync_to_async(live_organization_id)(scope=self.scope)
-        if organization_id is None:
-            await self.close(code=CLOSE_NO_ORGANIZATION)
-            return
-        call_id = int(self.scope["url_route"]["kwargs"]["call_id"])
-        state = await database_sync_to_async(_call_state)(
-            organization_id=organization_id, call_id=call_id
-        )
-        if state is False:
-            await self.close(code=self.CLOSE_NOT_FOUND)
-            return
-        self.call_id, self.organization_id = call_id, organization_id
-        self.checked_at = time.monotonic()
-        self.group = control.listen_group(call_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+        organization_id, self.call_id, _ = found
+        await self._join(organization_id=organization_id, group=control.listen_group(self.call_id))
         self.announcer = asyncio.get_running_loop().create_task(self._announce())
 
     async def _announce(self) -> None:
@@ -246,28 +235,19 @@ class CallListenConsumer(AsyncJsonWebsocketConsumer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.announcer
             await self._tell_holder(listening=False)
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Server push only."""
+        await super().disconnect(code)
 
     async def call_audio(self, event: dict[str, Any]) -> None:
-        if time.monotonic() - self.checked_at >= self.RECHECK_S:
-            current = await database_sync_to_async(live_organization_id_now)(scope=self.scope)
-            if current != self.organization_id:
-                await self.close(code=CLOSE_NO_ORGANIZATION)
-                return
-            self.checked_at = time.monotonic()
-        await self.send_json(
-            {
-                "type": "audio",
-                "sample_rate": int(event["sample_rate"]),
-                "caller": base64.b64encode(event["caller"]).decode("ascii"),
-                "agent": base64.b64encode(event["agent"]).decode("ascii"),
-                "clear": bool(event["clear"]),
-            }
-        )
+        if await self._still_member():
+            await self.send_json(
+                {
+                    "type": "audio",
+                    "sample_rate": int(event["sample_rate"]),
+                    "caller": base64.b64encode(event["caller"]).decode("ascii"),
+                    "agent": base64.b64encode(event["agent"]).decode("ascii"),
+                    "clear": bool(event["clear"]),
+                }
+            )
 
     async def call_listen_end(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "ended"})

@@ -13,11 +13,11 @@ import json
 from typing import Any
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from agents.views import page_of
 from glassbox.api.exceptions import Conflict
 from glassbox.encryption import decrypt_str, encrypt_str
 from glassbox.pageforms import CHECKBOXES, FormField, PageForm
@@ -28,7 +28,6 @@ from webhooks.models import DeliveryState, EndpointState, EventType, WebhookEndp
 from webhooks.serializers import DEFAULT_OVERLAP_S, WebhookEndpointInputSerializer
 
 NEW_SECRET_SESSION = "dashboard_new_webhook_secret"
-PAGE_SIZE = 25
 RECENT_DELIVERIES = 25
 
 _FIELDS = [
@@ -197,7 +196,7 @@ def delivery_list(request: OrgRequest) -> HttpResponse:
     state = request.GET.get("state", "")
     if state in DeliveryState.values:
         deliveries = deliveries.filter(state=state)
-    page = Paginator(deliveries, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = page_of(request, deliveries)
     return render(
         request,
         "webhooks/delivery_list.html",

@@ -29,14 +29,8 @@ import re
 from collections.abc import AsyncIterator, Sequence
 
 from voice.config import LLMConfig, ToolConfig, ToolKind
-from voice.providers.base import (
-    LLMChunk,
-    LLMUsage,
-    Message,
-    TextDelta,
-    ToolCall,
-    ToolCallsRequested,
-)
+from voice.providers.base import LLMChunk, Message, ToolCall
+from voice.providers.scripted_llm import stream_words
 
 NAME = "frontdesk"
 
@@ -77,7 +71,6 @@ _BOOK = re.compile(r"\b(book|booking|appointment|reservation|reserve|schedule)\b
 _HOURS = re.compile(r"\b(hours?|open|opening|opens|close|closes|closed|closing|when are you)\b")
 _GREETING = re.compile(r"\b(hello|hi|hey|good (morning|afternoon|evening))\b")
 _THANKS = re.compile(r"\b(thanks|thank you)\b")
-_WORDS = re.compile(r"\S+\s*")
 
 MONTHS = [
     "January",
@@ -143,6 +136,10 @@ def spoken_date(digits: str) -> str | None:
     return f"{MONTHS[month - 1]} the {ORDINALS[day - 1]}"
 
 
+def _prompt_words(message: Message) -> int:
+    return len(message.content.split())
+
+
 class FrontDeskLLM:
     name = NAME
 
@@ -153,13 +150,14 @@ class FrontDeskLLM:
         self, *, messages: Sequence[Message], tools: Sequence[ToolConfig]
     ) -> AsyncIterator[LLMChunk]:
         reply, calls = self._respond(messages, tools)
-        words = _WORDS.findall(reply)[: self._max_words]
-        for word in words:
-            yield TextDelta(word)
-        if calls:
-            yield ToolCallsRequested(calls)
-        prompt = sum(len(m.content.split()) for m in messages)
-        yield LLMUsage(prompt_tokens=prompt, completion_tokens=len(words))
+        async for chunk in stream_words(
+            reply,
+            calls,
+            messages=messages,
+            prompt_words=_prompt_words,
+            max_words=self._max_words,
+        ):
+            yield chunk
 
     async def aclose(self) -> None:
         """Nothing to release: the script runs in memory."""

@@ -61,8 +61,9 @@ import asyncio
 import json
 import struct
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,43 @@ _TELEPHONE_CMN = "62.7,3.24,-4.18,20.66,-9.95,5.95,-10.10,-4.54,-21.22,4.28,-2.0
 _START = "start"  # the speaker started (VAD)
 _END = "end"  # the speaker stopped (VAD)
 _FINALIZE = "finalize"  # the engine asked for the text now
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """Speech audio the endpointer let through, with where it stands in its utterance."""
+
+    audio: bytes
+    started: bool  # the utterance's first audio (the endpointer entered speech)
+    ended: bool  # its last (the endpointer left speech)
+
+
+class Segmenter:
+    """pocketsphinx's ``Endpointer`` over audio in chunks of any size: whole frames go
+    through it, the remainder waits for the next chunk. The Whisper provider splits
+    utterances with it too."""
+
+    def __init__(self, sample_rate: int) -> None:
+        from pocketsphinx import Endpointer
+
+        self._endpointer = Endpointer(sample_rate=sample_rate)
+        self._frame_bytes: int = self._endpointer.frame_bytes
+        self._buffer = bytearray()
+
+    def speech(self, audio: bytes) -> Iterator[Speech]:
+        self._buffer.extend(audio)
+        usable = len(self._buffer) // self._frame_bytes * self._frame_bytes
+        if not usable:
+            return
+        frames = bytes(self._buffer[:usable])
+        del self._buffer[:usable]
+        # The endpointer is a few microseconds per 30 ms frame: fine on the loop.
+        for start in range(0, usable, self._frame_bytes):
+            was_in_speech = self._endpointer.in_speech
+            speech = self._endpointer.process(frames[start : start + self._frame_bytes])
+            if speech is None:
+                continue
+            yield Speech(speech, started=not was_in_speech, ended=not self._endpointer.in_speech)
 
 
 class _Worker:
@@ -162,33 +200,18 @@ class _Worker:
 
 class PocketSphinxSession:
     def __init__(self, worker: _Worker, tasks: asyncio.TaskGroup) -> None:
-        from pocketsphinx import Endpointer
-
-        self._endpointer = Endpointer(sample_rate=SAMPLE_RATE)
-        self._frame_bytes: int = self._endpointer.frame_bytes
-        self._buffer = bytearray()
+        self._segmenter = Segmenter(SAMPLE_RATE)
         self._work: asyncio.Queue[bytes | str] = asyncio.Queue()
         self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
         self._worker = worker
         self._task = tasks.create_task(self._run(), name="pocketsphinx-session")
 
     async def send_audio(self, audio: bytes) -> None:
-        self._buffer.extend(audio)
-        usable = len(self._buffer) // self._frame_bytes * self._frame_bytes
-        if not usable:
-            return
-        frames = bytes(self._buffer[:usable])
-        del self._buffer[:usable]
-        # The endpointer is a few microseconds per 30 ms frame: fine on the loop.
-        for start in range(0, usable, self._frame_bytes):
-            was_in_speech = self._endpointer.in_speech
-            speech = self._endpointer.process(frames[start : start + self._frame_bytes])
-            if speech is None:
-                continue
-            if not was_in_speech:
+        for speech in self._segmenter.speech(audio):
+            if speech.started:
                 self._work.put_nowait(_START)
-            self._work.put_nowait(speech)
-            if not self._endpointer.in_speech:
+            self._work.put_nowait(speech.audio)
+            if speech.ended:
                 self._work.put_nowait(_END)
 
     async def finalize(self) -> None:

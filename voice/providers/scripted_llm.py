@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from voice.config import LLMConfig, ToolConfig, ToolKind
@@ -94,6 +94,34 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+async def stream_words(
+    reply: str,
+    calls: list[ToolCall],
+    *,
+    messages: Sequence[Message],
+    prompt_words: Callable[[Message], int],
+    max_words: int,
+    delay_s: float = 0.0,
+) -> AsyncIterator[LLMChunk]:
+    """A canned reply streamed the way a model streams one: a word (with its trailing
+    space) per ``TextDelta``, at most ``max_words``, ``delay_s`` apart; then the tool
+    calls, if any; then ``LLMUsage`` in words, the prompt counted last, as a model's
+    usage arrives last. The front desk streams its replies through this too."""
+    words = _WORDS.findall(reply)[:max_words]
+    for i, word in enumerate(words):
+        if i and delay_s:
+            await asyncio.sleep(delay_s)
+        yield TextDelta(word)
+    if calls:
+        yield ToolCallsRequested(calls)
+    prompt = sum(prompt_words(m) for m in messages)
+    yield LLMUsage(prompt_tokens=prompt, completion_tokens=len(words))
+
+
+def _prompt_words(message: Message) -> int:
+    return _words(message.content) + sum(_words(c.arguments) for c in message.tool_calls)
+
+
 class ScriptedLLM:
     name = NAME
 
@@ -105,17 +133,15 @@ class ScriptedLLM:
         self, *, messages: Sequence[Message], tools: Sequence[ToolConfig]
     ) -> AsyncIterator[LLMChunk]:
         reply, calls = self._respond(messages, tools)
-        words = _WORDS.findall(reply)[: self._max_words]
-        for i, word in enumerate(words):
-            if i and self._delay_s:
-                await asyncio.sleep(self._delay_s)
-            yield TextDelta(word)
-        if calls:
-            yield ToolCallsRequested(calls)
-        prompt = sum(
-            _words(m.content) + sum(_words(c.arguments) for c in m.tool_calls) for m in messages
-        )
-        yield LLMUsage(prompt_tokens=prompt, completion_tokens=len(words))
+        async for chunk in stream_words(
+            reply,
+            calls,
+            messages=messages,
+            prompt_words=_prompt_words,
+            max_words=self._max_words,
+            delay_s=self._delay_s,
+        ):
+            yield chunk
 
     async def aclose(self) -> None:
         """Nothing to release: the script runs in memory."""

@@ -6,13 +6,13 @@ downloaded at run time: the model is opened from that package's directory with
 ``local_files_only=True``, and a directory without ``model.bin`` and ``tokenizer.json`` is
 refused before faster-whisper could fall back to the Hugging Face hub.
 
-Segmentation is the same as the PocketSphinx provider's: pocketsphinx's ``Endpointer``
-(a WebRTC-style VAD with a 0.3 s window, a few microseconds per 30 ms frame, on the event
-loop) cuts the call's audio into utterances. Whisper is not a streaming model: each
-utterance is transcribed whole when the endpointer says it is over (FINAL with
-``speech_final=True``, then UTTERANCE_END), or when the engine calls ``finalize()``
-(exactly one FINAL with ``speech_final=False``, possibly empty, like Deepgram's
-Finalize). While the caller speaks, the audio so far is transcribed again every
+Segmentation is the same as the PocketSphinx provider's (its ``Segmenter``):
+pocketsphinx's ``Endpointer`` (a WebRTC-style VAD with a 0.3 s window, a few microseconds
+per 30 ms frame, on the event loop) cuts the call's audio into utterances. Whisper is not
+a streaming model: each utterance is transcribed whole when the endpointer says it is over
+(FINAL with ``speech_final=True``, then UTTERANCE_END), or when the engine calls
+``finalize()`` (exactly one FINAL with ``speech_final=False``, possibly empty, like
+Deepgram's Finalize). While the caller speaks, the audio so far is transcribed again every
 ``INTERIM_EVERY_MS`` of speech (INTERIM events), but only when a worker is free: interims
 are the first thing dropped under load, finals are never dropped. An utterance longer
 than Whisper's 30 s window is cut into FINALs with ``speech_final=False``. Events come out
@@ -68,6 +68,7 @@ import numpy as np
 
 from voice.config import AudioFormat, Encoding, STTConfig
 from voice.providers.base import ProviderError, STTEvent, STTEventKind, owned_tasks
+from voice.providers.pocketsphinx_stt import Segmenter
 
 NAME = "whisper"
 MODEL = "tiny.en"  # the only model the bundled package ships
@@ -221,12 +222,8 @@ _CUT = "cut"  # an utterance too long for one window
 
 class WhisperSession:
     def __init__(self, engine: WhisperEngine, tasks: asyncio.TaskGroup) -> None:
-        from pocketsphinx import Endpointer
-
         self._engine = engine
-        self._endpointer = Endpointer(sample_rate=SAMPLE_RATE)
-        self._frame_bytes: int = self._endpointer.frame_bytes
-        self._buffer = bytearray()
+        self._segmenter = Segmenter(SAMPLE_RATE)
         self._utterance = bytearray()
         self._utterance_id = 0
         self._interim_at = 0  # utterance bytes at the last interim request
@@ -238,21 +235,11 @@ class WhisperSession:
         self._task = tasks.create_task(self._run(), name="whisper-session")
 
     async def send_audio(self, audio: bytes) -> None:
-        self._buffer.extend(audio)
-        usable = len(self._buffer) // self._frame_bytes * self._frame_bytes
-        if not usable:
-            return
-        frames = bytes(self._buffer[:usable])
-        del self._buffer[:usable]
-        for start in range(0, usable, self._frame_bytes):
-            was_in_speech = self._endpointer.in_speech
-            speech = self._endpointer.process(frames[start : start + self._frame_bytes])
-            if speech is None:
-                continue
-            if not was_in_speech:
+        for speech in self._segmenter.speech(audio):
+            if speech.started:
                 self._put(_Job(_START, self._utterance_id))
-            self._utterance.extend(speech)
-            if not self._endpointer.in_speech:
+            self._utterance.extend(speech.audio)
+            if speech.ended:
                 self._close_utterance(_END)
             elif len(self._utterance) >= _MAX_UTTERANCE_BYTES:
                 self._close_utterance(_CUT)
