@@ -37,7 +37,6 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 
 from calls import services
 from calls.models import Call, ToolInvocation, TranscriptEntry
@@ -306,12 +305,3 @@ def calls_spool_replay(*, directory: Path | None = None) -> dict[str, int]:
         counts["written"] += done
         counts["files"] += 1
     return counts
-
-
-def calls_spool_replay_sync() -> dict[str, int]:
-    """For a worker thread: fresh database connections around the replay."""
-    close_old_connections()
-    try:
-        return calls_spool_replay()
-    finally:
-        close_old_connections()

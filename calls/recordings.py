@@ -14,8 +14,12 @@ is dead even before it expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,6 +40,7 @@ from calls.models import Call
 from calls.signals import call_deleting, recording_ready, recordings_expired
 from tenants.models import Organization
 from tenants.web import public_page
+from voice.config import RecordingMode
 from voice.recording import RecordedAudio
 
 logger = logging.getLogger(__name__)
@@ -69,13 +74,19 @@ class RecordingStore:
 
     async def store(self, audio: RecordedAudio) -> None:
         """Upload the finished file (on a thread: S3 may take a while) and attach it to the
-        call. A failure leaves the file in the spool directory, logged."""
+        call. A note of what to attach is written next to the file first, so an upload
+        that fails, times out or dies with the process is retried from the spool
+        (:func:`recordings_spool_retry`)."""
         call = self._call
         name = f"{call.organization_id}/call-{call.pk}-{self._key}.{audio.extension}"
+        pending = _pending_path(audio.path)
+        await asyncio.to_thread(_pending_write, pending, call=call, name=name, audio=audio)
         try:
             stored, size = await asyncio.to_thread(_upload, audio.path, name)
         except Exception:
-            logger.exception("call %s: recording not stored; kept at %s", call.pk, audio.path)
+            logger.exception(
+                "call %s: recording not stored; kept at %s and retried", call.pk, audio.path
+            )
             return
         if audio.dropped_ms:
             logger.warning(
@@ -87,7 +98,112 @@ class RecordingStore:
         await database_sync_to_async(call_recording_attach)(
             call=call, name=stored, audio=audio, size=size
         )
-        await asyncio.to_thread(audio.path.unlink, missing_ok=True)
+        await asyncio.to_thread(_spool_remove, audio.path, pending)
+
+
+# --- the spool: uploads to retry ----------------------------------------------------------
+
+_PENDING = ".pending.json"
+_CLAIMED = ".claimed"
+
+
+def _pending_path(audio_path: Path) -> Path:
+    return audio_path.with_name(audio_path.name + _PENDING)
+
+
+def _pending_write(path: Path, *, call: Call, name: str, audio: RecordedAudio) -> None:
+    note = {
+        "call": call.pk,
+        "organization": call.organization_id,
+        "name": name,
+        "file": audio.path.name,
+        "mode": str(audio.mode),
+        "channels": audio.channels,
+        "sample_rate": audio.sample_rate,
+        "duration_ms": audio.duration_ms,
+        "content_type": audio.content_type,
+        "extension": audio.extension,
+    }
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(json.dumps(note), encoding="utf-8")
+    scratch.replace(path)  # atomic: the retry never reads half a note
+
+
+def _spool_remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def recordings_spool_retry(
+    *, directory: Path | None = None, min_age_s: float | None = None
+) -> dict[str, int]:
+    """Upload the recordings whose upload failed (their note is in the spool) and attach
+    them to their calls. A note younger than ``min_age_s`` (default: the store timeout)
+    may belong to an upload still running, and waits. A note is claimed by renaming it,
+    so processes sharing the disk never upload the same file twice; a claim whose process
+    died is taken back after the same age. The recording of a call that was deleted (or
+    that has a recording already) is removed from the spool, not uploaded."""
+    spool = Path(directory or settings.RECORDING_SPOOL_DIR)
+    counts = {"stored": 0, "failed": 0, "dropped": 0}
+    if not spool.is_dir():
+        return counts
+    age = float(settings.RECORDING_STORE_TIMEOUT_S + 60 if min_age_s is None else min_age_s)
+    now = time.time()
+    for claimed in spool.glob(f"*{_CLAIMED}"):  # a process died holding it
+        with contextlib.suppress(FileNotFoundError):
+            if now - claimed.stat().st_mtime >= age:
+                claimed.replace(claimed.with_name(claimed.name.removesuffix(_CLAIMED)))
+    for pending in sorted(spool.glob(f"*{_PENDING}")):
+        claimed = pending.with_name(pending.name + _CLAIMED)
+        try:
+            if now - pending.stat().st_mtime < age:
+                continue
+            pending.replace(claimed)
+            os.utime(claimed)  # the claim's age, for the recovery above
+        except FileNotFoundError:  # another process took it
+            continue
+        outcome = _retry_one(spool, claimed)
+        counts[outcome] += 1
+        if outcome == "failed":
+            with contextlib.suppress(FileNotFoundError):
+                claimed.replace(pending)
+    return counts
+
+
+def _retry_one(spool: Path, claimed: Path) -> str:
+    try:
+        note = json.loads(claimed.read_text(encoding="utf-8"))
+        audio = RecordedAudio(
+            path=spool / Path(str(note["file"])).name,
+            mode=RecordingMode(note["mode"]),
+            channels=int(note["channels"]),
+            sample_rate=int(note["sample_rate"]),
+            duration_ms=int(note["duration_ms"]),
+            content_type=str(note["content_type"]),
+            extension=str(note["extension"]),
+        )
+        call = (
+            Call.objects.dangerously_unscoped()
+            .filter(pk=int(note["call"]), organization_id=int(note["organization"]))
+            .first()
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.exception("recording spool: unreadable note %s; removed", claimed.name)
+        _spool_remove(claimed)
+        return "dropped"
+    if call is None or call.recording_name or not audio.path.exists():
+        logger.warning("recording spool: %s has no call to go to; removed", audio.path.name)
+        _spool_remove(audio.path, claimed)
+        return "dropped"
+    try:
+        stored, size = _upload(audio.path, str(note["name"]))
+    except Exception:
+        logger.exception("call %s: recording upload failed again; kept for later", call.pk)
+        return "failed"
+    call_recording_attach(call=call, name=stored, audio=audio, size=size)
+    logger.info("call %s: recording stored from the spool", call.pk)
+    _spool_remove(audio.path, claimed)
+    return "stored"
 
 
 def _upload(path: Path, name: str) -> tuple[str, int]:

@@ -1,8 +1,9 @@
 """Call maintenance inside the web process.
 
 - **Spool replay**, in every web process: the call recorder keeps what it could not
-  write to the database in a local spool (calls/recorder.py); only the process on that
-  disk can replay it.
+  write to the database in a local spool (calls/recorder.py), and a recording whose
+  upload failed stays in the recording spool (calls/recordings.py); only a process on
+  that disk can replay them.
 - **The abandoned-call sweep** and **the retention purge**, for deployments without
   celery beat: with ``REDIS_URL`` set, beat runs ``calls.tasks.calls_sweep_abandoned``
   and ``calls.tasks.calls_retention_purge``; the embedded default (``make run``) has no
@@ -23,7 +24,8 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from calls import retention, services
-from calls.recorder import calls_spool_replay_sync
+from calls.recorder import calls_spool_replay
+from calls.recordings import recordings_spool_retry
 
 logger = logging.getLogger(__name__)
 
@@ -60,5 +62,15 @@ async def calls_sweep_periodically(*, interval_s: float) -> None:
     await _every(interval_s, _sweep_once, "calls sweep")
 
 
+def _replay_once() -> dict[str, int]:
+    close_old_connections()
+    try:
+        counts = calls_spool_replay()
+        retried = recordings_spool_retry()
+        return {**counts, **{f"recordings_{k}": v for k, v in retried.items()}}
+    finally:
+        close_old_connections()
+
+
 async def calls_spool_replay_periodically(*, interval_s: float) -> None:
-    await _every(interval_s, calls_spool_replay_sync, "call spool replay")
+    await _every(interval_s, _replay_once, "call spool replay")

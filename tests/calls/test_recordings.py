@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from django.test import Client
 from django.urls import reverse
 
 from calls.models import Call
-from calls.recordings import RecordingStore, recording_link
+from calls.recordings import RecordingStore, recording_link, recordings_spool_retry
 from tenants import services as tenant_services
 from tenants.models import Role
 from tests.calls.conftest import BUCKET
@@ -288,17 +289,103 @@ def test_a_recording_is_stored_in_s3_and_read_through_a_presigned_url(
         s3.head_object(Bucket=BUCKET, Key=key)
 
 
-def test_a_failed_upload_keeps_the_file_and_the_call_has_no_recording(
+def _spool(settings: Any) -> list[str]:
+    return sorted(p.name for p in Path(settings.RECORDING_SPOOL_DIR).iterdir())
+
+
+def test_a_failed_upload_is_kept_in_the_spool_and_retried_until_it_is_stored(
     s3: Any, tenant_a: Tenant, settings: Any
 ) -> None:
-    recordings = settings.STORAGES["recordings"]
+    working = settings.STORAGES
+    recordings = working["recordings"]
     options = {**recordings["OPTIONS"], "bucket_name": "no-such-bucket"}
-    settings.STORAGES = {**settings.STORAGES, "recordings": {**recordings, "OPTIONS": options}}
+    settings.STORAGES = {**working, "recordings": {**recordings, "OPTIONS": options}}
     call = make_call(tenant_a.organization)
     audio = _record(call)
     assert call.recording_name == ""
     data, _ = read_mp3(str(audio.path))  # left in the spool directory (and logged), whole
     assert data.shape[1] == 2
+    note = audio.path.name + ".pending.json"
+    assert _spool(settings) == sorted([audio.path.name, note])
+
+    # too young: its upload might still be running
+    assert recordings_spool_retry() == {"stored": 0, "failed": 0, "dropped": 0}
+    # the store is still down: the note stays for the next round
+    assert recordings_spool_retry(min_age_s=0) == {"stored": 0, "failed": 1, "dropped": 0}
+    assert _spool(settings) == sorted([audio.path.name, note])
+    call.refresh_from_db()
+    assert call.recording_name == ""
+
+    settings.STORAGES = working  # the store is back
+    assert recordings_spool_retry(min_age_s=0) == {"stored": 1, "failed": 0, "dropped": 0}
+    assert _spool(settings) == []
+    call.refresh_from_db()
+    assert call.recording_name.startswith(f"{tenant_a.organization.pk}/call-{call.pk}-")
+    assert (call.recording_channels, call.recording_duration_ms) == (2, audio.duration_ms)
+    assert call.recording_bytes == len(
+        s3.get_object(Bucket=BUCKET, Key=f"recordings/{call.recording_name}")["Body"].read()
+    )
+    link = recording_link(call=call)
+    assert link is not None and httpx.get(link.url).status_code == 200
+
+
+def test_a_spooled_recording_of_a_deleted_call_is_removed_not_uploaded(
+    local_storage: Path, tenant_a: Tenant, settings: Any
+) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "recordings": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": "/proc/no-such-dir", "base_url": None},
+        },
+    }
+    call = make_call(tenant_a.organization)
+    _record(call)
+    assert len(_spool(settings)) == 2
+    Call.objects.for_org(tenant_a.organization).filter(pk=call.pk).delete()
+    assert recordings_spool_retry(min_age_s=0) == {"stored": 0, "failed": 0, "dropped": 1}
+    assert _spool(settings) == []
+
+
+def test_a_claim_left_by_a_dead_process_is_taken_back(
+    local_storage: Path, tenant_a: Tenant, settings: Any
+) -> None:
+    call = make_call(tenant_a.organization)
+    spool = Path(settings.RECORDING_SPOOL_DIR)
+    _record(call)  # stored: nothing left
+    assert _spool(settings) == [] and call.recording_name
+    # a recording and a note whose process died after claiming it, an hour ago
+    other = make_call(tenant_a.organization)
+    kept = spool / "call-x.mp3"
+    audio_bytes = b"ID3" + bytes(500)
+    kept.write_bytes(audio_bytes)
+    claimed = spool / "call-x.mp3.pending.json.claimed"
+    claimed.write_text(
+        json.dumps(
+            {
+                "call": other.pk,
+                "organization": tenant_a.organization.pk,
+                "name": f"{tenant_a.organization.pk}/call-{other.pk}-x.mp3",
+                "file": kept.name,
+                "mode": "dual",
+                "channels": 2,
+                "sample_rate": 8000,
+                "duration_ms": 1000,
+                "content_type": "audio/mpeg",
+                "extension": "mp3",
+            }
+        )
+    )
+    an_hour_ago = time.time() - 3600
+    os.utime(claimed, (an_hour_ago, an_hour_ago))
+    # a fresh claim is left alone (its process may be uploading); an old one is taken
+    # back and, being as old, retried at once
+    fresh = spool / "call-y.mp3.pending.json.claimed"
+    fresh.write_text("{}")
+    assert recordings_spool_retry(min_age_s=600) == {"stored": 1, "failed": 0, "dropped": 0}
+    assert _spool(settings) == [fresh.name]
+    other.refresh_from_db()
+    assert (local_storage / other.recording_name).read_bytes() == audio_bytes
 
 
 def test_the_environment_chooses_s3(tmp_path: Path) -> None:
