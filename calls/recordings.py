@@ -18,11 +18,14 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -31,7 +34,14 @@ from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import transaction
 from django.dispatch import receiver
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -307,7 +317,7 @@ def recording_link(*, call: Call, request: HttpRequest | None = None) -> Recordi
 
 @public_page  # the signed token is the credential: <audio> and API clients follow it as is
 @require_GET
-def recording_file(request: HttpRequest, token: str) -> FileResponse:
+def recording_file(request: HttpRequest, token: str) -> HttpResponseBase:
     """A locally stored recording, for a link from :func:`recording_link`."""
     try:
         claim = signing.TimestampSigner(salt=_SALT).unsign_object(
@@ -325,7 +335,61 @@ def recording_file(request: HttpRequest, token: str) -> FileResponse:
     storage = recording_storage()
     if call is None or not storage.exists(name):
         raise Http404("This recording no longer exists.")
-    response = FileResponse(storage.open(name, "rb"), content_type=call.recording_content_type)
+    size = storage.size(name)
+    wanted = _byte_range(request.headers.get("Range", ""), size)
+    if wanted is None:
+        refused = HttpResponse(
+            "The requested range is not within the recording.",
+            status=416,
+            content_type="text/plain",
+        )
+        refused["Content-Range"] = f"bytes */{size}"
+        return refused
+    handle = storage.open(name, "rb")
+    response: HttpResponseBase
+    if wanted == (0, size - 1) or size == 0:
+        response = FileResponse(handle, content_type=call.recording_content_type)
+    else:
+        start, end = wanted
+        handle.seek(start)
+        response = StreamingHttpResponse(
+            _read_span(handle, end - start + 1),
+            status=206,
+            content_type=call.recording_content_type,
+        )
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=60"
     response["Content-Disposition"] = f'inline; filename="call-{call.pk}.mp3"'
     return response
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The one byte range a player asks for (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``),
+    clamped to the file; the whole file for no header or one this does not take (several
+    ranges, other units: RFC 9110 lets a server ignore Range); None when it is outside."""
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    if not header or match is None or match.group(1) == match.group(2) == "":
+        return (0, max(size - 1, 0))
+    first, last = match.group(1), match.group(2)
+    if first == "":  # the last n bytes
+        n = int(last)
+        return None if n == 0 or size == 0 else (max(size - n, 0), size - 1)
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or start > end:
+        return None
+    return (start, end)
+
+
+def _read_span(handle: Any, length: int, block: int = 64 * 1024) -> Iterator[bytes]:
+    try:
+        while length > 0:
+            chunk = handle.read(min(block, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()

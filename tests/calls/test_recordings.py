@@ -118,6 +118,45 @@ def test_a_local_recording_is_served_through_a_signed_link(
     assert np.sqrt((left**2).mean()) > 1000 and np.sqrt((right**2).mean()) > 1000
 
 
+def test_a_local_recording_answers_byte_ranges_so_the_player_can_seek(
+    local_storage: Path, tenant_a: Tenant
+) -> None:
+    call = make_call(tenant_a.organization)
+    _record(call)
+    whole = (local_storage / call.recording_name).read_bytes()
+    size = len(whole)
+    link = recording_link(call=call)
+    assert link is not None
+    path = link.url.split("://", 1)[1].split("/", 1)[1]
+    client = Client()
+
+    def get(value: str) -> Any:
+        return client.get("/" + path, headers={"Range": value})
+
+    plain = client.get("/" + path)
+    assert plain.status_code == 200 and plain["Accept-Ranges"] == "bytes"
+    for asked, (start, end) in {
+        "bytes=0-99": (0, 99),
+        "bytes=100-": (100, size - 1),
+        "bytes=-50": (size - 50, size - 1),
+        f"bytes=10-{size + 1000}": (10, size - 1),  # clamped to the file
+    }.items():
+        response = get(asked)
+        assert response.status_code == 206, asked
+        assert response["Content-Range"] == f"bytes {start}-{end}/{size}"
+        assert int(response["Content-Length"]) == end - start + 1
+        assert b"".join(response.streaming_content) == whole[start : end + 1]
+    for outside in (f"bytes={size}-", "bytes=-0", "bytes=50-10"):
+        response = get(outside)
+        assert response.status_code == 416, outside
+        assert response["Content-Range"] == f"bytes */{size}"
+    # several ranges, other units, nonsense: the whole file (a server may ignore Range)
+    for ignored in ("bytes=0-1,5-9", "items=0-1", "bytes=x-y"):
+        response = get(ignored)
+        assert response.status_code == 200, ignored
+        assert b"".join(response.streaming_content) == whole
+
+
 def test_a_link_without_a_request_is_on_the_public_origin(
     local_storage: Path, tenant_a: Tenant, settings: Any
 ) -> None:
