@@ -66,7 +66,7 @@ def _minutes_refusal(organization: Organization, subscription: Subscription) -> 
     )
 
 
-def plan_admission(organization: Organization, *, call_sid: str) -> Refusal | None:
+def plan_admission(organization: Organization, *, call_sid: str, carrier: str) -> Refusal | None:
     subscription = subscription_ensure(organization=organization)
     if subscription is None:  # no plans configured: nothing to enforce
         return None
@@ -77,7 +77,7 @@ def plan_admission(organization: Organization, *, call_sid: str) -> Refusal | No
     try:
         admitted = leases.lease_acquire(
             organization=organization,
-            call_key=call_key(carrier="twilio", call_sid=call_sid),
+            call_key=call_key(carrier=carrier, call_sid=call_sid),
             limit=limit,
         )
     except (redis.RedisError, OSError) as exc:

@@ -16,7 +16,15 @@ from billing import leases, services
 from billing.admission import call_key
 from billing.selectors import plan_for
 from calls.models import Call, PhoneNumber
-from calls.signals import call_alive, call_analyzed, call_ended, call_finalized, call_sid_assigned
+from calls.signals import (
+    admission_abandoned,
+    call_alive,
+    call_analyzed,
+    call_ended,
+    call_finalized,
+    call_sid_assigned,
+)
+from tenants.models import Organization
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,18 @@ def _move_lease(sender: Any, call: Call, previous_sid: str, **kwargs: Any) -> No
         )
     except (redis.RedisError, OSError) as exc:
         logger.warning("call %s: could not move its slot: %s", call.pk, exc)
+
+
+@receiver(admission_abandoned, dispatch_uid="billing.release_abandoned")
+def _release_abandoned(
+    sender: Any, organization: Organization, call_sid: str, carrier: str, **kwargs: Any
+) -> None:
+    try:
+        leases.lease_release(
+            organization_id=organization.pk, call_key=call_key(carrier=carrier, call_sid=call_sid)
+        )
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("admission of %s abandoned; its slot lapses by itself: %s", call_sid, exc)
 
 
 @receiver(call_ended, dispatch_uid="billing.release_on_end")

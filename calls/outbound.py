@@ -30,7 +30,7 @@ from calls.admission import admission_refusal
 from calls.callconfig import agent_snapshot
 from calls.live import call_publish
 from calls.models import Call, CallStatus, DialingPolicy, Direction, PhoneNumber
-from calls.signals import call_sid_assigned
+from calls.signals import admission_abandoned, call_sid_assigned
 from calls.variables import variables_clean, variables_missing
 from tenants.models import Organization
 from voice.carriers.twilio_rest import TwilioRestClient, TwilioRestError
@@ -175,7 +175,7 @@ def call_create_outbound(
             field="variables",
         )
     pending_sid = PENDING_PREFIX + secrets.token_hex(16)
-    admission = admission_refusal(organization, call_sid=pending_sid)
+    admission = admission_refusal(organization, call_sid=pending_sid, carrier=phone_number.carrier)
     if admission is not None:
         raise OutboundRefused(admission.detail)
     call = Call(
@@ -199,8 +199,11 @@ def call_create_outbound(
         with transaction.atomic():
             call.save()
     except IntegrityError:
-        # A concurrent request with the same key won; this one never dialed. The slot it
-        # took is keyed by a SID no call has, so it lapses by itself (BILLING_CALL_LEASE_S).
+        # A concurrent request with the same key won; this one never dialed: give back
+        # the slot it took (keyed by a SID no call has).
+        admission_abandoned.send(
+            sender=Call, organization=organization, call_sid=pending_sid, carrier=call.carrier
+        )
         found = Call.objects.for_org(organization).filter(idempotency_key=idempotency_key)
         return found.get(), False
     call_publish(call=call)

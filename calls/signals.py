@@ -23,6 +23,11 @@
   keeps recordings ``days`` days: receivers delete the recordings of its calls that
   started before ``started_before`` and return how many they deleted. Sent with
   ``organization``, ``started_before`` and ``days`` (no ``call``).
+- ``admission_abandoned``: a call was admitted (calls/admission.py) but no call was
+  recorded under its SID after all (a webhook naming another tenant's call SID, an
+  idempotent request that lost its race): what the checks took for it is released
+  (billing: the concurrency slot). Sent with ``organization``, ``call_sid`` and
+  ``carrier`` (no ``call``).
 
 Outbound event webhooks connect to all of these in their own app; nothing here knows them.
 """
@@ -39,3 +44,4 @@ recording_ready = Signal()
 call_deleting = Signal()
 recordings_expired = Signal()
 call_sid_assigned = Signal()
+admission_abandoned = Signal()

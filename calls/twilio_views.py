@@ -23,6 +23,7 @@ from calls.admission import admission_refusal
 from calls.lookup import LookupResult, number_lookup
 from calls.models import TERMINAL_STATUSES, Call, CallStatus, Direction, PhoneNumber
 from calls.outbound import PENDING_PREFIX, call_sid_adopt
+from calls.signals import admission_abandoned
 from calls.voicemail import ANSWERED_BY, voicemail_verdict
 from glassbox.ratelimit import failure_record, failures_retry_after, too_many
 
@@ -107,7 +108,9 @@ def voice(request: HttpRequest) -> HttpResponse:
     if phone_number.agent is None:
         return _hang_up_with("This number is not in service.")
     # After the checks above: an admission check may take a concurrency slot.
-    refusal = admission_refusal(phone_number.organization, call_sid=call_sid)
+    refusal = admission_refusal(
+        phone_number.organization, call_sid=call_sid, carrier=phone_number.carrier
+    )
     if refusal is not None:
         try:
             services.call_create_refused(
@@ -118,8 +121,7 @@ def voice(request: HttpRequest) -> HttpResponse:
                 detail=refusal.detail,
             )
         except services.CallSidConflict:
-            logger.warning("twilio voice webhook: %s names a call on another number", call_sid)
-            return _plain(409, "This CallSid belongs to another call.")
+            return _sid_conflict(phone_number, call_sid)
         return _hang_up_with(refusal.line)
     found = LookupResult(status="")
     if phone_number.lookup_url and not _call_exists(call_sid):
@@ -140,12 +142,23 @@ def voice(request: HttpRequest) -> HttpResponse:
             metadata={"lookup": found.record()} if found.status else {},
         )
     except services.CallSidConflict:
-        logger.warning("twilio voice webhook: %s names a call on another number", call_sid)
-        return _plain(409, "This CallSid belongs to another call.")
+        return _sid_conflict(phone_number, call_sid)
     if call.stream_connected_at is not None:
         # A retried webhook for a call whose stream already runs: do not start another.
         return _hang_up_with("This call is already connected.")
     return _stream_twiml(call)
+
+
+def _sid_conflict(phone_number: PhoneNumber, call_sid: str) -> HttpResponse:
+    """The SID names a call on another number: refuse, and give back what admission took
+    for it, unless a call of this organization holds it (then the slot is that call's)."""
+    logger.warning("twilio voice webhook: %s names a call on another number", call_sid)
+    organization = phone_number.organization
+    if not Call.objects.for_org(organization).filter(carrier_call_sid=call_sid).exists():
+        admission_abandoned.send(
+            sender=Call, organization=organization, call_sid=call_sid, carrier=phone_number.carrier
+        )
+    return _plain(409, "This CallSid belongs to another call.")
 
 
 def _call_exists(call_sid: str) -> bool:

@@ -63,7 +63,7 @@ def web_call_create(*, agent: Agent, source: str, origin: str = "") -> WebCallTi
     spend the token (the widget's)."""
     organization = agent.organization
     sid = "WC" + secrets.token_hex(16)
-    refusal = admission_refusal(organization, call_sid=sid)
+    refusal = admission_refusal(organization, call_sid=sid, carrier=Carrier.WEB)
     if refusal is not None:
         raise WebCallRefused(refusal.detail)
     from calls.callconfig import agent_snapshot

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.utils import timezone
 
 from billing import leases
@@ -13,9 +14,17 @@ from billing.models import CallLease, Subscription, SubscriptionStatus
 from billing.services import plan_create, subscription_invoice_paid, subscription_payment_failed
 from calls import services as call_services
 from calls.models import Call
+from calls.signals import call_alive
+from calls.webcalls import WebCallRefused, web_call_create
 from tests.billing.conftest import dial, new_sid, refusal_line, status
 from tests.conftest import Tenant
-from tests.factories import make_call_usage, make_phone_number, make_plan, make_subscription
+from tests.factories import (
+    make_agent,
+    make_call_usage,
+    make_phone_number,
+    make_plan,
+    make_subscription,
+)
 from voice.events import CallEnded, EndReason
 
 
@@ -149,3 +158,38 @@ def test_other_organizations_calls_do_not_count(
     dial(number_a)
     dial(number_a)
     assert refusal_line(dial(number_b)) is None
+
+
+def test_a_web_call_holds_one_slot_and_frees_it_when_it_ends(
+    tenant_a: Tenant, lease_backend: str
+) -> None:
+    make_subscription(tenant_a.organization, plan=make_plan(max_concurrent_calls=1))
+    agent = make_agent(tenant_a.organization)
+    call = web_call_create(agent=agent, source="test").call
+    assert leases.lease_count(organization=tenant_a.organization) == 1
+    with pytest.raises(WebCallRefused, match="Concurrent call limit reached: 1 of 1"):
+        web_call_create(agent=agent, source="test")
+    # the call's heartbeat refreshes the slot it holds, and takes no second one
+    call_alive.send(sender=Call, call=call)
+    assert leases.lease_count(organization=tenant_a.organization) == 1
+    call_services.call_end(call=call, ended=CallEnded(reason=EndReason.CALLER_HANGUP))
+    assert leases.lease_count(organization=tenant_a.organization) == 0
+    web_call_create(agent=agent, source="test")  # the line is free again
+
+
+def test_a_webhook_naming_another_tenants_call_sid_gives_its_slot_back(
+    tenant_a: Tenant, tenant_b: Tenant, lease_backend: str
+) -> None:
+    number = _two_lines(tenant_a)
+    theirs = make_phone_number(tenant_b.organization)
+    sid = new_sid()
+    assert refusal_line(dial(theirs, sid)) is None  # tenant B's call
+    forged = dial(number, sid)  # tenant A signs a webhook with B's SID
+    assert forged.status_code == 409
+    assert leases.lease_count(organization=tenant_a.organization) == 0
+    # A's own call on another of its numbers keeps its slot when the SID is reused
+    other = make_phone_number(tenant_a.organization)
+    mine = new_sid()
+    assert refusal_line(dial(number, mine)) is None
+    assert dial(other, mine).status_code == 409
+    assert leases.lease_count(organization=tenant_a.organization) == 1

@@ -33,11 +33,11 @@ CALL_SID = "CA" + "a1" * 16
 CALLER = "+15005550006"
 
 
-def refuse_everything(organization: Organization, *, call_sid: str) -> str | None:
+def refuse_everything(organization: Organization, *, call_sid: str, carrier: str) -> str | None:
     return f"Sorry, {organization.slug} is over its call quota."
 
 
-def admit_everything(organization: Organization, *, call_sid: str) -> str | None:
+def admit_everything(organization: Organization, *, call_sid: str, carrier: str) -> str | None:
     return None
 
 
