@@ -117,6 +117,11 @@ def _plan_limit_check(instance: Any, field: str, noun: str) -> None:
     limit = getattr(plan, field, None) if plan is not None else None
     if plan is None or limit is None:
         return
+    if transaction.get_connection().in_atomic_block:
+        # Two creates at once would both count one under the limit: the organization's
+        # row serializes them until the saving transaction ends (the services, the
+        # dashboard and the admin all save inside one).
+        Organization.objects.select_for_update().filter(pk=instance.organization_id).first()
     count = type(instance).objects.dangerously_unscoped()
     if count.filter(organization_id=instance.organization_id).count() >= limit:
         raise ValidationError(

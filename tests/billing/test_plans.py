@@ -238,3 +238,51 @@ def test_usage_notices_at_80_and_100_percent_once(tenant_a: Tenant, mailoutbox: 
     sent = usage_notices_send(organization=tenant_a.organization)
     assert [key.split(":", 1)[1] for key in sent] == ["included:100", "cap:80"]
     assert len(mailoutbox) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_creates_at_once_cannot_both_take_the_last_agent(tenant_a: Tenant) -> None:
+    """The first create holds its transaction open; the second must wait for it and then
+    see the limit reached (without the lock both would count one agent and both save)."""
+    import threading
+
+    from django.core.exceptions import ValidationError
+    from django.db import connection, transaction
+
+    from agents.models import Agent
+    from agents.services import agent_create
+
+    make_subscription(tenant_a.organization, plan=make_plan(name="Solo", max_agents=1))
+    data = {"name": "Racer", "llm": {"provider": "scripted"}}
+    first_saved, release = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                agent_create(organization=tenant_a.organization, data=data)
+                first_saved.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            agent_create(organization=tenant_a.organization, data={**data, "name": "Second"})
+            outcome["second"] = "saved"
+        except ValidationError as exc:
+            outcome["second"] = exc.messages
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert first_saved.wait(30)
+    b = threading.Thread(target=second)
+    b.start()
+    b.join(0.5)  # give the second a moment to reach the limit check (no timing asserted)
+    release.set()
+    a.join(30)
+    b.join(30)
+    assert outcome["second"] == ["Your plan (Solo) allows 1 agents: delete one or change plan."]
+    assert Agent.objects.for_org(tenant_a.organization).count() == 1
