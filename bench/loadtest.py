@@ -286,6 +286,11 @@ def analyse(
         "overhead_server_v2v_minus_fixed_ms": dist(server_minus_fixed),
         "platform_overhead_server_ms": dist(server_overhead),
         "v2v_heard_minus_server_ms": dist(v2v_gap),
+        # the stream's ``start`` sent -> the greeting's first audio received (issue 16
+        # item 4: fixed lines come from the line cache)
+        "greeting_heard_ms": dist(
+            [c["greeting_ms"] for c in callers if c["greeting_ms"] is not None]
+        ),
         "stages_server_ms": {k: dist(v) for k, v in stage.items()},
         "barge_in": {
             "onset_to_clear_heard_ms": dist(clear_ms),
