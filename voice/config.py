@@ -108,9 +108,10 @@ class TurnConfig:
     # or the confirmed words differ.
     preemptive: bool = True
     preemptive_after_ms: int = 40
-    # Today's rules stay the default: the model costs ~30 ms of CPU per pause and, on the
-    # bench's labelled set, did not beat them by enough to pay for it (docs/benchmarks.md,
-    # "End of turn (item 2)").
+    # Today's rules and webrtcvad stay the defaults: on the bench's labelled set the model
+    # saved 1 false cut-off of 7, raised the p95 end-of-turn delay 361 -> 1,661 ms and
+    # costs ~32 ms of CPU per pause; Silero gained nothing measurable for 12x the CPU
+    # (docs/benchmarks.md, "End of turn (item 2)").
     end_of_turn: EndOfTurn = EndOfTurn.RULES
     vad: VadKind = VadKind.WEBRTC
 
