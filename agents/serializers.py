@@ -29,6 +29,7 @@ from voice.config import (
     AnalysisConfig,
     BargeInMode,
     CallConfig,
+    EndOfTurn,
     FallbackConfig,
     IdleConfig,
     InterruptionConfig,
@@ -38,6 +39,7 @@ from voice.config import (
     ToolConfig,
     TTSConfig,
     TurnConfig,
+    VadKind,
     field_defaults,
 )
 from voice.providers import registry
@@ -127,6 +129,25 @@ class TurnSerializer(serializers.Serializer):
     )
     preemptive_after_ms = serializers.IntegerField(
         min_value=0, max_value=2_000, default=_TURN["preemptive_after_ms"]
+    )
+    end_of_turn = serializers.ChoiceField(
+        [str(m) for m in EndOfTurn],
+        default=str(_TURN["end_of_turn"]),
+        help_text=(
+            "rules: the caller's turn ends on silence, the speech-to-text provider's end of "
+            "utterance and transcript cues (a trailing 'and', 'um', a digit string). "
+            "smart_turn: the same rules, plus an audio model (Smart Turn v3) asked each time "
+            "the caller goes quiet; when it hears an unfinished sentence the agent waits "
+            "max_wait_ms. Costs ~30 ms of server CPU per pause."
+        ),
+    )
+    vad = serializers.ChoiceField(
+        [str(m) for m in VadKind],
+        default=str(_TURN["vad"]),
+        help_text=(
+            "Voice activity detection on the caller's audio: webrtc (lightest) or silero "
+            "(a neural model, ~2 ms of CPU per second of audio)."
+        ),
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

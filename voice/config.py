@@ -79,6 +79,23 @@ class TTSConfig:
     base_url: str = ""  # e.g. "https://api.cartesia.ai"
 
 
+class EndOfTurn(StrEnum):
+    """What decides that the caller has finished (voice/turns.py)."""
+
+    # silence, the STT provider's end of utterance and transcript cues (the default)
+    RULES = "rules"
+    # the rules, plus the Smart Turn v3 model (voice/smart_turn.py) asked about the
+    # caller's audio each time they go quiet: "unfinished" waits max_wait_ms
+    SMART_TURN = "smart_turn"
+
+
+class VadKind(StrEnum):
+    """The per-frame voice activity classifier (voice/vad.py)."""
+
+    WEBRTC = "webrtc"
+    SILERO = "silero"
+
+
 @dataclass(frozen=True, slots=True)
 class TurnConfig:
     """End-of-turn waits, in milliseconds after the caller's last voiced audio."""
@@ -91,6 +108,12 @@ class TurnConfig:
     # or the confirmed words differ.
     preemptive: bool = True
     preemptive_after_ms: int = 40
+    # Today's rules and webrtcvad stay the defaults: on the bench's labelled set the model
+    # saved 1 false cut-off of 7, raised the p95 end-of-turn delay 361 -> 1,661 ms and
+    # costs ~32 ms of CPU per pause; Silero gained nothing measurable for 12x the CPU
+    # (docs/benchmarks.md, "End of turn (item 2)").
+    end_of_turn: EndOfTurn = EndOfTurn.RULES
+    vad: VadKind = VadKind.WEBRTC
 
 
 class BargeInMode(StrEnum):

@@ -35,6 +35,14 @@ was heard, unanswered caller words go to the transcript, and ``run()`` returns t
 :class:`~voice.events.CallEnded` it also emitted. Provider failures end the call with
 ``PROVIDER_ERROR`` and the error text; anything else unexpected with ``ERROR``.
 
+End of turn by model (``turn.end_of_turn = "smart_turn"``): the audio task keeps the
+caller's audio of the current turn (at the VAD's rate, from the first speech after a
+silence longer than ``max_wait_ms``, the last ``smart_turn.WINDOW_S`` seconds). The
+machine's :class:`~voice.machine.AskEndOfTurn` snapshots it and a task asks the process's
+shared model off the event loop; the answer, or ``None`` after the model's timeout, goes to
+the inbox as :class:`~voice.machine.EndOfTurnSaid`. A model that cannot be loaded answers
+``None`` at once: the rules decide.
+
 Timeline marks (ms since the call started, engine clock): user speech start/end come from
 VAD (mapped from audio time), ``stt_final`` from the last final of the turn, ``end_of_turn``
 when the machine starts the turn, ``llm_request`` / ``llm_first_token`` around the first
@@ -53,8 +61,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
+import numpy as np
+
+from voice import silero, smart_turn
 from voice.audio import Converter
-from voice.config import AudioFormat, CallConfig, Encoding, TTSConfig
+from voice.config import AudioFormat, CallConfig, Encoding, EndOfTurn, TTSConfig, VadKind
 from voice.control import AppendSystem, ControlAction
 from voice.events import (
     CallEnded,
@@ -69,9 +80,11 @@ from voice.events import (
 from voice.events import Role as _Role
 from voice.linecache import LineCache
 from voice.machine import (
+    AskEndOfTurn,
     Command,
     Discard,
     End,
+    EndOfTurnSaid,
     Event,
     Final,
     FinalizeStt,
@@ -127,6 +140,8 @@ INBOX_SIZE = 256
 # VAD speech ends (clock ms) -> where the sound really stopped, for the timeline; a turn
 # takes the last one or two, so a few are plenty.
 _AUDIBLE_ENDS_KEPT = 8
+# the end-of-turn model hears this much before the turn's first speech
+_MODEL_PREROLL_MS = 200
 FAILURES = frozenset({EndReason.ERROR, EndReason.PROVIDER_ERROR})
 
 
@@ -204,6 +219,10 @@ class Conversation:
         self._straggler_timer: asyncio.TimerHandle | None = None
         self._mark_seq = 0
         self._audible_ends: dict[float, float] = {}
+        # the end-of-turn model (loaded by the audio task) and the turn's audio it hears
+        self._smart_turn: smart_turn.SmartTurn | None = None
+        self._turn_audio = bytearray()
+        self._vad_rate = 16000
 
     # ------------------------------------------------------------------ inputs (sync)
 
@@ -577,25 +596,47 @@ class Conversation:
         # known to be unavailable; while a replacement connects, frames skip the STT.
         await self._ready(self._stt_settled)
         carrier = self._config.carrier_format
-        vad_rate = carrier.sample_rate if carrier.sample_rate in SUPPORTED_RATES else 16000
+        turn_cfg = self._config.turn
+        model = turn_cfg.end_of_turn == EndOfTurn.SMART_TURN
+        use_silero = turn_cfg.vad == VadKind.SILERO
+        rates = silero.RATES if use_silero else SUPPORTED_RATES
+        vad_rate = carrier.sample_rate if carrier.sample_rate in rates else 16000
+        self._vad_rate = vad_rate
         to_vad = Converter(carrier, AudioFormat(Encoding.PCM16, vad_rate))
-        vad = VoiceActivity(vad_rate)
+        # the models are the process's, loaded once, off the event loop
+        session = await asyncio.to_thread(silero.shared_model) if use_silero else None
+        vad = VoiceActivity(vad_rate, silero=session)
+        if model:
+            self._smart_turn = await smart_turn.load()
         machine = self._machine
         fmt: AudioFormat | None = None
         to_stt = Converter(carrier, carrier)
-        turn_cfg = self._config.turn
-        quiet_after = turn_cfg.preemptive_after_ms if turn_cfg.preemptive else None
+        # quiet within a speech: preemptive replies start there, and the model is asked
+        quiet_after = turn_cfg.preemptive_after_ms if turn_cfg.preemptive or model else None
         quiet = False
+        keep = vad_rate * 2 * smart_turn.WINDOW_S  # bytes of turn audio the model hears
+        voice_end = -float(turn_cfg.max_wait_ms)  # audio ms of the last end of speech
         while True:
             payload = await self._audio.get()
-            events = vad.process(to_vad.convert(payload))
+            pcm = to_vad.convert(payload)
+            events = vad.process(pcm)
+            if model:
+                self._turn_audio += pcm
+                if len(self._turn_audio) > 2 * keep:
+                    del self._turn_audio[:-keep]
             if events:
                 now = self._now()
                 for event in events:
                     at = now - (vad.processed_ms - event.at_ms)
                     if event.kind is VadEventKind.SPEECH_START:
+                        if model and event.at_ms - voice_end > turn_cfg.max_wait_ms:
+                            # a new turn: the model hears it from its first speech on
+                            since = vad.processed_ms - event.at_ms + _MODEL_PREROLL_MS
+                            start = int(since * vad_rate / 1000) * 2
+                            del self._turn_audio[: max(0, len(self._turn_audio) - start)]
                         await self._inbox.put(VoiceStarted(at))
                     else:
+                        voice_end = event.at_ms
                         if event.audible_end_ms is not None:
                             heard = now - (vad.processed_ms - event.audible_end_ms)
                             self._audible_ends[at] = heard
@@ -678,6 +719,8 @@ class Conversation:
                     self._discard(index)
                 case FinalizeStt():
                     await self._finalize_stt()
+                case AskEndOfTurn(question=question):
+                    self._ask_end_of_turn(question)
                 case FlushUser(user=user):
                     self._flush_user(user)
                 case AppendSystem(text=text):
@@ -838,6 +881,22 @@ class Conversation:
                 await self._output.send_clear()
         except TimeoutError:
             log.warning("call %s: carrier clear timed out", self._config.call_id)
+
+    def _ask_end_of_turn(self, question: int) -> None:
+        model = self._smart_turn
+        if model is None or not self._turn_audio:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._inbox.put_nowait(EndOfTurnSaid(question, None))
+            return
+        keep = self._vad_rate * 2 * smart_turn.WINDOW_S
+        audio = np.frombuffer(bytes(self._turn_audio[-keep:]), dtype="<i2")
+        self._spawn(self._end_of_turn(model, question, audio))
+
+    async def _end_of_turn(
+        self, model: smart_turn.SmartTurn, question: int, audio: np.ndarray
+    ) -> None:
+        complete = await model.complete(audio, self._vad_rate)  # bounded by its timeout
+        await self._inbox.put(EndOfTurnSaid(question, complete))
 
     async def _finalize_stt(self) -> None:
         session = self._session

@@ -53,6 +53,12 @@ no audio goes out, no tool runs). When the usual rules confirm the turn, the sam
 dropped (:class:`Discard`), settled as if it never was (its index is reused) and the turn
 is answered afresh.
 
+End of turn by model (``turn.end_of_turn = "smart_turn"``): when the caller goes quiet
+(:class:`Quiet`, or the VAD's end of speech if no quiet came first) while no reply is
+playing, the machine asks (:class:`AskEndOfTurn`, numbered) and the shell runs the model
+off the event loop and answers (:class:`EndOfTurnSaid`); the turn detector weighs the
+answer (voice/turns.py). Once per pause: the model never runs per frame.
+
 What does not pass through here, on purpose: audio frames (the shell runs VAD and sends
 only its transitions, plus :class:`Voiced` while a barge-in is possible), mark echoes and
 playback (owned by the turn's :class:`voice.speaking.Speaker`), keypad digits (they go to
@@ -66,7 +72,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from voice.config import BargeInMode, CallConfig
+from voice.config import BargeInMode, CallConfig, EndOfTurn
 from voice.control import (
     MAX_LINES,
     AppendSystem,
@@ -122,6 +128,15 @@ class Quiet:
     within one VAD speech (sent only with preemptive replies on)."""
 
     on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfTurnSaid:
+    """The end-of-turn model's answer to :class:`AskEndOfTurn` ``question``: whether the
+    caller sounds finished, or ``None`` when it did not answer in time (or failed)."""
+
+    question: int
+    complete: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +204,7 @@ Event = (
     | VoiceEnded
     | Voiced
     | Quiet
+    | EndOfTurnSaid
     | Interim
     | Final
     | UtteranceEnd
@@ -256,6 +272,14 @@ class FinalizeStt:
 
 
 @dataclass(frozen=True, slots=True)
+class AskEndOfTurn:
+    """Ask the end-of-turn model about the caller's audio so far; answer with
+    :class:`EndOfTurnSaid` carrying the same ``question``, within the model's timeout."""
+
+    question: int
+
+
+@dataclass(frozen=True, slots=True)
 class FlushUser:
     """Words the caller said that will never get a reply: to the transcript."""
 
@@ -270,7 +294,16 @@ class End:
 
 
 Command = (
-    StartTurn | Interrupt | Pause | Resume | Discard | FinalizeStt | FlushUser | End | AppendSystem
+    StartTurn
+    | Interrupt
+    | Pause
+    | Resume
+    | Discard
+    | FinalizeStt
+    | AskEndOfTurn
+    | FlushUser
+    | End
+    | AppendSystem
 )
 
 
@@ -296,6 +329,7 @@ class Machine:
 
     __slots__ = (
         "_acks",
+        "_asked",
         "_closing",
         "_closing_detail",
         "_closing_line",
@@ -307,12 +341,14 @@ class Machine:
         "_interim_since_ms",
         "_lines",
         "_max_at_ms",
+        "_model",
         "_muted",
         "_overlap_final",
         "_overlap_interim",
         "_pause_final_ms",
         "_preempt_finalizing",
         "_prompts",
+        "_questions",
         "_quiet",
         "_speech_ms",
         "_spoke_over_bot",
@@ -351,6 +387,10 @@ class Machine:
         # control (voice.control): lines a supervisor asked the agent to say; muted replies
         self._lines: list[str] = []
         self._muted = False
+        # the end-of-turn model: on, the questions asked, and one asked for this pause
+        self._model = config.turn.end_of_turn == EndOfTurn.SMART_TURN
+        self._questions = 0
+        self._asked = False
 
     # -- queries ------------------------------------------------------------------
 
@@ -412,6 +452,7 @@ class Machine:
                 self._spoke_over_bot = self._over_bot()
                 self._touch(now)
                 self._quiet = False
+                self._asked = False
                 self._caller_went_on(out)
                 self._maybe_pause(now, out)
             case VoiceEnded(at_ms=at):
@@ -419,6 +460,7 @@ class Machine:
                 self._voice_end_ms = at
                 self._speech_ms = 0.0
                 self._touch(now)
+                self._maybe_ask(out)
             case Voiced(speech_ms=ms):
                 self._speech_ms = ms
                 self._maybe_pause(now, out)
@@ -428,12 +470,17 @@ class Machine:
                 if not on:
                     # the caller went on: a finalize's end of utterance no longer holds
                     self._detector.speech_resumed()
+                    self._asked = False
                     self._caller_went_on(out)
-                elif self._preempt_due() and self._interim_since_ms is not None:
-                    # the words so far, now, rather than after the provider's endpointing
-                    self._interim_since_ms = None
-                    self._preempt_finalizing = True
-                    out.append(FinalizeStt())
+                else:
+                    self._maybe_ask(out)
+                    if self._preempt_due() and self._interim_since_ms is not None:
+                        # the words so far, now, rather than after the provider's endpointing
+                        self._interim_since_ms = None
+                        self._preempt_finalizing = True
+                        out.append(FinalizeStt())
+            case EndOfTurnSaid(question=question, complete=complete):
+                self._detector.model_said(question, complete)
             case Interim(text=text):
                 self._overlap_interim = text
                 if text.strip():
@@ -583,6 +630,20 @@ class Machine:
         ):
             turn.paused = False
             out.append(Resume(turn.index))
+
+    # -- the end-of-turn model -----------------------------------------------------
+
+    def _maybe_ask(self, out: list[Command]) -> None:
+        """The caller went quiet: ask the model, once per pause, unless a reply plays (a
+        pause over the bot is barge-in's business, not the end of a turn)."""
+        if not self._model or self._asked or self._closing is not None:
+            return
+        if self._turn is not None and self._turn.held is None:
+            return
+        self._asked = True
+        self._questions += 1
+        self._detector.model_asked(self._questions)
+        out.append(AskEndOfTurn(self._questions))
 
     # -- preemptive replies -------------------------------------------------------
 

@@ -20,6 +20,14 @@ text and the caller is not speaking. It is measured from the end of the caller's
 If VAD still hears "speech" (noise) but the provider said ``speech_final``, the deadline is
 the final's arrival plus ``max_wait_ms``, so a noisy line cannot hold the turn forever.
 
+With an end-of-turn model (``turn.end_of_turn = "smart_turn"``, voice/smart_turn.py) the
+model is asked about the caller's audio when they go quiet (:meth:`model_asked`), and its
+answer (:meth:`model_said`) decides the wait where the transcript has no cue: ``min_wait_ms``
+when it says finished (even before the provider's end of utterance), ``max_wait_ms`` when
+it says unfinished. While the question is open the turn is treated as unfinished (the
+model answers, or gives up, within its timeout); no answer leaves the rules above. The
+caller speaking again makes the answer stale.
+
 Empty transcripts never make a turn; :meth:`take` hands the text over exactly once, so a
 turn cannot be answered twice. :meth:`restore` puts text back in front (a reply that was
 cancelled before the caller heard anything is merged into the next one).
@@ -81,6 +89,8 @@ class TurnDetector:
         "_config",
         "_endpointed",
         "_final_ms",
+        "_model_asked",
+        "_model_said",
         "_parts",
         "_speaking",
         "_speech_end_ms",
@@ -95,6 +105,8 @@ class TurnDetector:
         self._speech_end_ms: float | None = None
         self._final_ms: float | None = None
         self._endpointed = False
+        self._model_asked: int | None = None  # the open question to the model
+        self._model_said: bool | None = None  # its answer about the current silence
 
     @property
     def pending_text(self) -> str:
@@ -107,6 +119,7 @@ class TurnDetector:
     def speech_started(self, at_ms: float) -> None:
         self._speaking = True
         self._endpointed = False
+        self._forget_model()
         if self._speech_start_ms is None:
             self._speech_start_ms = at_ms
 
@@ -114,6 +127,26 @@ class TurnDetector:
         """The caller spoke again within one VAD speech: an end of utterance no longer
         holds."""
         self._endpointed = False
+        self._forget_model()
+
+    def model_asked(self, question: int) -> None:
+        """The end-of-turn model was asked about the audio so far (``question`` numbers it)."""
+        self._model_asked = question
+        self._model_said = None
+
+    def model_said(self, question: int, complete: bool | None) -> None:
+        """The model's answer (``None``: none in time); stale answers are ignored."""
+        if question == self._model_asked:
+            self._model_asked = None
+            self._model_said = complete
+
+    @property
+    def model_pending(self) -> bool:
+        return self._model_asked is not None
+
+    def _forget_model(self) -> None:
+        self._model_asked = None
+        self._model_said = None
 
     def speech_ended(self, at_ms: float) -> None:
         self._speaking = False
@@ -142,9 +175,9 @@ class TurnDetector:
             if not self._endpointed:
                 return None
             return self._final_ms + cfg.max_wait_ms
-        if unfinished:
+        if unfinished or self._model_asked is not None or self._model_said is False:
             wait: float = cfg.max_wait_ms
-        elif self._endpointed:
+        elif self._endpointed or self._model_said:
             wait = cfg.min_wait_ms
         else:
             wait = (cfg.min_wait_ms + cfg.max_wait_ms) / 2
@@ -174,6 +207,7 @@ class TurnDetector:
         self._speech_end_ms = None
         self._final_ms = None
         self._endpointed = False
+        self._forget_model()
         return turn
 
     def restore(self, turn: UserTurn) -> None:

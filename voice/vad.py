@@ -29,6 +29,11 @@ level is within ``_TAIL_DB`` of the utterance's loudest frame and above the back
 That is the audio clock's answer to "when did the caller stop", used by the timeline
 only; the turn logic keeps ``at_ms``. The level costs one RMS per frame (~1.5 us, beside
 webrtcvad's ~3 us; bench/voice_overhead.py).
+
+Silero instead of webrtcvad (``turn.vad = "silero"``, issue 16): frames are Silero's 32 ms
+windows (8 or 16 kHz), voiced when the speech probability reaches 0.5, or 0.35 while
+already speaking (Silero's own hysteresis); the state machine above is the same. See
+voice/silero.py for its cost.
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+import onnxruntime as ort
 import webrtcvad
+
+from voice.silero import WINDOW_MS as SILERO_FRAME_MS
+from voice.silero import SileroStream
 
 SUPPORTED_RATES = (8000, 16000, 32000, 48000)
 SUPPORTED_FRAME_MS = (10, 20, 30)
@@ -48,6 +57,8 @@ _WINDOW_MS = 5  # resolution of the audible end
 _TAIL_DB = 40.0  # quieter than the loudest frame by more than this: the sound has stopped
 _FLOOR_MARGIN_DB = 6.0
 _FLOOR_ALPHA = 0.05  # running level of the quiet frames (exponential average)
+SILERO_ON = 0.5  # speech probability that starts a voiced run
+SILERO_HOLD = 0.35  # ... and that keeps one going
 
 
 class VadEventKind(StrEnum):
@@ -89,6 +100,7 @@ class VoiceActivity:
         "_processed_ms",
         "_rate",
         "_run",
+        "_silero",
         "_speaking",
         "_speech_start_ms",
         "_start_frames",
@@ -105,10 +117,18 @@ class VoiceActivity:
         aggressiveness: int = 2,
         start_ms: int = 120,
         end_ms: int = 200,
+        silero: ort.InferenceSession | None = None,
     ) -> None:
+        """``silero``: the process's Silero session (voice.silero.shared_model) to classify
+        frames with instead of webrtcvad; frames are then 32 ms and ``aggressiveness`` is
+        unused."""
         if sample_rate not in SUPPORTED_RATES:
             raise ValueError(f"VAD sample rate must be one of {SUPPORTED_RATES}, not {sample_rate}")
-        if frame_ms not in SUPPORTED_FRAME_MS:
+        self._silero: SileroStream | None = None
+        if silero is not None:
+            self._silero = SileroStream(silero, sample_rate)
+            frame_ms = SILERO_FRAME_MS
+        elif frame_ms not in SUPPORTED_FRAME_MS:
             raise ValueError(f"VAD frame must be one of {SUPPORTED_FRAME_MS} ms, not {frame_ms}")
         self._vad = webrtcvad.Vad(aggressiveness)
         self._rate = sample_rate
@@ -153,7 +173,11 @@ class VoiceActivity:
         while len(self._buf) >= size:
             frame = bytes(self._buf[:size])
             del self._buf[:size]
-            voiced = self._vad.is_speech(frame, self._rate)
+            if self._silero is None:
+                voiced = self._vad.is_speech(frame, self._rate)
+            else:
+                hold = SILERO_HOLD if self._speaking else SILERO_ON
+                voiced = self._silero.probability(frame) >= hold
             self._processed_ms += self._frame_ms
             self._track_level(frame, voiced)
             event = self._step(voiced)

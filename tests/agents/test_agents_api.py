@@ -27,6 +27,8 @@ def test_create_fills_engine_defaults(tenant_a: Tenant) -> None:
         "max_wait_ms": TurnConfig().max_wait_ms,
         "preemptive": True,  # on by default (issue 16)
         "preemptive_after_ms": TurnConfig().preemptive_after_ms,
+        "end_of_turn": "rules",  # today's rules stay the default (issue 16, item 2)
+        "vad": "webrtc",
     }
     assert body["interruption"]["mode"] == "pause_then_decide"
     assert body["interruption"]["acknowledgements"] == list(InterruptionConfig().acknowledgements)
@@ -46,6 +48,8 @@ def test_create_fills_engine_defaults(tenant_a: Tenant) -> None:
         ({"tts": {"provider": "espeak", "speed": 10}}, ("tts", "speed")),
         ({"turn": {"min_wait_ms": 2000, "max_wait_ms": 1000}}, ("turn", "max_wait_ms")),
         ({"turn": {"min_wait_ms": -1}}, ("turn", "min_wait_ms")),
+        ({"turn": {"end_of_turn": "magic"}}, ("turn", "end_of_turn")),
+        ({"turn": {"vad": "silero-v9"}}, ("turn", "vad")),
         ({"interruption": {"min_speech_ms": 10**9}}, ("interruption", "min_speech_ms")),
         ({"interruption": {"acknowledgements": "mhm"}}, ("interruption", "acknowledgements")),
         ({"idle": {"timeout_s": 0}}, ("idle", "timeout_s")),
@@ -245,3 +249,14 @@ def test_a_patch_with_an_incomplete_fallback_is_a_400_not_a_500(tenant_a: Tenant
     )
     assert ok.status_code == 200, ok.json()
     assert ok.json()["fallback"]["tts"][0]["speed"] == 1.0
+
+
+def test_end_of_turn_and_vad_are_chosen_per_agent(tenant_a: Tenant) -> None:
+    turn = {"end_of_turn": "smart_turn", "vad": "silero"}
+    response = tenant_a.client.post("/api/v1/agents/", {**BASE, "turn": turn})
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["turn"]["end_of_turn"] == "smart_turn" and body["turn"]["vad"] == "silero"
+    response = tenant_a.client.patch(f"/api/v1/agents/{body['id']}/", {"turn": {"vad": "nope"}})
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["turn"]["vad"] == ['"nope" is not a valid choice.']

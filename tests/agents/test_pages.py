@@ -155,6 +155,18 @@ def test_agent_create_saves_through_the_api_path(tenant_a: Tenant, member: Clien
     assert api["tts"]["voice"] == "voice-1" and api["max_duration_s"] == 600.0
 
 
+def test_end_of_turn_and_vad_are_chosen_on_the_agent_page(tenant_a: Tenant, member: Client) -> None:
+    html = text(member.get("/agents/new/"))
+    for value in ("rules", "smart_turn", "webrtc", "silero"):
+        assert f'<option value="{value}"' in html
+    post = {**AGENT_POST, "turn.end_of_turn": "smart_turn", "turn.vad": "silero"}
+    assert member.post("/agents/new/", post).status_code == 302
+    agent = Agent.objects.for_org(tenant_a.organization).get(name="Support")
+    assert agent.turn["end_of_turn"] == "smart_turn" and agent.turn["vad"] == "silero"
+    page = member.post("/agents/new/", {**AGENT_POST, "turn.vad": "nope"})
+    assert page.status_code == 400 and "is not a valid choice." in text(page)
+
+
 def test_invalid_temperature_shows_the_api_message(tenant_a: Tenant, member: Client) -> None:
     expected = api_message(
         tenant_a,

@@ -15,6 +15,7 @@ from tests.conftest import Tenant
 from tests.factories import make_agent, make_call, make_credential, make_phone_number, make_tool
 from voice.config import (
     CallConfig,
+    EndOfTurn,
     IdleConfig,
     InterruptionConfig,
     LLMConfig,
@@ -23,6 +24,7 @@ from voice.config import (
     ToolKind,
     TTSConfig,
     TurnConfig,
+    VadKind,
 )
 
 PLATFORM = {
@@ -201,7 +203,12 @@ def test_agent_columns_carry_through(tenant_a: Tenant) -> None:
     call = _call_for(
         tenant_a,
         first_message_interruptible=False,
-        turn={"min_wait_ms": 300, "max_wait_ms": 2000},
+        turn={
+            "min_wait_ms": 300,
+            "max_wait_ms": 2000,
+            "end_of_turn": "smart_turn",
+            "vad": "silero",
+        },
         interruption={
             "enabled": False,
             "min_speech_ms": 400,
@@ -216,7 +223,12 @@ def test_agent_columns_carry_through(tenant_a: Tenant) -> None:
     )
     config = call_config_build(call)
     assert config.first_message_interruptible is False
-    assert config.turn == TurnConfig(min_wait_ms=300, max_wait_ms=2000)
+    assert config.turn == TurnConfig(
+        min_wait_ms=300,
+        max_wait_ms=2000,
+        end_of_turn=EndOfTurn.SMART_TURN,
+        vad=VadKind.SILERO,
+    )
     assert config.interruption == InterruptionConfig(
         enabled=False,
         min_speech_ms=400,

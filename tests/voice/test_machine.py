@@ -9,6 +9,7 @@ from typing import Any
 from voice.config import (
     BargeInMode,
     CallConfig,
+    EndOfTurn,
     IdleConfig,
     InterruptionConfig,
     LLMConfig,
@@ -18,8 +19,10 @@ from voice.config import (
 )
 from voice.events import EndReason, TurnKind
 from voice.machine import (
+    AskEndOfTurn,
     Discard,
     End,
+    EndOfTurnSaid,
     Final,
     FinalizeStt,
     FlushUser,
@@ -479,3 +482,94 @@ def test_a_held_reply_that_fails_before_confirmation_leaves_the_words_to_the_goo
     assert isinstance(flush, FlushUser) and flush.user.text == "I'd like to book a table and"
     assert isinstance(goodbye, StartTurn) and goodbye.kind is TurnKind.CLOSING
     assert goodbye.index == held.index  # the failed held reply left no trace
+
+
+# -- the end-of-turn model -------------------------------------------------------------
+
+
+def with_model(*, preemptive: bool = False) -> Machine:
+    turn = TurnConfig(
+        min_wait_ms=100, max_wait_ms=600, preemptive=preemptive, end_of_turn=EndOfTurn.SMART_TURN
+    )
+    return greeted(config(turn=turn))
+
+
+def test_the_model_is_asked_once_per_pause_never_per_frame() -> None:
+    m = with_model()
+    m.step(VoiceStarted(2000), 2120)
+    assert m.step(Quiet(on=True), 2600) == [AskEndOfTurn(1)]
+    assert m.step(Quiet(on=True), 2620) == []
+    assert m.step(VoiceEnded(2560), 2760) == []  # the same pause
+    m.step(VoiceStarted(3000), 3120)
+    assert m.step(VoiceEnded(3500), 3700) == [AskEndOfTurn(2)]  # no quiet came first
+
+
+def test_a_trailing_off_fragment_the_model_calls_unfinished_is_not_answered_mid_thought() -> None:
+    m = with_model()
+    m.step(VoiceStarted(2000), 2120)
+    [ask] = m.step(Quiet(on=True), 2600)
+    assert isinstance(ask, AskEndOfTurn)
+    m.step(VoiceEnded(2560), 2760)
+    assert m.step(Final("I'd like to book a", speech_final=True), 2860) == []
+    assert m.step(EndOfTurnSaid(ask.question, False), 2640) == []
+    assert m.deadline() == 2560 + 600  # max_wait, though the provider said speech_final
+    assert m.step(TimerDue(), 2560 + 400) == []
+    m.step(VoiceStarted(3100), 3220)  # "... table for two"
+    m.step(VoiceEnded(3800), 4000)
+    m.step(Final("table for two.", speech_final=True), 4100)
+    assert m.step(EndOfTurnSaid(2, True), 4030) == []
+    [reply] = m.step(TimerDue(), 4100)
+    assert isinstance(reply, StartTurn) and reply.user is not None
+    assert reply.user.text == "I'd like to book a table for two."
+
+
+def test_a_sentence_the_model_calls_finished_is_answered_after_the_minimum() -> None:
+    m = with_model()
+    m.step(VoiceStarted(2000), 2120)
+    [ask] = m.step(Quiet(on=True), 3040)
+    assert isinstance(ask, AskEndOfTurn)
+    m.step(VoiceEnded(3000), 3200)
+    m.step(Final("What are your hours?", speech_final=False), 3300)
+    assert m.deadline() == 3000 + 600  # the question is open: as if unfinished
+    [reply] = m.step(EndOfTurnSaid(ask.question, True), 3310)
+    assert isinstance(reply, StartTurn) and reply.user is not None
+    assert reply.user.text == "What are your hours?"
+
+
+def test_no_answer_from_the_model_leaves_todays_rules() -> None:
+    m = with_model()
+    m.step(VoiceStarted(2000), 2120)
+    [ask] = m.step(Quiet(on=True), 3040)
+    assert isinstance(ask, AskEndOfTurn)
+    m.step(VoiceEnded(3000), 3200)
+    m.step(Final("What are your hours?", speech_final=True), 3300)
+    [reply] = m.step(EndOfTurnSaid(ask.question, None), 3340)
+    assert isinstance(reply, StartTurn)
+
+
+def test_the_model_is_not_asked_about_speech_over_a_reply() -> None:
+    m = with_model()
+    m.step(VoiceStarted(2000), 2120)
+    [ask] = m.step(Quiet(on=True), 3040)
+    assert isinstance(ask, AskEndOfTurn)
+    m.step(VoiceEnded(3000), 3200)
+    m.step(Final("What are your hours?", speech_final=True), 3300)
+    [reply] = m.step(EndOfTurnSaid(ask.question, True), 3310)
+    assert isinstance(reply, StartTurn)
+    m.step(VoiceStarted(3500), 3620)
+    assert m.step(Quiet(on=True), 3800) == []
+    assert m.step(VoiceEnded(3760), 3960) == []
+
+
+def test_a_held_preemptive_reply_waits_for_the_models_answer() -> None:
+    m = with_model(preemptive=True)
+    m.step(VoiceStarted(2000), 2120)
+    m.step(Interim("I'd like to book a"), 2400)
+    ask, finalize = m.step(Quiet(on=True), 3100)
+    assert ask == AskEndOfTurn(1) and finalize == FinalizeStt()
+    [held] = m.step(Final("I'd like to book a"), 3110)
+    assert isinstance(held, StartTurn) and held.held
+    assert m.step(VoiceEnded(3060), 3260) == []  # min_wait is past, but the model is asked
+    assert m.step(EndOfTurnSaid(1, False), 3270) == []
+    assert m.step(TimerDue(), 3300) == []
+    assert m.step(VoiceStarted(3500), 3620) == [Discard(held.index)]

@@ -99,3 +99,81 @@ def test_take_hands_over_once_and_restore_puts_text_back_in_front() -> None:
     merged = d.take()
     assert merged.text == "I need a table for two"
     assert merged.speech_start_ms == 0
+
+
+# -- the end-of-turn model (turn.end_of_turn = "smart_turn") ------------------------------
+
+
+def finished_words(d: TurnDetector, *, speech_final: bool) -> None:
+    d.speech_started(0)
+    d.speech_ended(500)
+    d.final("I'd like to book a", speech_final=speech_final, at_ms=550)
+
+
+def test_while_the_model_is_asked_the_turn_waits_as_if_unfinished() -> None:
+    d = TurnDetector(CFG)
+    finished_words(d, speech_final=True)
+    assert d.deadline() == 700  # the rules alone: the provider's end of utterance
+    d.model_asked(1)
+    assert d.model_pending and d.deadline() == 500 + 1000
+
+
+def test_the_model_saying_unfinished_waits_max_wait_whatever_the_provider_says() -> None:
+    d = TurnDetector(CFG)
+    finished_words(d, speech_final=True)
+    d.model_asked(1)
+    d.model_said(1, False)
+    assert not d.model_pending and d.deadline() == 500 + 1000
+
+
+def test_the_model_saying_finished_waits_the_minimum_before_the_providers_endpoint() -> None:
+    d = TurnDetector(CFG)
+    finished_words(d, speech_final=False)
+    assert d.deadline() == 500 + 600  # the rules alone: halfway
+    d.model_asked(1)
+    d.model_said(1, True)
+    assert d.deadline() == 700
+
+
+def test_the_transcript_cue_still_waits_when_the_model_says_finished() -> None:
+    d = TurnDetector(CFG)
+    d.speech_started(0)
+    d.speech_ended(500)
+    d.final("one more thing and", speech_final=True, at_ms=550)
+    d.model_asked(1)
+    d.model_said(1, True)
+    assert d.deadline() == 1500
+
+
+def test_no_answer_in_time_leaves_the_rules() -> None:
+    d = TurnDetector(CFG)
+    finished_words(d, speech_final=True)
+    d.model_asked(1)
+    d.model_said(1, None)
+    assert d.deadline() == 700
+
+
+def test_a_stale_answer_is_ignored() -> None:
+    d = TurnDetector(CFG)
+    finished_words(d, speech_final=True)
+    d.model_asked(1)
+    d.speech_resumed()  # the caller went on: the question is moot
+    d.model_said(1, False)
+    assert not d.model_pending and d.deadline() == 500 + 600  # the rules: halfway
+    d.model_asked(2)
+    d.model_said(1, True)  # an older question's answer
+    assert d.model_pending
+    d.model_said(2, True)
+    assert d.deadline() == 700
+
+
+def test_taking_the_turn_forgets_the_answer() -> None:
+    d = TurnDetector(CFG)
+    finished_words(d, speech_final=True)
+    d.model_asked(1)
+    d.model_said(1, False)
+    d.take()
+    d.speech_started(2000)
+    d.speech_ended(2500)
+    d.final("Thanks.", speech_final=True, at_ms=2550)
+    assert d.deadline() == 2700

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from tests.voice.doubles import silence_frames, speech_frames
+from voice import silero
 from voice.audio import decode
-from voice.config import Encoding
+from voice.config import AudioFormat, Encoding, TTSConfig
+from voice.providers.registry import build_tts
 from voice.vad import VadEventKind, VoiceActivity
 
 
@@ -96,3 +98,44 @@ def test_the_audible_end_over_background_noise_and_a_quiet_tail() -> None:
     # the tail counts as sound (it is well above the hiss), the hiss after it does not
     assert end.audible_end_ms == pytest.approx((tail_at + quiet.size) / 8, abs=10)
     assert end.audible_end_ms <= end.at_ms
+
+
+# -- Silero (turn.vad = "silero") ---------------------------------------------------------
+
+
+async def espeak_pcm(text: str) -> bytes:
+    """``text`` in eSpeak's voice, PCM16 at 8 kHz."""
+    fmt = AudioFormat(Encoding.PCM16, 8000)
+    async with build_tts(TTSConfig(provider="espeak")).connect(fmt) as conn:
+        ctx = conn.context()
+        await ctx.push(text)
+        await ctx.end_input()
+        return b"".join([chunk async for chunk in ctx.audio()])
+
+
+async def test_silero_finds_a_spoken_sentence_in_32_ms_windows() -> None:
+    voice = await espeak_pcm("What are your opening hours on Saturday?")
+    vad = VoiceActivity(8000, silero=silero.shared_model())
+    quiet = bytes(8000 * 2 // 2)  # 0.5 s
+    events = vad.process(quiet) + vad.process(voice) + vad.process(quiet + quiet)
+    assert [e.kind for e in events] == [VadEventKind.SPEECH_START, VadEventKind.SPEECH_END]
+    assert vad.processed_ms % silero.WINDOW_MS == 0
+    start, end = events[0].at_ms, events[1].at_ms
+    voice_ms = len(voice) / 16
+    assert 400 <= start < 500 + voice_ms / 2
+    assert 500 + voice_ms / 2 < end <= 500 + voice_ms + 200
+
+
+def test_each_silero_stream_keeps_its_own_state() -> None:
+    # one session per process, state per call: a stream that heard speech does not leak
+    # it into a new one
+    session = silero.shared_model()
+    busy, fresh = VoiceActivity(8000, silero=session), VoiceActivity(8000, silero=session)
+    busy.process(pcm(speech_frames(600)))
+    assert fresh.process(pcm(silence_frames(600))) == [] and not fresh.speaking
+    assert silero.shared_model() is session
+
+
+def test_silero_rates() -> None:
+    with pytest.raises(ValueError, match="Silero"):
+        VoiceActivity(32000, silero=silero.shared_model())
