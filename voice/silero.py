@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
+
+if TYPE_CHECKING:  # onnxruntime is imported when a model is loaded (~20 MB per process)
+    import onnxruntime as ort
 
 RATES = (8000, 16000)
 WINDOW_MS = 32  # the model's window: 256 samples at 8 kHz, 512 at 16 kHz
@@ -37,6 +40,8 @@ def shared_model() -> ort.InferenceSession:
     """The process's Silero session, loaded on first use (blocking)."""
     with _lock:
         if not _models:
+            import onnxruntime as ort
+
             options = ort.SessionOptions()
             options.inter_op_num_threads = 1
             options.intra_op_num_threads = 1

@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 
 import numpy as np
-import onnxruntime as ort
 import soxr
 
 log = logging.getLogger(__name__)
@@ -56,6 +55,7 @@ class SmartTurn:
     """The process's Smart Turn model (see the module docstring)."""
 
     def __init__(self, path: str, *, workers: int = WORKERS) -> None:
+        import onnxruntime as ort  # here: ~20 MB per process, only where the model runs
         from faster_whisper.feature_extractor import FeatureExtractor
 
         options = ort.SessionOptions()

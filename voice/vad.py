@@ -42,13 +42,16 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 import webrtcvad
 
 from voice.silero import WINDOW_MS as SILERO_FRAME_MS
 from voice.silero import SileroStream
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 SUPPORTED_RATES = (8000, 16000, 32000, 48000)
 SUPPORTED_FRAME_MS = (10, 20, 30)
