@@ -40,16 +40,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.turntaking import RESULTS, Feeder, TimedPhone, _end, _espeak, _frames, _until, pct
+from bench.turntaking import RESULTS, Feeder, _end, _espeak, _frames, _start, _until, pct
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeOpenAI
-from tests.voice.doubles import RecordingSink, silence_frames
-from tests.voice.harness import make_config
+from tests.voice.doubles import silence_frames
 from voice import silero, smart_turn
 from voice.audio import decode
 from voice.config import Encoding, EndOfTurn, TurnConfig, VadKind
-from voice.conversation import Conversation
 from voice.events import Role
-from voice.providers.registry import build_llm, build_stt, build_tts
 from voice.vad import VadEventKind, VoiceActivity
 
 COMPLETE = (
@@ -117,22 +114,7 @@ async def one_call(
 
     dg = FakeDeepgram(script=item.script)
     async with dg:
-        config = make_config(
-            stt=dg.stt_config(), llm=oa.llm_config(), tts=ca.tts_config(), turn=turn
-        )
-        phone = TimedPhone()
-        sink = RecordingSink()
-        conv = Conversation(
-            config,
-            stt=build_stt(config.stt),
-            llm=build_llm(config.llm),
-            tts=build_tts(config.tts),
-            output=phone.output,
-            sink=sink,
-            clock=clock,
-        )
-        phone.conversation = conv
-        task = asyncio.create_task(conv.run())
+        conv, _phone, sink, task = _start((dg, oa, ca), clock, turn=turn)
         feeder = Feeder(conv)
         try:
             await _until(lambda: len(sink.timelines) == 1)

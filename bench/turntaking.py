@@ -33,7 +33,7 @@ import functools
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +201,12 @@ async def _until(cond: Any, limit_s: float = 30.0) -> bool:
         return False
 
 
-def _start(fakes: tuple[FakeDeepgram, FakeOpenAI, FakeCartesia], **overrides: Any) -> Any:
+def _start(
+    fakes: tuple[FakeDeepgram, FakeOpenAI, FakeCartesia],
+    clock: Callable[[], float] | None = None,
+    **overrides: Any,
+) -> Any:
+    """A call on the fakes, started: (conversation, phone, sink, its task)."""
     dg, oa, ca = fakes
     config = make_config(stt=dg.stt_config(), llm=oa.llm_config(), tts=ca.tts_config(), **overrides)
     phone = TimedPhone()
@@ -213,6 +218,7 @@ def _start(fakes: tuple[FakeDeepgram, FakeOpenAI, FakeCartesia], **overrides: An
         tts=build_tts(config.tts),
         output=phone.output,
         sink=sink,
+        clock=clock,
     )
     phone.conversation = conv
     task = asyncio.create_task(conv.run())
