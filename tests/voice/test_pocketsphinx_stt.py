@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import numpy as np
 import pytest
 
 from voice.audio import Converter
 from voice.config import TWILIO_FORMAT, AudioFormat, Encoding, STTConfig, TTSConfig
 from voice.providers.base import ProviderError, STTEvent, STTEventKind, STTSession
-from voice.providers.pocketsphinx_stt import INPUT_FORMAT
+from voice.providers.pocketsphinx_stt import INPUT_FORMAT, Segmenter
 from voice.providers.registry import build_stt, build_tts
 
 pytestmark = pytest.mark.slow
@@ -159,3 +160,34 @@ async def test_rejects_other_formats_and_languages() -> None:
             pass
     with pytest.raises(ProviderError, match="English"):
         build_stt(STTConfig(provider="pocketsphinx", language="fr-FR"))
+
+
+def test_the_segmenter_hands_over_what_the_endpointer_holds_back_once() -> None:
+    """Mid-speech, the audio the endpointer still holds (its decision window) comes out of
+    take_held at once and is not given again; the segment's audio is the same, in order."""
+    rng = np.random.default_rng(7)
+    frame = Segmenter(16000)._frame_bytes // 2
+    loud = [
+        (rng.standard_normal(frame) * 8000 * np.sin(np.arange(frame) / 3)).astype("<i2")
+        for _ in range(30)
+    ]
+    quiet = [(rng.standard_normal(frame) * 5).astype("<i2") for _ in range(40)]
+    audio = [f.tobytes() for f in quiet[:10] + loud + quiet[10:]]
+
+    plain = Segmenter(16000)
+    expected = b"".join(s.audio for chunk in audio for s in plain.speech(chunk))
+    segmenter = Segmenter(16000)
+    got = b""
+    ended = 0
+    for i, chunk in enumerate(audio):
+        for speech in segmenter.speech(chunk):
+            got += speech.audio
+            ended += speech.ended
+        if i == 25:  # in speech: frames 17..25 are still held
+            assert segmenter.in_speech
+            held = segmenter.take_held()
+            assert held == b"".join(audio[17:26])
+            assert segmenter.take_held() == b""  # handed over once
+            got += held
+    assert got == expected and ended == 1
+    assert not segmenter.in_speech and segmenter.take_held() == b""

@@ -10,6 +10,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
+import numpy as np
 import pytest
 
 from voice.audio import Converter
@@ -104,6 +105,56 @@ async def test_finalize_transcribes_what_is_buffered_now() -> None:
     final = got[-1]
     assert not final.speech_final
     assert {"book", "appointment"} <= words(final)
+
+
+async def _until_utterance_end(events: AsyncIterator[STTEvent]) -> list[STTEvent]:
+    got: list[STTEvent] = []
+    while not got or got[-1].kind is not STTEventKind.UTTERANCE_END:
+        got += await next_events(events, 1)
+    return got
+
+
+def _trimmed(audio: bytes) -> bytes:
+    """eSpeak's clip without its leading and trailing silence."""
+    samples = np.frombuffer(audio, dtype="<i2")
+    loud = np.flatnonzero(np.abs(samples) > 200)
+    return samples[loud[0] : loud[-1] + 1].tobytes()
+
+
+async def test_a_finalize_in_a_pause_has_the_whole_sentence_and_no_phantom_follows() -> None:
+    """The engine's preemptive replies finalize 40 ms into a pause, while the endpointer
+    still holds the last ~270 ms and has its hangover to go: the final has every word,
+    and the hangover is not transcribed into an utterance of its own ("Hi.")."""
+    provider = build_stt(STTConfig(provider="whisper"))
+    audio = await telephone("Thank you, goodbye.")
+    async with provider.session(INPUT_FORMAT) as session:
+        events = session.events()
+        await send(session, silence(0.5) + audio + silence(0.06))
+        await session.finalize()
+        await send(session, silence(1.5))
+        got = await _until_utterance_end(events)
+
+    finals = [e for e in got if e.kind is STTEventKind.FINAL]
+    assert len(finals) == 1, [(e.kind, e.text) for e in got]
+    assert "goodbye" in words(finals[0]) and not finals[0].speech_final
+
+
+async def test_words_after_a_finalize_come_in_their_own_final() -> None:
+    provider = build_stt(STTConfig(provider="whisper"))
+    first = _trimmed(await telephone("I would like to book"))
+    rest = _trimmed(await telephone("an appointment for tomorrow morning."))
+    async with provider.session(INPUT_FORMAT) as session:
+        events = session.events()
+        await send(session, silence(0.5) + first + silence(0.06))
+        await session.finalize()  # the caller paused...
+        await send(session, silence(0.1) + rest + silence(1.5))  # ... and went on
+        got = await _until_utterance_end(events)
+
+    finals = [e for e in got if e.kind is STTEventKind.FINAL]
+    assert len(finals) == 2, [(e.kind, e.text) for e in got]
+    assert "like" in words(finals[0])
+    assert "appointment" in words(finals[1]) and "like" not in words(finals[1])
+    assert finals[1].speech_final
 
 
 async def test_silence_gives_no_speech_and_finalize_answers_empty() -> None:

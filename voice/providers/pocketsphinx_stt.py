@@ -61,6 +61,7 @@ import asyncio
 import json
 import struct
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -103,7 +104,12 @@ class Speech:
 class Segmenter:
     """pocketsphinx's ``Endpointer`` over audio in chunks of any size: whole frames go
     through it, the remainder waits for the next chunk. The Whisper provider splits
-    utterances with it too."""
+    utterances with it too.
+
+    The endpointer decides over a window of frames, so in speech it gives each frame back
+    ``window - 1`` frames after it was fed: the last ~270 ms the caller said are still
+    inside it. :meth:`take_held` hands them over now (a finalize asked for everything said
+    so far) and drops them when the endpointer gives them back."""
 
     def __init__(self, sample_rate: int) -> None:
         from pocketsphinx import Endpointer
@@ -111,6 +117,21 @@ class Segmenter:
         self._endpointer = Endpointer(sample_rate=sample_rate)
         self._frame_bytes: int = self._endpointer.frame_bytes
         self._buffer = bytearray()
+        lag = round(Endpointer.DEFAULT_WINDOW / self._endpointer.frame_length) - 1
+        self._recent: deque[bytes] = deque(maxlen=lag)  # the last frames fed
+        self._skip = 0  # frames already handed over by take_held, still to come out
+
+    @property
+    def in_speech(self) -> bool:
+        return bool(self._endpointer.in_speech)
+
+    def take_held(self) -> bytes:
+        """The audio fed that the endpointer still holds back (in speech; else none)."""
+        if not self._endpointer.in_speech:
+            return b""
+        held = list(self._recent)[self._skip :]
+        self._skip += len(held)
+        return b"".join(held)
 
     def speech(self, audio: bytes) -> Iterator[Speech]:
         self._buffer.extend(audio)
@@ -121,11 +142,19 @@ class Segmenter:
         del self._buffer[:usable]
         # The endpointer is a few microseconds per 30 ms frame: fine on the loop.
         for start in range(0, usable, self._frame_bytes):
+            frame = frames[start : start + self._frame_bytes]
+            self._recent.append(frame)
             was_in_speech = self._endpointer.in_speech
-            speech = self._endpointer.process(frames[start : start + self._frame_bytes])
+            speech = self._endpointer.process(frame)
             if speech is None:
                 continue
-            yield Speech(speech, started=not was_in_speech, ended=not self._endpointer.in_speech)
+            ended = not self._endpointer.in_speech
+            if self._skip:  # handed over already
+                self._skip -= 1
+                speech = b""
+            if ended:
+                self._skip = 0
+            yield Speech(speech, started=not was_in_speech, ended=ended)
 
 
 class _Worker:

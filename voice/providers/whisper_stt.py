@@ -18,6 +18,17 @@ are the first thing dropped under load, finals are never dropped. An utterance l
 than Whisper's 30 s window is cut into FINALs with ``speech_final=False``. Events come out
 in audio order. ``confidence`` is 0.0 (unknown).
 
+A finalize while the endpointer is still in speech (the engine's preemptive replies ask
+for one 40 ms into every pause) transcribes all the audio fed so far, the ~270 ms the
+endpointer still holds back included (``Segmenter.take_held``). What follows in the same
+segment is a continuation: if the caller goes on speaking, its FINAL carries only the
+words beyond the finalized ones (the finalized audio and the continuation are transcribed
+together, which Whisper gets right more often than a fragment); if what follows is only
+the endpointer's hangover (nothing within ``_CONTINUATION_DB`` of the utterance's loudest
+window for ``_CONTINUATION_MS``), it is not transcribed at all. Before this, a pause
+split "Hello there." into "Hello, Ned." and a second utterance "There.", and a finished
+sentence's hangover came back as a phantom utterance ("Hi.") that the agent answered.
+
 One model per process, shared by every call (:func:`shared_engine`): the model is ~75 MB
 on disk and ~200 MB of RSS once loaded, so a model per call would not scale. This is the
 one piece of module-level state in the providers, deliberately: it is immutable once
@@ -90,6 +101,11 @@ _NO_SPEECH = 0.6  # Whisper's own no-speech threshold: drop what it thinks is no
 _SHORT_WINDOW_S = 10
 _MAX_TOKENS = 128  # a 28 s utterance is some 90 words
 _WORK_LIMIT = 64  # items a session may have queued (a few per utterance in practice)
+# A continuation after a finalize has speech in it when at least this much of it is
+# within this many dB of the finalized audio's loudest 20 ms window.
+_CONTINUATION_DB = 25.0
+_CONTINUATION_MS = 100
+_LEVEL_WINDOW = INPUT_FORMAT.bytes_for_ms(20)
 
 
 def model_dir() -> Path:
@@ -211,6 +227,37 @@ class _Job:
     kind: str  # _START | _INTERIM | _END | _FINALIZE | _CUT
     utterance: int
     audio: bytes = b""
+    # a continuation: the audio finalized before it in the same segment (see the module
+    # docstring), whose text its own is the rest of
+    before: bytes = b""
+
+
+def _levels_db(pcm16: bytes) -> np.ndarray:
+    usable = len(pcm16) // _LEVEL_WINDOW * _LEVEL_WINDOW
+    if not usable:
+        return np.zeros(0, dtype=np.float32)
+    x = (
+        np.frombuffer(pcm16[:usable], dtype="<i2")
+        .astype(np.float32)
+        .reshape(-1, _LEVEL_WINDOW // 2)
+    )
+    levels: np.ndarray = 20.0 * np.log10(np.sqrt((x * x).mean(axis=1)) + 1.0)
+    return levels
+
+
+def _goes_on(before: bytes, after: bytes) -> bool:
+    """Whether the audio after a finalize holds more speech, not just the hangover."""
+    peak = _levels_db(before)
+    if not peak.size:
+        return True
+    loud = _levels_db(after) >= float(peak.max()) - _CONTINUATION_DB
+    return int(loud.sum()) * 20 >= _CONTINUATION_MS
+
+
+def _beyond(said: str, whole: str) -> str:
+    """The words of ``whole`` after as many as ``said`` has: a continuation's own words."""
+    words = whole.split()
+    return " ".join(words[len(said.split()) :])
 
 
 _START = "start"
@@ -232,11 +279,14 @@ class WhisperSession:
         self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
         self._tasks = tasks
         self._interim_task: asyncio.Task[None] | None = None
+        self._finalized = b""  # the segment's audio a finalize took, while it goes on
+        self._finalized_text: dict[int, str] = {}  # a finalize's text, for its continuation
         self._task = tasks.create_task(self._run(), name="whisper-session")
 
     async def send_audio(self, audio: bytes) -> None:
         for speech in self._segmenter.speech(audio):
             if speech.started:
+                self._finalized = b""
                 self._put(_Job(_START, self._utterance_id))
             self._utterance.extend(speech.audio)
             if speech.ended:
@@ -246,13 +296,17 @@ class WhisperSession:
             elif (
                 len(self._utterance) - self._interim_at >= _INTERIM_BYTES
                 and not self._interim_pending
+                and not self._finalized  # a continuation's interim would be a fragment
             ):
                 self._interim_at = len(self._utterance)
                 self._interim_pending = True
                 self._put(_Job(_INTERIM, self._utterance_id, bytes(self._utterance)))
 
     async def finalize(self) -> None:
+        self._utterance.extend(self._segmenter.take_held())
+        finalized = bytes(self._utterance) if self._segmenter.in_speech else b""
         self._close_utterance(_FINALIZE)
+        self._finalized = finalized
 
     async def events(self) -> AsyncIterator[STTEvent]:
         while (item := await self._events.get()) is not None:
@@ -261,7 +315,9 @@ class WhisperSession:
             yield item
 
     def _close_utterance(self, kind: str) -> None:
-        self._put(_Job(kind, self._utterance_id, bytes(self._utterance)))
+        job = _Job(kind, self._utterance_id, bytes(self._utterance), before=self._finalized)
+        self._finalized = b""
+        self._put(job)
         self._utterance.clear()
         self._utterance_id += 1
         self._interim_at = 0
@@ -288,7 +344,9 @@ class WhisperSession:
                     else:  # stale, or the pool is busy: the final comes anyway
                         self._interim_pending = False
                 else:
-                    text = await self._engine.transcribe(job.audio) if job.audio else ""
+                    text = await self._text(job)
+                    if job.kind == _FINALIZE:
+                        self._finalized_text = {job.utterance: text}
                     if job.kind == _FINALIZE or text:
                         final = STTEvent(STTEventKind.FINAL, text, speech_final=job.kind == _END)
                         self._events.put_nowait(final)
@@ -298,6 +356,14 @@ class WhisperSession:
             self._events.put_nowait(exc)
         except Exception as exc:
             self._events.put_nowait(ProviderError(NAME, f"transcription failed: {exc!r}"))
+
+    async def _text(self, job: _Job) -> str:
+        if not job.before:
+            return await self._engine.transcribe(job.audio) if job.audio else ""
+        said = self._finalized_text.pop(job.utterance - 1, "")
+        if not _goes_on(job.before, job.audio):
+            return ""
+        return _beyond(said, await self._engine.transcribe(job.before + job.audio))
 
     async def _interim(self, job: _Job) -> None:
         try:
