@@ -102,6 +102,25 @@ async def test_finalize_decodes_what_is_buffered_now() -> None:
     assert {"tomorrow", "morning"} <= words(final)
 
 
+async def test_a_finalize_in_a_pause_has_the_whole_sentence_and_no_phantom_follows() -> None:
+    """As for Whisper: the engine finalizes 40 ms into a pause; the final has the words the
+    endpointer still held back, and its hangover gives no second FINAL."""
+    provider = build_stt(STTConfig(provider="pocketsphinx"))
+    audio = await telephone(HELP)
+    async with provider.session(INPUT_FORMAT) as session:
+        events = session.events()
+        await send(session, silence(0.5) + audio + silence(0.06))
+        await session.finalize()
+        await send(session, silence(1.5))
+        got: list[STTEvent] = []
+        while not got or got[-1].kind is not STTEventKind.UTTERANCE_END:
+            got += await next_events(events, 1)
+
+    finals = [e for e in got if e.kind is STTEventKind.FINAL]
+    assert len(finals) == 1, [(e.kind, e.text) for e in got]
+    assert "computer" in words(finals[0]) and not finals[0].speech_final
+
+
 async def test_silence_gives_no_speech_and_finalize_answers_empty() -> None:
     provider = build_stt(STTConfig(provider="pocketsphinx"))
     async with provider.session(INPUT_FORMAT) as session:

@@ -68,6 +68,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from voice.config import AudioFormat, Encoding, STTConfig
 from voice.providers.base import ProviderError, STTEvent, STTEventKind, owned_tasks
 
@@ -90,6 +92,7 @@ _TELEPHONE_CMN = "62.7,3.24,-4.18,20.66,-9.95,5.95,-10.10,-4.54,-21.22,4.28,-2.0
 _START = "start"  # the speaker started (VAD)
 _END = "end"  # the speaker stopped (VAD)
 _FINALIZE = "finalize"  # the engine asked for the text now
+_END_HANGOVER = "end-hangover"  # the speaker stopped; nothing was said since the finalize
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,35 @@ class Speech:
     audio: bytes
     started: bool  # the utterance's first audio (the endpointer entered speech)
     ended: bool  # its last (the endpointer left speech)
+
+
+# A continuation after a finalize has speech in it when at least this much of it is
+# within this many dB of the finalized audio's loudest 20 ms window.
+_CONTINUATION_DB = 25.0
+_CONTINUATION_MS = 100
+_LEVEL_WINDOW = INPUT_FORMAT.bytes_for_ms(20)
+
+
+def _levels_db(pcm16: bytes) -> np.ndarray:
+    usable = len(pcm16) // _LEVEL_WINDOW * _LEVEL_WINDOW
+    if not usable:
+        return np.zeros(0, dtype=np.float32)
+    x = (
+        np.frombuffer(pcm16[:usable], dtype="<i2")
+        .astype(np.float32)
+        .reshape(-1, _LEVEL_WINDOW // 2)
+    )
+    levels: np.ndarray = 20.0 * np.log10(np.sqrt((x * x).mean(axis=1)) + 1.0)
+    return levels
+
+
+def goes_on(before: bytes, after: bytes) -> bool:
+    """Whether the audio after a finalize holds more speech, not just the hangover."""
+    peak = _levels_db(before)
+    if not peak.size:
+        return True
+    loud = _levels_db(after) >= float(peak.max()) - _CONTINUATION_DB
+    return int(loud.sum()) * 20 >= _CONTINUATION_MS
 
 
 class Segmenter:
@@ -233,17 +265,36 @@ class PocketSphinxSession:
         self._work: asyncio.Queue[bytes | str] = asyncio.Queue()
         self._events: asyncio.Queue[STTEvent | BaseException | None] = asyncio.Queue()
         self._worker = worker
+        # the segment's audio since it started or since a finalize took it, and what a
+        # finalize mid-speech took (see finalize)
+        self._segment = bytearray()
+        self._finalized = b""
         self._task = tasks.create_task(self._run(), name="pocketsphinx-session")
 
     async def send_audio(self, audio: bytes) -> None:
         for speech in self._segmenter.speech(audio):
             if speech.started:
+                self._segment.clear()
+                self._finalized = b""
                 self._work.put_nowait(_START)
             self._work.put_nowait(speech.audio)
+            if len(self._segment) < _MAX_UTTERANCE_BYTES:
+                self._segment.extend(speech.audio)
             if speech.ended:
-                self._work.put_nowait(_END)
+                after = self._finalized and not goes_on(self._finalized, bytes(self._segment))
+                self._work.put_nowait(_END_HANGOVER if after else _END)
 
     async def finalize(self) -> None:
+        """Decode what was said so far, the audio the endpointer still holds included. In
+        mid-speech, what follows in the segment is a continuation: only the endpointer's
+        hangover (pocketsphinx_stt.goes_on) gives no second FINAL (as whisper_stt)."""
+        held = self._segmenter.take_held()
+        if held:
+            self._work.put_nowait(held)
+            self._segment.extend(held)
+        if self._segmenter.in_speech:
+            self._finalized = bytes(self._segment)
+            self._segment.clear()
         self._work.put_nowait(_FINALIZE)
 
     async def events(self) -> AsyncIterator[STTEvent]:
@@ -278,6 +329,8 @@ class PocketSphinxSession:
                     self._events.put_nowait(STTEvent(STTEventKind.SPEECH_STARTED))
                     continue
                 text = await self._worker.finish()
+                if item == _END_HANGOVER:
+                    text, item = "", _END
                 if item == _FINALIZE or text:
                     self._events.put_nowait(
                         STTEvent(

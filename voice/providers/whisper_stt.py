@@ -24,8 +24,8 @@ endpointer still holds back included (``Segmenter.take_held``). What follows in 
 segment is a continuation: if the caller goes on speaking, its FINAL carries only the
 words beyond the finalized ones (the finalized audio and the continuation are transcribed
 together, which Whisper gets right more often than a fragment); if what follows is only
-the endpointer's hangover (nothing within ``_CONTINUATION_DB`` of the utterance's loudest
-window for ``_CONTINUATION_MS``), it is not transcribed at all. Before this, a pause
+the endpointer's hangover (``pocketsphinx_stt.goes_on``: nothing near the loudest level of what
+was finalized), it is not transcribed at all. Before this, a pause
 split "Hello there." into "Hello, Ned." and a second utterance "There.", and a finished
 sentence's hangover came back as a phantom utterance ("Hi.") that the agent answered.
 
@@ -79,7 +79,7 @@ import numpy as np
 
 from voice.config import AudioFormat, Encoding, STTConfig
 from voice.providers.base import ProviderError, STTEvent, STTEventKind, owned_tasks
-from voice.providers.pocketsphinx_stt import Segmenter
+from voice.providers.pocketsphinx_stt import Segmenter, goes_on
 
 NAME = "whisper"
 MODEL = "tiny.en"  # the only model the bundled package ships
@@ -101,11 +101,6 @@ _NO_SPEECH = 0.6  # Whisper's own no-speech threshold: drop what it thinks is no
 _SHORT_WINDOW_S = 10
 _MAX_TOKENS = 128  # a 28 s utterance is some 90 words
 _WORK_LIMIT = 64  # items a session may have queued (a few per utterance in practice)
-# A continuation after a finalize has speech in it when at least this much of it is
-# within this many dB of the finalized audio's loudest 20 ms window.
-_CONTINUATION_DB = 25.0
-_CONTINUATION_MS = 100
-_LEVEL_WINDOW = INPUT_FORMAT.bytes_for_ms(20)
 
 
 def model_dir() -> Path:
@@ -232,28 +227,6 @@ class _Job:
     before: bytes = b""
 
 
-def _levels_db(pcm16: bytes) -> np.ndarray:
-    usable = len(pcm16) // _LEVEL_WINDOW * _LEVEL_WINDOW
-    if not usable:
-        return np.zeros(0, dtype=np.float32)
-    x = (
-        np.frombuffer(pcm16[:usable], dtype="<i2")
-        .astype(np.float32)
-        .reshape(-1, _LEVEL_WINDOW // 2)
-    )
-    levels: np.ndarray = 20.0 * np.log10(np.sqrt((x * x).mean(axis=1)) + 1.0)
-    return levels
-
-
-def _goes_on(before: bytes, after: bytes) -> bool:
-    """Whether the audio after a finalize holds more speech, not just the hangover."""
-    peak = _levels_db(before)
-    if not peak.size:
-        return True
-    loud = _levels_db(after) >= float(peak.max()) - _CONTINUATION_DB
-    return int(loud.sum()) * 20 >= _CONTINUATION_MS
-
-
 def _beyond(said: str, whole: str) -> str:
     """The words of ``whole`` after as many as ``said`` has: a continuation's own words."""
     words = whole.split()
@@ -361,7 +334,7 @@ class WhisperSession:
         if not job.before:
             return await self._engine.transcribe(job.audio) if job.audio else ""
         said = self._finalized_text.pop(job.utterance - 1, "")
-        if not _goes_on(job.before, job.audio):
+        if not goes_on(job.before, job.audio):
             return ""
         return _beyond(said, await self._engine.transcribe(job.before + job.audio))
 
