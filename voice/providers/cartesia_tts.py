@@ -17,8 +17,8 @@ pydantic model per audio chunk (~65 of them for a ten-word reply, all before the
 one can be played) and its ``push`` runs the SDK's type-driven transform on every
 request; together a third of the CPU of a turn start (docs/benchmarks.md, "Density").
 Here one reader per socket parses each message as JSON and hands it to its reply by
-``context_id``; requests are the documented JSON the helper would send. Two SDK
-behaviours shape the rest (cartesia 4.2):
+``context_id``; requests are the documented JSON the helper would send, written to the
+SDK's socket as text. Two SDK behaviours shape the rest (cartesia 4.2):
 
 * nothing tells a context that the socket died, so a watcher on the socket fails the
   live contexts when it closes;
@@ -148,7 +148,13 @@ class _CartesiaConnection:
         stack = contextlib.AsyncExitStack()
         try:
             async with asyncio.timeout(self.provider.connect_timeout_s):
-                conn = await stack.enter_async_context(self._client.tts.websocket_connect())
+                conn = await stack.enter_async_context(
+                    # no permessage-deflate: base64 audio barely compresses, and inflating
+                    # every chunk costs CPU and a zlib window per call
+                    self._client.tts.websocket_connect(
+                        websocket_connection_options={"compression": None}
+                    )
+                )
         except InvalidStatus as exc:
             await stack.aclose()
             status = exc.response.status_code
@@ -205,9 +211,15 @@ class _CartesiaConnection:
                 ctx.fail(self._lost)
 
     async def send(self, request: dict[str, Any]) -> None:
-        """One request on the socket (``send`` is the SDK's, with a JSON-shaped dict)."""
+        """One request (already the wire JSON) on the SDK's socket. The SDK's own ``send``
+        would run its type-driven transform over it first, the largest CPU cost left
+        in a reply's requests; it is the fallback should the socket move."""
         conn = await self.sdk_connection()
-        await conn.send(request)  # type: ignore[arg-type]
+        ws = getattr(conn, "_connection", None)
+        if ws is None:
+            await conn.send(request)  # type: ignore[arg-type]
+        else:
+            await ws.send(orjson.dumps(request).decode())
 
     async def _release(self) -> None:
         watcher, reader, stack, conn = self._watcher, self._reader, self._stack, self._conn
