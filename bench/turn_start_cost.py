@@ -117,7 +117,10 @@ OWNERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # For functions nobody (profiled) called: callbacks the event loop ran.
 TOP_LEVEL: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("WebSocket client (websockets: reader, framing, deflate)", ("/websockets/",)),
-    ("database hop (worker thread: connections around the batch)", ("/django/", "/asgiref/", "/channels/")),
+    (
+        "database hop (worker thread: connections around the batch)",
+        ("/django/", "/asgiref/", "/channels/"),
+    ),
 )
 LOOP = "event loop, asyncio, stdlib at top level"
 
