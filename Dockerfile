@@ -36,7 +36,12 @@ ENV DEBUG=0 \
     WS_MAX_SIZE=1048576 \
     WS_PING_INTERVAL_S=20 \
     WS_PING_TIMEOUT_S=20 \
-    TIMEOUT_GRACEFUL_SHUTDOWN_S=30
+    TIMEOUT_GRACEFUL_SHUTDOWN_S=30 \
+    MALLOC_ARENA_MAX=2
+# MALLOC_ARENA_MAX: glibc gives each thread that allocates (the recorder's database hops,
+# asyncio's default executor) an arena of its own that keeps what it freed; with two
+# arenas the web process's RSS stops growing after a few hundred calls (docs/benchmarks.md,
+# "Memory over sequential calls").
 # Uvicorn, not Daphne: equal when lightly loaded, better tails under load (docs/benchmarks.md).
 # glassbox/serve.py applies the timeouts and limits above (and closes connections that
 # never finish a request head, which Uvicorn alone does not). X-Forwarded-For is believed

@@ -545,6 +545,8 @@ def memory_run(
             done += wave
             time.sleep(0.3)  # let the recorders write each call's end
             points.append({"calls": done, "rss_mb": round(sampler.rss_mb(), 1)})
+            if env.get("BENCH_TRACEMALLOC"):  # bench/serve_lag.py: a snapshot, calls ended
+                os.kill(proc.pid, signal.SIGUSR1)
         wall = time.monotonic() - started
     first_half = [p["rss_mb"] for p in points if 0 < p["calls"] <= total // 2]
     second_half = [p["rss_mb"] for p in points if p["calls"] > total // 2]

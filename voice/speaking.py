@@ -64,6 +64,7 @@ TTS_STALL_S = 15.0  # longest silence from TTS once all text is in
 MARK_SLACK_S = 2.0  # beyond the unplayed audio, how long to wait for the final mark
 MAX_TOOL_ROUNDS = 5
 TTS_CONNECT_WAIT_S = 12.0  # a turn waiting for the TTS (the supervisor's own bound is 10 s)
+FIRST_AUDIO_MS = 500  # a turn's first send is at most this much audio (see _send)
 
 # Text for one turn, pushed to its TTS context; tool tasks go in the turn's task group.
 Produce = Callable[[TTSContext, Turn, asyncio.TaskGroup], Awaitable[None]]
@@ -118,6 +119,7 @@ class Speaker:
         self.turn: Turn | None = None  # the turn in flight
         # audio and marks reach the carrier in order: the pump's and a resume's
         self._sending = asyncio.Lock()
+        self._first_audio_bytes = config.carrier_format.bytes_for_ms(FIRST_AUDIO_MS)
 
     def use_tts(self, connection: TTSConnection, name: str, config: TTSConfig) -> None:
         """The TTS connection turns speak through (the primary, or a fallback)."""
@@ -181,10 +183,27 @@ class Speaker:
 
     async def _send(self, turn: Turn, chunk: bytes) -> None:
         playback = turn.playback
-        await self._output.send_audio(chunk)
         if playback.first_audio_sent_ms is None:
-            playback.first_audio_sent_ms = turn.timeline.first_audio_sent_ms = self._now()
-            self._on_audible(turn)
+            # The turn's first audio: at most FIRST_AUDIO_MS goes out, then the loop runs
+            # whatever else is ready before the rest (a held reply's first send is all of
+            # its audio so far). When many calls' turns start at once, a caller's first
+            # frame then waits for the others' heads, not for their whole replies; the
+            # head outlasts the wait, so the caller hears no gap.
+            head = self._first_audio_bytes
+            if len(chunk) > head:
+                await self._output.send_audio(chunk[:head])
+                self._first_audio_sent(turn)
+                await asyncio.sleep(0)
+                await self._output.send_audio(chunk[head:])
+                return
+            await self._output.send_audio(chunk)
+            self._first_audio_sent(turn)
+            return
+        await self._output.send_audio(chunk)
+
+    def _first_audio_sent(self, turn: Turn) -> None:
+        turn.playback.first_audio_sent_ms = turn.timeline.first_audio_sent_ms = self._now()
+        self._on_audible(turn)
 
     def mark_echoed(self, name: str, now_ms: float) -> None:
         turn = self.turn

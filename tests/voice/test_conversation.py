@@ -9,15 +9,24 @@ import asyncio
 import dataclasses
 import json
 import logging
+from typing import Any
 
 import pytest
 
 from tests.voice.doubles import FakeLLM, FakeSTT, FakeTTS, words
 from tests.voice.harness import leftover_tasks, make_config, start, until
 from tests.voice.tool_server import tool_server
-from voice.config import BargeInMode, IdleConfig, InterruptionConfig, ToolConfig, ToolKind
+from voice.config import (
+    BargeInMode,
+    IdleConfig,
+    InterruptionConfig,
+    ToolConfig,
+    ToolKind,
+    TurnConfig,
+)
 from voice.events import EndReason, Role, TurnKind
 from voice.providers.base import ProviderError, TextDelta, ToolCall, ToolCallsRequested
+from voice.speaking import FIRST_AUDIO_MS
 
 LONG_REPLY = (
     "Our opening hours are from nine in the morning to five in the afternoon. "
@@ -718,3 +727,37 @@ async def test_a_hanging_llm_close_after_a_barge_in_does_not_hold_the_next_reply
     assert cut.interrupted_at_ms is not None and answer.end_of_turn_ms is not None
     # the interrupted turn was given PROVIDER_CLOSE_S to stop, not the 20 s its close took
     assert answer.end_of_turn_ms - cut.interrupted_at_ms < 2 * PROVIDER_CLOSE_S * 1000
+
+
+async def test_held_replies_confirmed_at_once_send_each_first_frame_before_any_rest() -> None:
+    """Turns of many calls confirmed together (a burst of turn starts): each call sends the
+    head of its held reply before any of them sends the rest, so no caller waits for the
+    others' whole replies to be framed."""
+    config = make_config(turn=TurnConfig(min_wait_ms=100, max_wait_ms=600, preemptive=True))
+    calls = [
+        await start(config, stt=FakeSTT(["What are your hours?"]), llm=FakeLLM([words(LONG_REPLY)]))
+        for _ in range(2)
+    ]
+    sent: list[tuple[int, int]] = []
+    for i, call in enumerate(calls):
+        play = call.out.send_audio
+
+        async def send_audio(payload: bytes, i: int = i, play: Any = play) -> None:
+            sent.append((i, len(payload)))
+            await play(payload)
+
+        call.out.send_audio = send_audio  # type: ignore[method-assign]
+    await until(lambda: all(len(c.sink.timelines) == 1 for c in calls))
+    sent.clear()
+    await asyncio.gather(*(c.caller.speak(600, then_silence_ms=900) for c in calls))
+    await until(lambda: all(len(c.sink.timelines) == 2 for c in calls))
+    for call in calls:
+        await call.hang_up()
+
+    for call in calls:
+        reply = call.sink.timelines[1]
+        assert reply.llm_request_ms is not None and reply.end_of_turn_ms is not None
+        assert reply.llm_request_ms < reply.end_of_turn_ms  # prepared, held, then confirmed
+    head = config.carrier_format.bytes_for_ms(FIRST_AUDIO_MS)
+    assert sorted(sent[:2]) == [(0, head), (1, head)]
+    assert {i for i, _ in sent[2:]} == {0, 1}  # then the rest of each reply

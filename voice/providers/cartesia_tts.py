@@ -10,13 +10,19 @@ Cartesia concatenates a context's transcripts as given ("Hello." + "How" reads
 Each push is flushed; its ``flush_done`` becomes the empty chunk of the TTSContext
 contract, so the engine can mark the end of each clause's audio on the carrier.
 
-Two SDK behaviours shape this module (cartesia 4.2):
+The SDK opens the socket (``tts.websocket_connect``: URL, auth, version header) and
+carries every message (``send``, ``recv_bytes``: its low-level, documented interface).
+Its context helper (``AsyncWebSocketContext``) is not used: its reader task builds a
+pydantic model per audio chunk (~65 of them for a ten-word reply, all before the first
+one can be played) and its ``push`` runs the SDK's type-driven transform on every
+request; together a third of the CPU of a turn start (docs/benchmarks.md, "Density").
+Here one reader per socket parses each message as JSON and hands it to its reply by
+``context_id``; requests are the documented JSON the helper would send, written to the
+SDK's socket as text. Two SDK behaviours shape the rest (cartesia 4.2):
 
-* ``AsyncWebSocketContext.receive()`` waits forever if the socket dies (the SDK's reader
-  task just ends) or after ``cancel()`` (nothing more is routed to the context). So each
-  context drains ``receive()`` into its own queue, and a watcher on the socket fails the
-  live contexts when it closes.
-* Its reconnect-on-send does not reconnect (the manager hands back its cached, dead
+* nothing tells a context that the socket died, so a watcher on the socket fails the
+  live contexts when it closes;
+* its reconnect-on-send does not reconnect (the manager hands back its cached, dead
   connection), so a send on a dead socket raises ``ConnectionClosed``. After a drop we
   open a fresh connection ourselves for the next reply.
 """
@@ -24,14 +30,17 @@ Two SDK behaviours shape this module (cartesia 4.2):
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, cast
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 from cartesia import AsyncCartesia, DefaultAsyncHttpxClient
-from cartesia.resources.tts import AsyncTTSResourceConnection, AsyncWebSocketContext
-from cartesia.types.voice_specifier_param import TTSRequestVoiceObject
+from cartesia.resources.tts import AsyncTTSResourceConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from voice.config import AudioFormat, Encoding, TTSConfig
@@ -113,13 +122,24 @@ class _CartesiaConnection:
             "encoding": _ENCODINGS[fmt.encoding],
             "sample_rate": fmt.sample_rate,
         }
+        config = provider.config
+        # what every request of a reply carries (the SDK's context helper sends the same)
+        self.request_base: dict[str, Any] = {
+            "model_id": config.model or DEFAULT_MODEL,
+            "voice": {"mode": "id", "id": config.voice},
+            "output_format": self.output_format,
+            "language": (config.language or "en").split("-")[0].lower(),
+        }
+        if config.speed != 1.0:
+            self.request_base["generation_config"] = {"speed": config.speed}
         self._stack: contextlib.AsyncExitStack | None = None
         self._conn: AsyncTTSResourceConnection | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._lost: ProviderError | None = None
         self._closing = False
         self._lock = asyncio.Lock()
-        self.live: set[_CartesiaContext] = set()
+        self.live: dict[str, _CartesiaContext] = {}  # by context_id
 
     def context(self) -> _CartesiaContext:
         return _CartesiaContext(self)
@@ -128,7 +148,13 @@ class _CartesiaConnection:
         stack = contextlib.AsyncExitStack()
         try:
             async with asyncio.timeout(self.provider.connect_timeout_s):
-                conn = await stack.enter_async_context(self._client.tts.websocket_connect())
+                conn = await stack.enter_async_context(
+                    # no permessage-deflate: base64 audio barely compresses, and inflating
+                    # every chunk costs CPU and a zlib window per call
+                    self._client.tts.websocket_connect(
+                        websocket_connection_options={"compression": None}
+                    )
+                )
         except InvalidStatus as exc:
             await stack.aclose()
             status = exc.response.status_code
@@ -143,6 +169,7 @@ class _CartesiaConnection:
             raise ProviderError(self.provider.name, f"cannot connect: {detail}") from exc
         self._stack, self._conn, self._lost = stack, conn, None
         self._watcher = self.tasks.create_task(self._watch(conn), name="cartesia-watch")
+        self._reader = self.tasks.create_task(self._read(conn), name="cartesia-read")
 
     async def sdk_connection(self) -> AsyncTTSResourceConnection:
         async with self._lock:
@@ -163,15 +190,44 @@ class _CartesiaConnection:
             return
         reason = f"code {ws.close_code} {ws.close_reason or ''}".strip()
         self._lost = ProviderError(self.provider.name, f"connection lost ({reason})")
-        for ctx in list(self.live):
+        for ctx in list(self.live.values()):
             ctx.fail(self._lost)
 
+    async def _read(self, conn: AsyncTTSResourceConnection) -> None:
+        """Every message of the socket to its reply (by ``context_id``); messages of a
+        reply that is over (cancelled, failed) are dropped."""
+        try:
+            while True:
+                message = orjson.loads(await conn.recv_bytes())
+                ctx = self.live.get(message.get("context_id") or "")
+                if ctx is not None:
+                    ctx.deliver(message)
+        except ConnectionClosed:
+            return  # the watcher fails the live replies
+        except Exception as exc:
+            # a message we cannot read: the socket cannot be trusted for the next reply
+            self._lost = ProviderError(self.provider.name, f"receiving failed: {exc!r}")
+            for ctx in list(self.live.values()):
+                ctx.fail(self._lost)
+
+    async def send(self, request: dict[str, Any]) -> None:
+        """One request (already the wire JSON) on the SDK's socket. The SDK's own ``send``
+        would run its type-driven transform over it first, the largest CPU cost left
+        in a reply's requests; it is the fallback should the socket move."""
+        conn = await self.sdk_connection()
+        ws = getattr(conn, "_connection", None)
+        if ws is None:
+            await conn.send(request)  # type: ignore[arg-type]
+        else:
+            await ws.send(orjson.dumps(request).decode())
+
     async def _release(self) -> None:
-        watcher, stack, conn = self._watcher, self._stack, self._conn
-        self._watcher = self._stack = self._conn = None
-        if watcher is not None:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+        watcher, reader, stack, conn = self._watcher, self._reader, self._stack, self._conn
+        self._watcher = self._reader = self._stack = self._conn = None
+        for task in (watcher, reader):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if stack is None:
             return
         try:
@@ -186,7 +242,7 @@ class _CartesiaConnection:
 
     async def close(self) -> None:
         self._closing = True
-        for ctx in list(self.live):
+        for ctx in list(self.live.values()):
             await ctx.stop()
         await self._release()
 
@@ -196,9 +252,8 @@ class _CartesiaContext:
 
     def __init__(self, owner: _CartesiaConnection) -> None:
         self._owner = owner
-        self._sdk: AsyncWebSocketContext | None = None
+        self._id: str | None = None  # the Cartesia context, once the first text is sent
         self._audio: asyncio.Queue[bytes | ProviderError | None] = asyncio.Queue()
-        self._pump: asyncio.Task[None] | None = None
         self._input_ended = False
         self._finished = False  # audio() has (or will have) its end marker
 
@@ -209,24 +264,24 @@ class _CartesiaContext:
             return
         if self._input_ended:
             raise ValueError("push() after end_input()")
-        if self._sdk is None:
-            await self._start()
+        if self._id is None:
+            await self._owner.sdk_connection()  # re-opened here if it dropped
             if self._finished:  # cancelled while the connection was being (re)opened
                 await self.stop()
                 return
-        assert self._sdk is not None
+            self._start()
         if not text[-1].isspace():
             text += " "
-        await self._send(self._sdk.push(text, flush=True))
+        await self._send({"transcript": text, "continue": True, "flush": True})
 
     async def end_input(self) -> None:
         if self._finished or self._input_ended:
             return
         self._input_ended = True
-        if self._sdk is None:
+        if self._id is None:
             self._end(None)  # nothing was said
             return
-        await self._send(self._sdk.no_more_inputs())
+        await self._send({"transcript": "", "continue": False})
 
     async def audio(self) -> AsyncIterator[bytes]:
         while True:
@@ -241,58 +296,46 @@ class _CartesiaContext:
     async def cancel(self) -> None:
         if self._finished:
             return
-        sdk = self._sdk
+        context_id = self._id
         await self.stop()
-        if sdk is not None:
+        if context_id is not None:
             # tell Cartesia to stop generating; the reply is already over for us
-            with contextlib.suppress(ConnectionClosed, TimeoutError):
+            with contextlib.suppress(ConnectionClosed, TimeoutError, ProviderError):
                 async with asyncio.timeout(self._owner.provider.send_timeout_s):
-                    await sdk.cancel()
+                    await self._owner.send({"context_id": context_id, "cancel": True})
 
     # ----------------------------------------------------------------- internals
 
-    async def _start(self) -> None:
+    def _start(self) -> None:
+        self._id = str(uuid.uuid4())
+        self._owner.live[self._id] = self
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """A message of this reply, from the socket's reader."""
+        kind = message.get("type")
+        if kind == "chunk":
+            data = message.get("data")
+            if data:
+                try:
+                    self._audio.put_nowait(base64.b64decode(data))
+                except (binascii.Error, TypeError) as exc:
+                    self._end(ProviderError(self._owner.provider.name, f"bad audio: {exc!r}"))
+        elif kind == "flush_done":
+            self._audio.put_nowait(b"")  # all audio for one push()
+        elif kind == "done":
+            self._end(None)
+        elif kind == "error":
+            text = message.get("message") or message.get("title")
+            self._end(ProviderError(self._owner.provider.name, text or "synthesis failed"))
+
+    async def _send(self, request: dict[str, Any]) -> None:
+        assert self._id is not None
         owner = self._owner
-        conn = await owner.sdk_connection()
-        config = owner.provider.config
-        generation: dict[str, Any] = {}
-        if config.speed != 1.0:
-            generation["generation_config"] = {"speed": config.speed}
-        self._sdk = conn.context(
-            model_id=config.model or DEFAULT_MODEL,
-            voice=cast(TTSRequestVoiceObject, {"mode": "id", "id": config.voice}),
-            output_format=owner.output_format,
-            language=(config.language or "en").split("-")[0].lower(),
-            **generation,
-        )
-        owner.live.add(self)
-        self._pump = owner.tasks.create_task(self._drain(self._sdk), name="cartesia-context")
-
-    async def _drain(self, sdk: AsyncWebSocketContext) -> None:
         try:
-            async for event in sdk.receive():
-                if event.type == "chunk":
-                    audio = event.audio
-                    if audio:
-                        self._audio.put_nowait(audio)
-                elif event.type == "flush_done":
-                    self._audio.put_nowait(b"")  # all audio for one push()
-                elif event.type == "done":
-                    self._end(None)
-                    return
-                elif event.type == "error":
-                    message = event.message or event.title or "synthesis failed"
-                    self._end(ProviderError(self._owner.provider.name, message))
-                    return
-        except Exception as exc:
-            self._end(ProviderError(self._owner.provider.name, f"receiving failed: {exc!r}"))
-
-    async def _send(self, op: Awaitable[None]) -> None:
-        try:
-            async with asyncio.timeout(self._owner.provider.send_timeout_s):
-                await op
+            async with asyncio.timeout(owner.provider.send_timeout_s):
+                await owner.send({"context_id": self._id, **owner.request_base, **request})
         except (ConnectionClosed, TimeoutError) as exc:
-            error = ProviderError(self._owner.provider.name, f"sending failed: {exc!r}")
+            error = ProviderError(owner.provider.name, f"sending failed: {exc!r}")
             self.fail(error)
             raise error from exc
 
@@ -300,12 +343,14 @@ class _CartesiaContext:
         if not self._finished:
             self._finished = True
             self._audio.put_nowait(item)
-        self._owner.live.discard(self)
+        self._forget()
+
+    def _forget(self) -> None:
+        if self._id is not None and self._owner.live.get(self._id) is self:
+            del self._owner.live[self._id]
 
     def fail(self, error: ProviderError) -> None:
         """The socket died under this reply."""
-        if self._pump is not None:
-            self._pump.cancel()
         self._end(error)
 
     async def stop(self) -> None:
@@ -314,7 +359,4 @@ class _CartesiaContext:
             self._audio.get_nowait()
         self._finished = True
         self._audio.put_nowait(None)
-        self._owner.live.discard(self)
-        if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
+        self._forget()

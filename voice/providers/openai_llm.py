@@ -117,7 +117,20 @@ class OpenAILLM:
                 for t in tools
             ]
         try:
-            response = await self._get_client().chat.completions.create(**request)
+            # The SDK's own low-level ``post`` (auth, retries, timeouts and error types as
+            # ``chat.completions.create``), with the request already in wire shape and each
+            # SSE chunk left as the parsed JSON: ``create`` would walk the whole history
+            # through its type-driven request transform and build a pydantic model per
+            # chunk, together more CPU than the rest of a turn start (docs/benchmarks.md,
+            # "Density").
+            response = await self._get_client().post(
+                "/chat/completions",
+                cast_to=object,
+                body=request,
+                options={"security": {"bearer_auth": True}},
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
         except openai.APIStatusError as exc:
             raise ProviderError(self.name, _status_message(exc)) from exc
         except openai.APIError as exc:
@@ -130,31 +143,38 @@ class OpenAILLM:
         finished = False
         try:
             async for chunk in response:
-                if chunk.usage is not None:
-                    yield LLMUsage(
-                        prompt_tokens=chunk.usage.prompt_tokens,
-                        completion_tokens=chunk.usage.completion_tokens,
-                    )
-                if not chunk.choices:
+                if not isinstance(chunk, dict):
                     continue
-                choice = chunk.choices[0]
-                delta = choice.delta
-                if delta.content:
-                    yield TextDelta(delta.content)
-                for tc in delta.tool_calls or ():
+                usage = chunk.get("usage")
+                if usage is not None:
+                    yield LLMUsage(
+                        prompt_tokens=usage["prompt_tokens"],
+                        completion_tokens=usage["completion_tokens"],
+                    )
+                choices = chunk.get("choices")
+                if not choices:
+                    continue
+                choice = choices[0]
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
+                if content:
+                    yield TextDelta(content)
+                for tc in delta.get("tool_calls") or ():
                     # some compatible servers leave out ``index``: a new id starts a call
-                    index = tc.index
+                    index = tc.get("index")
+                    tc_id = tc.get("id")
                     if index is None:
-                        index = len(calls) if tc.id or not calls else max(calls)
+                        index = len(calls) if tc_id or not calls else max(calls)
                     partial = calls.setdefault(index, _PartialCall())
-                    if tc.id:
-                        partial.id = tc.id
-                    if tc.function is not None:
-                        if tc.function.name:
-                            partial.name += tc.function.name
-                        if tc.function.arguments:
-                            partial.arguments += tc.function.arguments
-                if choice.finish_reason is not None:
+                    if tc_id:
+                        partial.id = tc_id
+                    function = tc.get("function")
+                    if function is not None:
+                        if function.get("name"):
+                            partial.name += function["name"]
+                        if function.get("arguments"):
+                            partial.arguments += function["arguments"]
+                if choice.get("finish_reason") is not None:
                     finished = True
                     if calls:
                         yield ToolCallsRequested(
@@ -170,6 +190,8 @@ class OpenAILLM:
                         calls = {}
         except openai.APIError as exc:
             raise ProviderError(self.name, f"stream failed: {exc}") from exc
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProviderError(self.name, f"malformed stream chunk: {exc!r}") from exc
         finally:
             await response.close()
         if not finished:
