@@ -37,6 +37,11 @@ def seed(*, first_message: str) -> dict[str, str | int]:
             "stt": {"provider": "deepgram", "language": "en-US"},
             "llm": {"provider": "openai", "model": "gpt-4o-mini"},
             "tts": {"provider": "cartesia", "voice": "bench-voice"},
+            # BENCH_PREEMPTIVE=0: replies wait for the end of turn (the providers' latencies
+            # in series, as the density targets were first measured)
+            **(
+                {"turn": {"preemptive": False}} if os.environ.get("BENCH_PREEMPTIVE") == "0" else {}
+            ),
         },
         context={"organization": organization},
     )
