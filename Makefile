@@ -27,7 +27,8 @@ run: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
 	# Uvicorn with timeouts and limits (glassbox/serve.py; README "Deploying" lists them)
-	DEBUG=$${DEBUG:-1} HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m glassbox.serve
+	DEBUG=$${DEBUG:-1} HOST=$(HOST) PORT=$(PORT) MALLOC_ARENA_MAX=$${MALLOC_ARENA_MAX:-2} \
+		$(BIN)/python -m glassbox.serve
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
