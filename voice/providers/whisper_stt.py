@@ -336,6 +336,8 @@ class WhisperSession:
         said = self._finalized_text.pop(job.utterance - 1, "")
         if not goes_on(job.before, job.audio):
             return ""
+        if len(job.before) + len(job.audio) > _MAX_UTTERANCE_BYTES:  # both won't fit a window
+            return await self._engine.transcribe(job.audio)
         return _beyond(said, await self._engine.transcribe(job.before + job.audio))
 
     async def _interim(self, job: _Job) -> None:
