@@ -14,9 +14,9 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.espeak_fresh import fresh_espeak
 from voice.carriers import browser
-from voice.config import AudioFormat, Encoding, TTSConfig
-from voice.providers.registry import build_tts
+from voice.config import AudioFormat, Encoding
 
 FORMAT = AudioFormat(Encoding.PCM16, 8000)
 FRAME = FORMAT.bytes_for_ms(20)
@@ -24,11 +24,8 @@ FRAME = FORMAT.bytes_for_ms(20)
 
 async def spoken(text: str) -> bytes:
     """``text`` in eSpeak's voice, PCM16 at 16 kHz (what the page's worklet sends)."""
-    async with build_tts(TTSConfig(provider="espeak")).connect(FORMAT) as conn:
-        ctx = conn.context()
-        await ctx.push(text)
-        await ctx.end_input()
-        return b"".join([chunk async for chunk in ctx.audio()])
+    # the same audio whatever this process synthesized before (tests/espeak_fresh.py)
+    return await asyncio.to_thread(fresh_espeak, text, FORMAT)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.espeak_fresh import fresh_espeak
 from tests.fakes import stray_tasks
 from tests.voice.doubles import FRAME_SAMPLES, Caller, RecordingOutput, RecordingSink
 from tests.voice.harness import RESULT_TIMEOUT_S, make_config, until
@@ -30,11 +31,7 @@ COMPUTER_HELP = "Let's fix your computer. Is it switched on?"
 
 async def phone_line(text: str) -> list[bytes]:
     """``text`` spoken by eSpeak as 20 ms mu-law 8 kHz frames, as Twilio would send them."""
-    async with build_tts(TTSConfig(provider="espeak")).connect(TWILIO_FORMAT) as conn:
-        ctx = conn.context()
-        await ctx.push(text)
-        await ctx.end_input()
-        audio = b"".join([chunk async for chunk in ctx.audio()])
+    audio = await asyncio.to_thread(fresh_espeak, text, TWILIO_FORMAT)  # order-independent
     return [audio[i : i + FRAME_SAMPLES] for i in range(0, len(audio), FRAME_SAMPLES)]
 
 

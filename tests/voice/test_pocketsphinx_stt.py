@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from tests.espeak_fresh import fresh_espeak
 from voice.audio import Converter
-from voice.config import TWILIO_FORMAT, AudioFormat, Encoding, STTConfig, TTSConfig
+from voice.config import TWILIO_FORMAT, AudioFormat, Encoding, STTConfig
 from voice.providers.base import ProviderError, STTEvent, STTEventKind, STTSession
 from voice.providers.pocketsphinx_stt import INPUT_FORMAT, Segmenter
-from voice.providers.registry import build_stt, build_tts
+from voice.providers.registry import build_stt
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +33,7 @@ CHUNK = INPUT_FORMAT.bytes_for_ms(20)
 
 async def telephone(text: str) -> bytes:
     """``text`` spoken by eSpeak over a mu-law 8 kHz line, as PCM16 16 kHz for the STT."""
-    async with build_tts(TTSConfig(provider="espeak")).connect(TWILIO_FORMAT) as conn:
-        ctx = conn.context()
-        await ctx.push(text)
-        await ctx.end_input()
-        mulaw = b"".join([chunk async for chunk in ctx.audio()])
+    mulaw = await asyncio.to_thread(fresh_espeak, text, TWILIO_FORMAT)  # order-independent
     return Converter(TWILIO_FORMAT, INPUT_FORMAT).convert(mulaw, last=True)
 
 

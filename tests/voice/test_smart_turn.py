@@ -4,25 +4,22 @@ that are ``None`` rather than late or failed."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from importlib import metadata
 
 import numpy as np
 
+from tests.espeak_fresh import fresh_espeak
 from voice import smart_turn
 from voice.audio import decode
-from voice.config import TWILIO_FORMAT, Encoding, TTSConfig
-from voice.providers.registry import build_tts
+from voice.config import TWILIO_FORMAT, Encoding
 
 
 async def espeak_8k(text: str) -> np.ndarray:
     """``text`` in eSpeak's voice over the phone (mu-law 8 kHz), as int16 samples, with
     150 ms of silence after it (about where the engine asks)."""
-    async with build_tts(TTSConfig(provider="espeak")).connect(TWILIO_FORMAT) as conn:
-        ctx = conn.context()
-        await ctx.push(text)
-        await ctx.end_input()
-        audio = b"".join([chunk async for chunk in ctx.audio()])
+    audio = await asyncio.to_thread(fresh_espeak, text, TWILIO_FORMAT)  # order-independent
     pcm = decode(audio, Encoding.MULAW)
     last = int(np.nonzero(np.abs(pcm.astype(np.int32)) >= 300)[0][-1])
     return np.pad(pcm[: last + 1], (0, 8 * 150))

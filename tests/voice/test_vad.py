@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
+from tests.espeak_fresh import fresh_espeak
 from tests.voice.doubles import silence_frames, speech_frames
 from voice import silero
 from voice.audio import decode
-from voice.config import AudioFormat, Encoding, TTSConfig
-from voice.providers.registry import build_tts
+from voice.config import AudioFormat, Encoding
 from voice.vad import VadEventKind, VoiceActivity
 
 
@@ -106,11 +108,7 @@ def test_the_audible_end_over_background_noise_and_a_quiet_tail() -> None:
 async def espeak_pcm(text: str) -> bytes:
     """``text`` in eSpeak's voice, PCM16 at 8 kHz."""
     fmt = AudioFormat(Encoding.PCM16, 8000)
-    async with build_tts(TTSConfig(provider="espeak")).connect(fmt) as conn:
-        ctx = conn.context()
-        await ctx.push(text)
-        await ctx.end_input()
-        return b"".join([chunk async for chunk in ctx.audio()])
+    return await asyncio.to_thread(fresh_espeak, text, fmt)  # order-independent
 
 
 async def test_silero_finds_a_spoken_sentence_in_32_ms_windows() -> None:

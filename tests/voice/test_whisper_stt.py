@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from tests.espeak_fresh import fresh_espeak
 from voice.audio import Converter
-from voice.config import TWILIO_FORMAT, AudioFormat, Encoding, STTConfig, TTSConfig
+from voice.config import TWILIO_FORMAT, AudioFormat, Encoding, STTConfig
 from voice.providers.base import ProviderError, STTEvent, STTEventKind, STTSession
-from voice.providers.registry import Kind, build_stt, build_tts, spec
+from voice.providers.registry import Kind, build_stt, spec
 from voice.providers.whisper_stt import INPUT_FORMAT, model_dir, shared_engine
 
 pytestmark = pytest.mark.slow
@@ -29,11 +30,7 @@ CHUNK = INPUT_FORMAT.bytes_for_ms(20)
 
 async def telephone(text: str) -> bytes:
     """``text`` spoken by eSpeak over a mu-law 8 kHz line, as PCM16 16 kHz for the STT."""
-    async with build_tts(TTSConfig(provider="espeak")).connect(TWILIO_FORMAT) as conn:
-        ctx = conn.context()
-        await ctx.push(text)
-        await ctx.end_input()
-        mulaw = b"".join([chunk async for chunk in ctx.audio()])
+    mulaw = await asyncio.to_thread(fresh_espeak, text, TWILIO_FORMAT)  # order-independent
     return Converter(TWILIO_FORMAT, INPUT_FORMAT).convert(mulaw, last=True)
 
 
