@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.turntaking import RESULTS, Feeder, _end, _espeak, _frames, _start, _until, pct
+from bench.turntaking import Feeder, _end, _espeak, _frames, _start, _until, pct, write_results
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeOpenAI
 from tests.voice.doubles import silence_frames
 from voice import silero, smart_turn
@@ -303,10 +302,7 @@ def main() -> None:
     report["vad"] = vad_compare(items)
     for line in report["vad"]:
         print(" ", line)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{args.name}.json"
-    path.write_text(json.dumps(report, indent=1, default=str))
-    print(f"wrote {path}")
+    write_results(args.name, report)
 
 
 if __name__ == "__main__":

@@ -225,6 +225,14 @@ def _start(
     return conv, phone, sink, task
 
 
+def write_results(name: str, report: dict[str, Any]) -> None:
+    """bench/results/NAME.json."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {path}")
+
+
 async def _end(conv: Conversation, task: asyncio.Task[Any]) -> Any:
     conv.caller_hung_up()
     async with asyncio.timeout(15):
@@ -430,10 +438,7 @@ def main() -> None:
             report["preemptive"] += asyncio.run(
                 preemptive_bench(n, args.turns, args.preemptive_after_ms)
             )
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{args.name}.json"
-    path.write_text(json.dumps(report, indent=1, default=str))
-    print(f"wrote {path}")
+    write_results(args.name, report)
 
 
 if __name__ == "__main__":
