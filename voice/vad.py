@@ -80,7 +80,7 @@ class VadEvent:
     audible_end_ms: float | None = None
 
 
-def _level_db(samples: np.ndarray) -> float:
+def level_db(samples: np.ndarray) -> float:
     """RMS level in dB over one LSB of 16-bit audio (digital silence: 0 dB). A float32
     dot product and scalar math: ~1.5 us for a 20 ms frame, where numpy's mean/sqrt/log10
     on arrays took ~15 us."""
@@ -209,7 +209,7 @@ class VoiceActivity:
         return None
 
     def _track_level(self, frame: bytes, voiced: bool) -> None:
-        level = _level_db(np.frombuffer(frame, dtype="<i2"))
+        level = level_db(np.frombuffer(frame, dtype="<i2"))
         self._tail.append((self._processed_ms, frame, level))
         if voiced:
             self._peak_db = max(self._peak_db, level)
@@ -234,7 +234,7 @@ class VoiceActivity:
             windows = len(frame) // window
             for i in range(windows - 1, -1, -1):
                 chunk = samples[i * window // 2 : (i + 1) * window // 2]
-                if _level_db(chunk) >= threshold:
+                if level_db(chunk) >= threshold:
                     return end_ms - self._frame_ms + (i + 1) * _WINDOW_MS
             return end_ms
         # No loud frame kept (a very long hangover): the oldest kept frame is the bound.

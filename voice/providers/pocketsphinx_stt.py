@@ -72,6 +72,7 @@ import numpy as np
 
 from voice.config import AudioFormat, Encoding, STTConfig
 from voice.providers.base import ProviderError, STTEvent, STTEventKind, owned_tasks
+from voice.vad import level_db
 
 NAME = "pocketsphinx"
 SAMPLE_RATE = 16000
@@ -111,26 +112,20 @@ _CONTINUATION_MS = 100
 _LEVEL_WINDOW = INPUT_FORMAT.bytes_for_ms(20)
 
 
-def _levels_db(pcm16: bytes) -> np.ndarray:
-    usable = len(pcm16) // _LEVEL_WINDOW * _LEVEL_WINDOW
-    if not usable:
-        return np.zeros(0, dtype=np.float32)
-    x = (
-        np.frombuffer(pcm16[:usable], dtype="<i2")
-        .astype(np.float32)
-        .reshape(-1, _LEVEL_WINDOW // 2)
-    )
-    levels: np.ndarray = 20.0 * np.log10(np.sqrt((x * x).mean(axis=1)) + 1.0)
-    return levels
+def _levels_db(pcm16: bytes) -> list[float]:
+    """voice.vad's level of each whole 20 ms window."""
+    samples = np.frombuffer(pcm16[: len(pcm16) // _LEVEL_WINDOW * _LEVEL_WINDOW], dtype="<i2")
+    step = _LEVEL_WINDOW // 2
+    return [level_db(samples[i : i + step]) for i in range(0, samples.size, step)]
 
 
 def goes_on(before: bytes, after: bytes) -> bool:
     """Whether the audio after a finalize holds more speech, not just the hangover."""
-    peak = _levels_db(before)
-    if not peak.size:
+    peak = max(_levels_db(before), default=None)
+    if peak is None:
         return True
-    loud = _levels_db(after) >= float(peak.max()) - _CONTINUATION_DB
-    return int(loud.sum()) * 20 >= _CONTINUATION_MS
+    loud = sum(1 for level in _levels_db(after) if level >= peak - _CONTINUATION_DB)
+    return loud * 20 >= _CONTINUATION_MS
 
 
 class Segmenter:
