@@ -136,10 +136,6 @@ def spoken_date(digits: str) -> str | None:
     return f"{MONTHS[month - 1]} the {ORDINALS[day - 1]}"
 
 
-def _prompt_words(message: Message) -> int:
-    return len(message.content.split())
-
-
 class FrontDeskLLM:
     name = NAME
 
@@ -153,8 +149,7 @@ class FrontDeskLLM:
         async for chunk in stream_words(
             reply,
             calls,
-            messages=messages,
-            prompt_words=_prompt_words,
+            prompt_tokens=sum(len(m.content.split()) for m in messages),
             max_words=self._max_words,
         ):
             yield chunk

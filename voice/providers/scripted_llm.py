@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from voice.config import LLMConfig, ToolConfig, ToolKind
@@ -98,15 +98,14 @@ async def stream_words(
     reply: str,
     calls: list[ToolCall],
     *,
-    messages: Sequence[Message],
-    prompt_words: Callable[[Message], int],
+    prompt_tokens: int,
     max_words: int,
     delay_s: float = 0.0,
 ) -> AsyncIterator[LLMChunk]:
     """A canned reply streamed the way a model streams one: a word (with its trailing
     space) per ``TextDelta``, at most ``max_words``, ``delay_s`` apart; then the tool
-    calls, if any; then ``LLMUsage`` in words, the prompt counted last, as a model's
-    usage arrives last. The front desk streams its replies through this too."""
+    calls, if any; then ``LLMUsage`` in words, last, as a model's usage arrives last. The
+    front desk streams its replies through this too."""
     words = _WORDS.findall(reply)[:max_words]
     for i, word in enumerate(words):
         if i and delay_s:
@@ -114,12 +113,7 @@ async def stream_words(
         yield TextDelta(word)
     if calls:
         yield ToolCallsRequested(calls)
-    prompt = sum(prompt_words(m) for m in messages)
-    yield LLMUsage(prompt_tokens=prompt, completion_tokens=len(words))
-
-
-def _prompt_words(message: Message) -> int:
-    return _words(message.content) + sum(_words(c.arguments) for c in message.tool_calls)
+    yield LLMUsage(prompt_tokens=prompt_tokens, completion_tokens=len(words))
 
 
 class ScriptedLLM:
@@ -136,8 +130,9 @@ class ScriptedLLM:
         async for chunk in stream_words(
             reply,
             calls,
-            messages=messages,
-            prompt_words=_prompt_words,
+            prompt_tokens=sum(
+                _words(m.content) + sum(_words(c.arguments) for c in m.tool_calls) for m in messages
+            ),
             max_words=self._max_words,
             delay_s=self._delay_s,
         ):
