@@ -29,15 +29,20 @@ from tenants.models import Organization
 logger = logging.getLogger(__name__)
 
 
-def _release(call: Call) -> None:
+def _release(*, organization_id: int, carrier: str, call_sid: str) -> None:
     try:
         leases.lease_release(
-            organization_id=call.organization_id,
-            call_key=call_key(carrier=call.carrier, call_sid=call.carrier_call_sid),
+            organization_id=organization_id, call_key=call_key(carrier=carrier, call_sid=call_sid)
         )
     except (redis.RedisError, OSError) as exc:
         # The lease expires by itself; ending the call must not fail on it.
-        logger.warning("call %s: could not release its slot: %s", call.pk, exc)
+        logger.warning("%s: could not release its slot: %s", call_sid, exc)
+
+
+def _release_call(call: Call) -> None:
+    _release(
+        organization_id=call.organization_id, carrier=call.carrier, call_sid=call.carrier_call_sid
+    )
 
 
 @receiver(call_alive, dispatch_uid="billing.refresh_lease")
@@ -70,23 +75,18 @@ def _move_lease(sender: Any, call: Call, previous_sid: str, **kwargs: Any) -> No
 def _release_abandoned(
     sender: Any, organization: Organization, call_sid: str, carrier: str, **kwargs: Any
 ) -> None:
-    try:
-        leases.lease_release(
-            organization_id=organization.pk, call_key=call_key(carrier=carrier, call_sid=call_sid)
-        )
-    except (redis.RedisError, OSError) as exc:
-        logger.warning("admission of %s abandoned; its slot lapses by itself: %s", call_sid, exc)
+    _release(organization_id=organization.pk, carrier=carrier, call_sid=call_sid)
 
 
 @receiver(call_ended, dispatch_uid="billing.release_on_end")
 def _release_on_end(sender: Any, call: Call, **kwargs: Any) -> None:
-    _release(call)
+    _release_call(call)
 
 
 @receiver(call_finalized, dispatch_uid="billing.usage_on_finalize")
 def _usage_on_finalize(sender: Any, call: Call, **kwargs: Any) -> None:
     # The sweep finalizes dead calls without a call_ended: release here too (idempotent).
-    _release(call)
+    _release_call(call)
     usage = services.usage_record_call(call=call)
     if usage is None:
         return
